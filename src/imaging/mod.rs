@@ -1,0 +1,132 @@
+//! From an image file to the tensor a model expects: decode, crop/resize, normalise.
+//!
+//! Decoding is the only I/O here; everything after it is a pure function of the pixels and
+//! the model card's [`InputSpec`], so the same code serves the CLI, the TUI and the tests.
+
+pub mod resample;
+
+use std::path::{Path, PathBuf};
+
+use image::RgbImage;
+use ndarray::{Array3, Array4, ArrayView3, Axis};
+
+use crate::model::{InputSpec, Layout, ResizePolicy};
+
+/// Why an image could not be turned into pixels.
+#[derive(Debug, thiserror::Error)]
+pub enum ImageError {
+    #[error("{}: no such file; check the path", path.display())]
+    Missing { path: PathBuf },
+    #[error("{}: cannot read: {source}; check the file's permissions", path.display())]
+    Unreadable { path: PathBuf, source: std::io::Error },
+    #[error("{}: not an image camscope can read ({detail}); use PNG, JPEG, GIF, BMP, TIFF, WebP, PNM or ICO", path.display())]
+    NotAnImage { path: PathBuf, detail: String },
+    #[error("{}: corrupt or truncated image ({detail}); re-export or replace the file", path.display())]
+    Corrupt { path: PathBuf, detail: String },
+    #[error("{}: image is {width}x{height}, too small to use; it needs at least 1x1 pixels", path.display())]
+    Empty { path: PathBuf, width: u32, height: u32 },
+}
+
+/// File extensions treated as images when scanning folders (lower case).
+pub const IMAGE_EXTENSIONS: &[&str] =
+    &["png", "jpg", "jpeg", "gif", "bmp", "tif", "tiff", "webp", "pnm", "ppm", "pgm", "pbm", "ico"];
+
+/// Whether a path looks like an image by its extension (cheap: no I/O).
+pub fn has_image_extension(path: &Path) -> bool {
+    path.extension()
+        .and_then(|e| e.to_str())
+        .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
+}
+
+/// Decode a file into 8-bit RGB. Like Pillow's `convert("RGB")`: grey is replicated, alpha
+/// dropped, EXIF orientation ignored (training pipelines ignore it too, so the model's view
+/// of the image is the unrotated one).
+pub fn load_rgb(path: &Path) -> Result<RgbImage, ImageError> {
+    let bytes = std::fs::read(path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => ImageError::Missing { path: path.to_owned() },
+        _ => ImageError::Unreadable { path: path.to_owned(), source },
+    })?;
+    decode_rgb(&bytes, path)
+}
+
+/// Decode bytes (named by `path` in errors) into 8-bit RGB.
+pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage, ImageError> {
+    let format = image::guess_format(bytes).map_err(|_| ImageError::NotAnImage {
+        path: path.to_owned(),
+        detail: if bytes.is_empty() { "the file is empty".into() } else { "unrecognised file signature".into() },
+    })?;
+    let img = image::load_from_memory_with_format(bytes, format).map_err(|e| match e {
+        image::ImageError::Unsupported(u) => ImageError::NotAnImage { path: path.to_owned(), detail: u.to_string() },
+        other => ImageError::Corrupt { path: path.to_owned(), detail: other.to_string() },
+    })?;
+    if img.width() == 0 || img.height() == 0 {
+        return Err(ImageError::Empty { path: path.to_owned(), width: img.width(), height: img.height() });
+    }
+    Ok(img.to_rgb8())
+}
+
+/// The region of the source image the model sees, as `(left, top, width, height)`.
+///
+/// `CenterCrop` takes the largest centred box with the model's aspect ratio (offsets
+/// floored, like the export script's `(w - s) // 2`), shrunk by `crop_fraction`.
+pub fn crop_box(width: u32, height: u32, spec: &InputSpec) -> (u32, u32, u32, u32) {
+    match spec.resize {
+        ResizePolicy::Stretch => (0, 0, width, height),
+        ResizePolicy::CenterCrop => {
+            let target = f64::from(spec.width) / f64::from(spec.height);
+            let (mut cw, mut ch) = if f64::from(width) / f64::from(height) > target {
+                (((f64::from(height) * target).round() as u32).max(1), height)
+            } else {
+                (width, ((f64::from(width) / target).round() as u32).max(1))
+            };
+            if spec.crop_fraction < 1.0 {
+                cw = ((f64::from(cw) * spec.crop_fraction).round() as u32).max(1);
+                ch = ((f64::from(ch) * spec.crop_fraction).round() as u32).max(1);
+            }
+            ((width - cw) / 2, (height - ch) / 2, cw, ch)
+        }
+    }
+}
+
+/// Crop and resize to the model's input size: the pixels the model actually sees. The TUI
+/// and overlays use this same image so the heatmap lines up with what was classified.
+pub fn model_view(img: &RgbImage, spec: &InputSpec) -> RgbImage {
+    let (left, top, w, h) = crop_box(img.width(), img.height(), spec);
+    let cropped = if (left, top, w, h) == (0, 0, img.width(), img.height()) {
+        img.clone()
+    } else {
+        image::imageops::crop_imm(img, left, top, w, h).to_image()
+    };
+    resample::resize(&cropped, spec.width, spec.height, spec.interpolation)
+}
+
+/// Normalise model-sized pixels into one sample: `(x * scale - mean) / std` per channel,
+/// laid out as CHW (NCHW models) or HWC (NHWC models). Computed in f32, in the same order
+/// of operations as NumPy's `(x - mean) / std`, so it matches Python references exactly.
+pub fn normalize(view: &RgbImage, spec: &InputSpec) -> Array3<f32> {
+    let (w, h) = (view.width() as usize, view.height() as usize);
+    let px = view.as_raw();
+    let mean = spec.mean.map(|m| m as f32);
+    let std = spec.std.map(|s| s as f32);
+    let scale = spec.pixel_scale as f32;
+    let value = |i: usize, c: usize| {
+        let x = f32::from(px[i * 3 + c]);
+        let x = if scale == 1.0 { x } else { x * scale };
+        (x - mean[c]) / std[c]
+    };
+    match spec.layout {
+        Layout::Nchw => Array3::from_shape_fn((3, h, w), |(c, y, x)| value(y * w + x, c)),
+        Layout::Nhwc => Array3::from_shape_fn((h, w, 3), |(y, x, c)| value(y * w + x, c)),
+    }
+}
+
+/// Stack samples into a batch tensor (N first).
+pub fn batch(samples: &[ArrayView3<'_, f32>]) -> Array4<f32> {
+    let views: Vec<_> = samples.iter().map(|s| s.view().insert_axis(Axis(0))).collect();
+    ndarray::concatenate(Axis(0), &views).expect("samples share one shape")
+}
+
+/// Decode, crop, resize and normalise one file.
+pub fn load_tensor(path: &Path, spec: &InputSpec) -> Result<Array3<f32>, ImageError> {
+    Ok(normalize(&model_view(&load_rgb(path)?, spec), spec))
+}
