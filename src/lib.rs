@@ -2,6 +2,8 @@
 //! terminal. See `../shared/DESIGN.md` for the architecture; each module has one job.
 
 pub mod engine;
+pub mod grad;
 pub mod imaging;
 pub mod model;
+pub mod onnx;
 pub mod scores;

@@ -1,15 +1,15 @@
-//! The `camscope` command line: argument parsing and turning typed errors into one-line
-//! messages. All work happens in the library.
+//! The `camscope` command line: argument parsing, and turning typed errors into one-line
+//! messages. The work happens in the library; `commands/` holds the thin per-command glue.
+
+mod commands;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
 use clap::{Args, Parser, Subcommand};
 
-use camscope::engine::{Classifier, SessionOptions};
-use camscope::scores::ClassScores;
-use camscope::{imaging, model};
+use camscope::engine::{Device, SessionOptions};
+use camscope::grad::ScoreKind;
 
 #[derive(Parser)]
 #[command(
@@ -22,20 +22,30 @@ struct Cli {
     command: Command,
 }
 
-#[derive(Args, Clone)]
-struct ModelArgs {
+/// Options every command that loads a model shares.
+#[derive(Args, Clone, Debug)]
+pub struct ModelArgs {
     /// ONNX classifier (default: the bundled EfficientNet-Lite0)
     #[arg(long, short = 'm', value_name = "MODEL.onnx")]
-    model: Option<PathBuf>,
+    pub model: Option<PathBuf>,
     /// Model card TOML (default: MODEL.toml beside the model, or inferred)
     #[arg(long, value_name = "CARD.toml")]
-    card: Option<PathBuf>,
+    pub card: Option<PathBuf>,
     /// ONNX Runtime shared library (default: searched, see README)
-    #[arg(long, value_name = "PATH", global = true)]
-    ort_lib: Option<PathBuf>,
+    #[arg(long, value_name = "PATH")]
+    pub ort_lib: Option<PathBuf>,
     /// Threads ONNX Runtime may use inside one operator (default: one per core)
     #[arg(long, value_name = "N")]
-    threads: Option<usize>,
+    pub threads: Option<usize>,
+    /// Execution provider: auto (CUDA if it registers, else CPU), cuda, cpu
+    #[arg(long, default_value = "auto", value_name = "auto|cuda|cpu")]
+    pub device: Device,
+}
+
+impl ModelArgs {
+    pub fn session_options(&self) -> SessionOptions {
+        SessionOptions { ort_lib: self.ort_lib.clone(), threads: self.threads, device: self.device }
+    }
 }
 
 #[derive(Subcommand)]
@@ -51,63 +61,64 @@ enum Command {
         #[arg(long, short = 'k', default_value_t = 5)]
         top: usize,
     },
+    /// List the layers Grad-CAM can target (4-D spatial feature maps) and the default one
+    Layers {
+        /// ONNX classifier (default: the bundled model)
+        #[arg(value_name = "MODEL.onnx")]
+        model_path: Option<PathBuf>,
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
+    },
+    /// Write the gradient graph as one ONNX file (inputs input, seed; outputs scores, activations, gradients)
+    Export {
+        /// ONNX classifier
+        #[arg(value_name = "MODEL.onnx")]
+        model_path: Option<PathBuf>,
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Target layer: tensor name, node name, or a unique part of one (default: the last map before pooling)
+        #[arg(long, short = 'l')]
+        layer: Option<String>,
+        /// Differentiate the pre-softmax logit or the probability
+        #[arg(long, default_value = "logit", value_name = "logit|prob")]
+        score: ScoreKind,
+        /// Output file (never overwritten unless --force)
+        #[arg(long, short = 'o', value_name = "OUT.onnx")]
+        out: PathBuf,
+        /// Replace OUT.onnx if it exists
+        #[arg(long)]
+        force: bool,
+    },
 }
 
 fn main() -> ExitCode {
+    // Behave like other Unix tools when output goes to a closed pipe (`camscope layers | head`):
+    // end quietly instead of panicking on the failed write.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of SIGPIPE before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
-    match run(cli) {
+    let result = match cli.command {
+        Command::Explain { images, model, top } => commands::explain::run(&images, &model, top),
+        Command::Layers { model_path, mut model, json } => {
+            model.model = model_path.or(model.model);
+            commands::layers::run(&model, json)
+        }
+        Command::Export { model_path, mut model, layer, score, out, force } => {
+            model.model = model_path.or(model.model);
+            commands::export::run(&model, layer.as_deref(), score, &out, force)
+        }
+    };
+    match result {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("camscope: error: {}", one_line(&e));
+            eprintln!("camscope: error: {}", commands::one_line(&e));
             ExitCode::from(1)
         }
     }
-}
-
-/// An error chain as one line: `context: cause: cause`.
-fn one_line(e: &anyhow::Error) -> String {
-    e.chain().map(|c| c.to_string()).collect::<Vec<_>>().join(": ").replace('\n', " ")
-}
-
-fn run(cli: Cli) -> Result<ExitCode> {
-    match cli.command {
-        Command::Explain { images, model, top } => explain(&images, &model, top),
-    }
-}
-
-fn open_classifier(args: &ModelArgs) -> Result<Classifier> {
-    let path = match &args.model {
-        Some(p) => p.clone(),
-        None => model::bundled_model().context("no --model given")?,
-    };
-    let opts = SessionOptions { ort_lib: args.ort_lib.clone(), threads: args.threads };
-    Ok(Classifier::open(&path, args.card.as_deref(), &opts)?)
-}
-
-fn explain(images: &[PathBuf], args: &ModelArgs, top: usize) -> Result<ExitCode> {
-    if top == 0 {
-        anyhow::bail!("--top 0 lists nothing; use --top 1 or more");
-    }
-    let mut classifier = open_classifier(args)?;
-    let labels = classifier.card.labels();
-    let mut failed = 0;
-    for path in images {
-        let tensor = match imaging::load_tensor(path, &classifier.card.input) {
-            Ok(t) => t,
-            Err(e) => {
-                eprintln!("camscope: error: {e}");
-                failed += 1;
-                continue;
-            }
-        };
-        let batch = tensor.insert_axis(ndarray::Axis(0));
-        let out = classifier.run(batch.view())?;
-        let scores =
-            ClassScores::from_output(out.row(0).as_slice().expect("contiguous row"), classifier.outputs_probabilities);
-        println!("{}", path.display());
-        for (rank, p) in scores.top_k(top, &labels).iter().enumerate() {
-            println!("  {:>2}. {:<32} {:>6.2}%  (class {})", rank + 1, p.label, p.probability * 100.0, p.index);
-        }
-    }
-    Ok(if failed > 0 { ExitCode::from(1) } else { ExitCode::SUCCESS })
 }

@@ -3,13 +3,24 @@
 
 mod common;
 
-use camscope::engine::{Classifier, SessionOptions};
+use camscope::engine::{Classifier, Device, LoadedModel, SessionOptions};
 use camscope::imaging;
 use camscope::scores::ClassScores;
 use common::*;
 
-fn classifier() -> Classifier {
-    Classifier::open(&bundled_model(), None, &SessionOptions::default()).expect("bundled model loads")
+fn cpu() -> SessionOptions {
+    SessionOptions { device: Device::Cpu, ..SessionOptions::default() }
+}
+
+fn model() -> LoadedModel {
+    LoadedModel::open(&bundled_model(), None, &cpu()).expect("bundled model loads")
+}
+
+fn classify(m: &LoadedModel, rel: &str) -> ClassScores {
+    let mut c = Classifier::new(m, &cpu()).unwrap();
+    let x = imaging::load_tensor(&sample(rel), &m.card.input).unwrap();
+    let out = c.run(x.insert_axis(ndarray::Axis(0)).view()).unwrap();
+    ClassScores::from_output(out.row(0).as_slice().unwrap(), m.outputs_probabilities)
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
@@ -19,30 +30,24 @@ fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
 
 #[test]
 fn cat_photo_top1_is_a_cat_class() {
-    let mut c = classifier();
-    let x = imaging::load_tensor(&sample("tabby/chelsea.png"), &c.card.input).unwrap();
-    let out = c.run(x.insert_axis(ndarray::Axis(0)).view()).unwrap();
-    let scores = ClassScores::from_output(out.row(0).as_slice().unwrap(), c.outputs_probabilities);
-    let top = scores.argmax();
+    let m = model();
+    let top = classify(&m, "tabby/chelsea.png").argmax();
     // ImageNet's domestic cats: tabby, tiger cat, Persian, Siamese, Egyptian cat.
     assert!((281..=285).contains(&top), "top-1 of the cat photo is class {top}");
-    assert!(c.card.labels().name(top).contains("cat") || top == 281);
+    assert!(m.card.labels().name(top).contains("cat") || top == 281);
 }
 
 #[test]
 fn espresso_photo_is_confidently_espresso() {
-    let mut c = classifier();
-    let x = imaging::load_tensor(&sample("espresso/coffee.png"), &c.card.input).unwrap();
-    let out = c.run(x.insert_axis(ndarray::Axis(0)).view()).unwrap();
-    let scores = ClassScores::from_output(out.row(0).as_slice().unwrap(), false);
-    let p = scores.top_k(1, &c.card.labels())[0].clone();
+    let m = model();
+    let p = classify(&m, "espresso/coffee.png").top_k(1, &m.card.labels())[0].clone();
     assert_eq!((p.index, p.label.as_str()), (967, "espresso"));
     assert!(p.probability > 0.9, "{p:?}");
 }
 
 #[test]
 fn preprocessing_matches_export_script_png() {
-    let c = classifier();
+    let c = model();
     let (shape, want) = read_npy_f32(&data("preprocessed_chelsea.npy"));
     assert_eq!(shape, vec![1, 3, 224, 224]);
     let got = imaging::load_tensor(&sample("tabby/chelsea.png"), &c.card.input).unwrap();
@@ -56,7 +61,7 @@ fn preprocessing_matches_export_script_jpeg_within_decoder_rounding() {
     // JPEG decoders differ by a few grey levels after IDCT and chroma upsampling
     // (libjpeg-turbo in Pillow vs zune-jpeg here; measured: max 3 levels, mean 0.17). One
     // level is 1/128 after normalisation. PNG above is exact.
-    let c = classifier();
+    let c = model();
     let (_, want) = read_npy_f32(&data("preprocessed_grace_hopper.npy"));
     let got = imaging::load_tensor(&sample("military_uniform/grace_hopper.jpg"), &c.card.input).unwrap();
     let got = got.as_slice().unwrap();
@@ -109,7 +114,7 @@ fn missing_model_is_one_line() {
 #[test]
 fn corrupt_models_are_one_line() {
     for m in ["tests/data/bad/garbage.onnx", "tests/data/bad/truncated.onnx"] {
-        assert_error(&["explain", "--model", m, "samples/espresso/coffee.png"], &[m, "not a loadable ONNX model"]);
+        assert_error(&["explain", "--model", m, "samples/espresso/coffee.png"], &[m, "not an ONNX model", "re-export"]);
     }
 }
 

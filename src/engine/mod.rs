@@ -1,16 +1,22 @@
 //! Everything that talks to ONNX Runtime. No other module uses `ort`.
+//!
+//! [`LoadedModel`] reads a classifier, resolves its model card and measures its tensor
+//! shapes; [`Explainer`](explainer::Explainer) runs its body and head graphs.
 
+pub mod explainer;
 pub mod runtime;
+pub mod session;
 
 use std::path::{Path, PathBuf};
 
 use ndarray::{Array2, ArrayView4, Ix2};
-use ort::session::Session;
-use ort::value::TensorRef;
 
-use crate::model::{CardError, ModelCard, OutputKind};
+use crate::grad::{Analysis, GradError, MapLayout};
+use crate::model::{CardError, Layout, ModelCard, OutputKind};
+use crate::onnx::{self, OnnxError, op, value_info_dims};
 
 pub use self::runtime::{OrtLibrary, RuntimeError};
+pub use self::session::{Device, GraphSession, Provider, SessionOptions};
 
 /// Why the engine could not load a model or run it.
 #[derive(Debug, thiserror::Error)]
@@ -22,34 +28,19 @@ pub enum EngineError {
     #[error("{}: not a loadable ONNX model ({detail}); re-export it or pass the right --model", path.display())]
     BadModel { path: PathBuf, detail: String },
     #[error(transparent)]
+    Onnx(#[from] OnnxError),
+    #[error(transparent)]
     Card(#[from] CardError),
     #[error("{}: {detail}", path.display())]
     Unsupported { path: PathBuf, detail: String },
+    #[error("{}: {source}", path.display())]
+    Grad { path: PathBuf, source: GradError },
+    #[error("{}: could not measure tensor shapes by running the model once ({detail}); check that the model card's input size is one the model accepts", path.display())]
+    Probe { path: PathBuf, detail: String },
     #[error("{}: ONNX Runtime failed while running the model: {detail}", path.display())]
     Run { path: PathBuf, detail: String },
-}
-
-/// Options shared by every session camscope creates.
-#[derive(Debug, Clone, Default)]
-pub struct SessionOptions {
-    /// `--ort-lib`: an explicit ONNX Runtime library.
-    pub ort_lib: Option<PathBuf>,
-    /// Intra-op threads; `None` lets ONNX Runtime use one per core.
-    pub threads: Option<usize>,
-}
-
-/// Build a CPU session from a model file.
-pub(crate) fn cpu_session(path: &Path, opts: &SessionOptions) -> Result<Session, EngineError> {
-    let lib = runtime::init(opts.ort_lib.as_deref())?;
-    if !path.is_file() {
-        return Err(EngineError::MissingModel { path: path.to_owned() });
-    }
-    let bad = |e: ort::Error| EngineError::BadModel { path: path.to_owned(), detail: first_line(&e.to_string()) };
-    let mut builder = Session::builder(&lib.environment).map_err(bad)?;
-    if let Some(n) = opts.threads {
-        builder = builder.with_intra_threads(n).map_err(|e| bad(e.into()))?;
-    }
-    builder.commit_from_file(path).map_err(bad)
+    #[error("--device cuda: the CUDA execution provider could not be registered ({detail}); install onnxruntime-gpu with matching CUDA/cuDNN and point --ort-lib at its library (now {}), or use --device cpu", library.display())]
+    Cuda { detail: String, library: PathBuf },
 }
 
 /// ONNX Runtime messages can span lines; errors here are one line.
@@ -57,119 +48,190 @@ pub(crate) fn first_line(s: &str) -> String {
     s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
-/// Static dims of a session input/output (`-1` where dynamic).
-fn outlet_dims(outlet: &ort::value::Outlet) -> Option<Vec<i64>> {
-    outlet.dtype().tensor_shape().map(|s| s.iter().copied().collect())
+/// A classifier read from disk: its card (labels resolved), and its graph analysed with
+/// measured shapes, ready to build gradient graphs.
+#[derive(Debug, Clone)]
+pub struct LoadedModel {
+    pub path: PathBuf,
+    pub card: ModelCard,
+    pub analysis: Analysis,
+    pub input: String,
+    pub output: String,
+    /// Whether the scores output holds probabilities already (a final Softmax).
+    pub outputs_probabilities: bool,
+    /// Whether the model's batch axis is fixed (then images go through one at a time).
+    pub fixed_batch: bool,
+    pub classes: usize,
 }
 
-/// The plain classifier: the original model, input tensor in, class scores out. Used by
-/// `explain` and as the baseline the gradient graphs are measured against.
+impl LoadedModel {
+    /// Read `path`, find its card (explicit, sidecar, metadata, or inferred), check it
+    /// against the model, and measure every tensor's shape with two short CPU runs.
+    pub fn open(path: &Path, card_path: Option<&Path>, opts: &SessionOptions) -> Result<Self, EngineError> {
+        runtime::init(opts.ort_lib.as_deref())?;
+        let model = onnx::read_model(path)?;
+        let graph = model.graph.as_ref().expect("decode_model checks the graph");
+        let metadata = model.metadata_props.iter().find(|p| p.key.as_deref() == Some("camscope.card"));
+        let located = ModelCard::locate(path, card_path, metadata.and_then(|p| p.value.as_deref()))?;
+        let inits: std::collections::HashSet<&str> =
+            graph.initializer.iter().filter_map(|t| t.name.as_deref()).collect();
+        let inputs: Vec<(&str, Vec<i64>)> = graph
+            .input
+            .iter()
+            .filter(|v| v.name.as_deref().is_some_and(|n| !inits.contains(n)))
+            .map(|v| {
+                let dims = value_info_dims(v).and_then(|(_, d)| d).unwrap_or_default();
+                (v.name.as_deref().unwrap_or(""), dims)
+            })
+            .collect();
+        let unsupported = |detail: String| EngineError::Unsupported { path: path.to_owned(), detail };
+        if inputs.len() != 1 {
+            return Err(unsupported(format!(
+                "the model has {} inputs ({}); camscope explains single-input image classifiers",
+                inputs.len(),
+                inputs.iter().map(|(n, _)| *n).collect::<Vec<_>>().join(", ")
+            )));
+        }
+        let (input, in_dims) = inputs[0].clone();
+        if let Some(want) = located.as_ref().and_then(|c| c.input.name.as_deref()) {
+            if want != input {
+                return Err(CardError::Mismatch {
+                    card: located.as_ref().map(|c| c.source.to_string()).unwrap_or_default(),
+                    detail: format!(
+                        "input `{want}` is not an input of {} (its input is `{input}`); fix `input.name`",
+                        path.display()
+                    ),
+                }
+                .into());
+            }
+        }
+        let mut card = match located {
+            Some(c) => c,
+            None => ModelCard::infer(path, input, &in_dims)?,
+        };
+        card.check_input(path, input, &in_dims)?;
+        card.input.name = Some(input.to_owned());
+        let output = match &card.output.name {
+            Some(name) => {
+                if !graph.output.iter().any(|o| o.name.as_deref() == Some(name)) {
+                    return Err(unsupported(format!("output `{name}` named by the model card does not exist")));
+                }
+                name.clone()
+            }
+            None => graph
+                .output
+                .first()
+                .and_then(|o| o.name.clone())
+                .ok_or_else(|| unsupported("the model has no outputs".into()))?,
+        };
+        let layout = match card.input.layout {
+            Layout::Nchw => MapLayout::Nchw,
+            Layout::Nhwc => MapLayout::Nhwc,
+        };
+        let fixed_batch = in_dims.first().is_some_and(|&d| d > 0);
+        if fixed_batch && in_dims[0] != 1 {
+            return Err(unsupported(format!(
+                "the input's batch axis is fixed at {}; re-export with a dynamic or size-1 batch",
+                in_dims[0]
+            )));
+        }
+        let grad_err = |source| EngineError::Grad { path: path.to_owned(), source };
+        let mut analysis = Analysis::new(model.clone(), input, &output, layout).map_err(grad_err)?;
+        probe_shapes(&mut analysis, &card, path, fixed_batch)?;
+        let classes = analysis.classes().map_err(grad_err)?;
+        card.resolve_labels(classes, path)?;
+        let outputs_probabilities = match card.output.kind {
+            OutputKind::Probabilities => true,
+            OutputKind::Logits => false,
+            OutputKind::Auto => ends_in_softmax(&model, &output),
+        };
+        Ok(Self {
+            path: path.to_owned(),
+            card,
+            analysis,
+            input: input.to_owned(),
+            output,
+            outputs_probabilities,
+            fixed_batch,
+            classes,
+        })
+    }
+
+    /// Input tensor dims for a batch of `n` images.
+    pub fn input_dims(&self, n: usize) -> Vec<usize> {
+        input_dims(&self.card, n)
+    }
+}
+
+fn input_dims(card: &ModelCard, n: usize) -> Vec<usize> {
+    let (h, w) = (card.input.height as usize, card.input.width as usize);
+    match card.input.layout {
+        Layout::Nchw => vec![n, 3, h, w],
+        Layout::Nhwc => vec![n, h, w, 3],
+    }
+}
+
+/// Whether the scores output comes straight from a Softmax (through Identity nodes).
+fn ends_in_softmax(model: &onnx::ModelProto, output: &str) -> bool {
+    let Some(g) = model.graph.as_ref() else { return false };
+    let mut t = output.to_owned();
+    loop {
+        match g.node.iter().find(|n| n.output.first() == Some(&t)) {
+            Some(n) if op(n) == "Identity" => t = n.input[0].clone(),
+            Some(n) => return op(n) == "Softmax",
+            None => return false,
+        }
+    }
+}
+
+/// Measure every tensor's shape: run the graph with all intermediates exposed at batch 1
+/// and 2 (the axes that change follow the batch). Always on the CPU: it is one small run.
+fn probe_shapes(analysis: &mut Analysis, card: &ModelCard, path: &Path, fixed_batch: bool) -> Result<(), EngineError> {
+    let probe = onnx::shapes::probe_model(analysis.model(), &analysis.probe_targets());
+    let opts = SessionOptions { device: Device::Cpu, ..SessionOptions::default() };
+    let fail = |e: EngineError| match e {
+        EngineError::Run { detail, .. } | EngineError::BadModel { detail, .. } => {
+            EngineError::Probe { path: path.to_owned(), detail }
+        }
+        other => other,
+    };
+    let mut s = GraphSession::from_model(&probe, path, &opts).map_err(fail)?;
+    let input = card.input.name.clone().unwrap_or_default();
+    let mut run = |n: usize| {
+        let x = session::zeros(&input_dims(card, n));
+        s.run_shapes(&[(input.as_str(), x.view())]).map_err(fail)
+    };
+    let at1 = run(1)?;
+    let at2 = if fixed_batch { at1.clone() } else { run(2)? };
+    analysis.add_measured(&at1, &at2);
+    Ok(())
+}
+
+/// The plain classifier: the original model file, input tensor in, class scores out. The
+/// baseline the gradient graphs are measured against.
 pub struct Classifier {
-    session: Session,
-    path: PathBuf,
-    input_name: String,
-    output_name: String,
-    pub card: ModelCard,
-    /// Whether the output already holds probabilities.
-    pub outputs_probabilities: bool,
+    session: GraphSession,
+    input: String,
+    output: String,
 }
 
 impl Classifier {
-    /// Load `model` with its card (explicit, sidecar, metadata or inferred) and check that
-    /// the card agrees with the model's input and output shapes.
-    pub fn open(model: &Path, card_path: Option<&Path>, opts: &SessionOptions) -> Result<Self, EngineError> {
-        let session = cpu_session(model, opts)?;
-        let metadata_card = session.metadata().ok().and_then(|m| m.custom("camscope.card"));
-        let located = ModelCard::locate(model, card_path, metadata_card.as_deref())?;
-        let images: Vec<&ort::value::Outlet> =
-            session.inputs().iter().filter(|i| outlet_dims(i).is_some_and(|d| d.len() == 4)).collect();
-        let input = match located.as_ref().and_then(|c| c.input.name.clone()) {
-            Some(name) => session.inputs().iter().find(|i| i.name() == name).ok_or_else(|| {
-                let names: Vec<&str> = session.inputs().iter().map(|i| i.name()).collect();
-                CardError::Mismatch {
-                    card: located.as_ref().map(|c| c.source.to_string()).unwrap_or_default(),
-                    detail: format!(
-                        "input `{name}` is not an input of {} (inputs: {}); fix `input.name`",
-                        model.display(),
-                        names.join(", ")
-                    ),
-                }
-            })?,
-            None if images.len() == 1 => images[0],
-            None => {
-                return Err(EngineError::Unsupported {
-                    path: model.to_owned(),
-                    detail: format!(
-                        "{} 4-D inputs; name the image input in a model card (`input.name`)",
-                        if images.is_empty() { "no".to_string() } else { images.len().to_string() }
-                    ),
-                });
-            }
-        };
-        let in_dims = outlet_dims(input).unwrap_or_default();
-        let mut card = match located {
-            Some(c) => c,
-            None => ModelCard::infer(model, input.name(), &in_dims)?,
-        };
-        card.check_input(model, input.name(), &in_dims)?;
-        card.input.name = Some(input.name().to_owned());
-        if session.inputs().len() > 1 {
-            return Err(EngineError::Unsupported {
-                path: model.to_owned(),
-                detail: format!(
-                    "the model has {} inputs; camscope explains single-input image classifiers",
-                    session.inputs().len()
-                ),
-            });
-        }
-        let output = match &card.output.name {
-            Some(name) => {
-                session.outputs().iter().find(|o| o.name() == name).ok_or_else(|| EngineError::Unsupported {
-                    path: model.to_owned(),
-                    detail: format!("output `{name}` named by the model card does not exist"),
-                })?
-            }
-            None => &session.outputs()[0],
-        };
-        let out_dims = outlet_dims(output).unwrap_or_default();
-        let classes = match out_dims.as_slice() {
-            [_, c] if *c > 0 => *c as usize,
-            _ => {
-                return Err(EngineError::Unsupported {
-                    path: model.to_owned(),
-                    detail: format!(
-                        "output `{}` has shape {}; camscope needs class scores shaped [N, classes]",
-                        output.name(),
-                        crate::model::fmt_dims(&out_dims)
-                    ),
-                });
-            }
-        };
-        card.resolve_labels(classes, model)?;
-        let (input_name, output_name) = (input.name().to_owned(), output.name().to_owned());
-        let outputs_probabilities = card.output.kind == OutputKind::Probabilities;
-        Ok(Self { session, path: model.to_owned(), input_name, output_name, card, outputs_probabilities })
+    pub fn new(model: &LoadedModel, opts: &SessionOptions) -> Result<Self, EngineError> {
+        Ok(Self {
+            session: GraphSession::from_file(&model.path, opts)?,
+            input: model.input.clone(),
+            output: model.output.clone(),
+        })
     }
 
-    pub fn model_path(&self) -> &Path {
-        &self.path
+    pub fn provider(&self) -> Provider {
+        self.session.provider
     }
 
-    /// Number of classes.
-    pub fn num_classes(&self) -> usize {
-        self.card.labels.as_ref().map_or(0, |l| l.len())
-    }
-
-    /// Run the model on a batch; returns the raw output `[N, classes]`.
+    /// Raw output `[N, classes]` for a batch.
     pub fn run(&mut self, batch: ArrayView4<'_, f32>) -> Result<Array2<f32>, EngineError> {
-        let run_err = |e: ort::Error| EngineError::Run { path: self.path.clone(), detail: first_line(&e.to_string()) };
-        let batch = batch.as_standard_layout();
-        let tensor = TensorRef::from_array_view(batch.view()).map_err(run_err)?;
-        let outputs = self.session.run(ort::inputs![self.input_name.as_str() => tensor]).map_err(run_err)?;
-        let scores = outputs[self.output_name.as_str()].try_extract_array::<f32>().map_err(run_err)?;
-        let scores = scores
-            .into_dimensionality::<Ix2>()
-            .map_err(|e| EngineError::Run { path: self.path.clone(), detail: e.to_string() })?;
-        Ok(scores.to_owned())
+        let out = self.session.run(&[(self.input.as_str(), batch.into_dyn())], &[self.output.as_str()])?;
+        let out = out.into_iter().next().expect("one output");
+        out.into_dimensionality::<Ix2>().map_err(|e| EngineError::Run { path: PathBuf::new(), detail: e.to_string() })
     }
 }

@@ -48,6 +48,16 @@ pub enum OutputKind {
     Probabilities,
 }
 
+impl InputSpec {
+    /// The input's dims as text, e.g. `[N, 3, 224, 224]`.
+    pub fn layout_dims_string(&self) -> String {
+        match self.layout {
+            Layout::Nchw => format!("[N, 3, {}, {}]", self.height, self.width),
+            Layout::Nhwc => format!("[N, {}, {}, 3]", self.height, self.width),
+        }
+    }
+}
+
 /// How to build the input tensor from an image.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]

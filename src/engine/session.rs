@@ -1,0 +1,209 @@
+//! ONNX Runtime sessions for camscope's graphs, on the requested execution provider.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+
+use ndarray::{ArrayD, ArrayViewD, IxDyn};
+use ort::ep::ExecutionProvider;
+use ort::session::Session;
+use ort::session::builder::SessionBuilder;
+use ort::value::{TensorElementType, TensorRef, ValueType};
+
+use super::{EngineError, first_line, runtime};
+use crate::onnx::{ModelProto, dtype, encode_model};
+
+/// Where to run: `auto` tries CUDA and falls back to the CPU; `cuda` insists.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Device {
+    #[default]
+    Auto,
+    Cuda,
+    Cpu,
+}
+
+impl std::str::FromStr for Device {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s.to_ascii_lowercase().as_str() {
+            "auto" => Ok(Self::Auto),
+            "cuda" | "gpu" => Ok(Self::Cuda),
+            "cpu" => Ok(Self::Cpu),
+            other => Err(format!("unknown device `{other}`; use auto, cuda or cpu")),
+        }
+    }
+}
+
+/// The execution provider a session actually runs on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub enum Provider {
+    #[serde(rename = "CPU")]
+    Cpu,
+    #[serde(rename = "CUDA")]
+    Cuda,
+}
+
+impl std::fmt::Display for Provider {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Provider::Cpu => "CPU",
+            Provider::Cuda => "CUDA",
+        })
+    }
+}
+
+/// Options shared by every session camscope creates.
+#[derive(Debug, Clone, Default)]
+pub struct SessionOptions {
+    /// `--ort-lib`: an explicit ONNX Runtime library.
+    pub ort_lib: Option<PathBuf>,
+    /// Intra-op threads; `None` lets ONNX Runtime use one per core.
+    pub threads: Option<usize>,
+    pub device: Device,
+}
+
+/// Why CUDA was not used (for `auto`, reported next to the provider).
+pub type FallbackReason = Option<String>;
+
+/// Create a session builder on the requested device. Registration is checked explicitly:
+/// ONNX Runtime would otherwise fall back to the CPU silently when the CUDA provider library
+/// or its CUDA/cuDNN dependencies are missing.
+fn builder(opts: &SessionOptions, label: &Path) -> Result<(SessionBuilder, Provider, FallbackReason), EngineError> {
+    let lib = runtime::init(opts.ort_lib.as_deref())?;
+    let bad = |e: String| EngineError::BadModel { path: label.to_owned(), detail: first_line(&e) };
+    let mut b = Session::builder(&lib.environment).map_err(|e| bad(e.to_string()))?;
+    if let Some(n) = opts.threads {
+        b = b.with_intra_threads(n).map_err(|e| bad(e.to_string()))?;
+    }
+    let (provider, reason) = match opts.device {
+        Device::Cpu => (Provider::Cpu, None),
+        Device::Cuda | Device::Auto => {
+            let cuda = ort::ep::CUDA::default();
+            let attempt = match ort::ep::CUDA::is_available() {
+                Ok(true) => cuda.register(&mut b).map_err(|e| first_line(&e.to_string())),
+                Ok(false) => Err(format!("this ONNX Runtime ({}) has no CUDA provider", lib.path.display())),
+                Err(e) => Err(first_line(&e.to_string())),
+            };
+            match (attempt, opts.device) {
+                (Ok(()), _) => (Provider::Cuda, None),
+                (Err(why), Device::Cuda) => {
+                    return Err(EngineError::Cuda { detail: why, library: lib.path.clone() });
+                }
+                (Err(why), _) => (Provider::Cpu, Some(why)),
+            }
+        }
+    };
+    Ok((b, provider, reason))
+}
+
+/// A session over one of camscope's graphs (or a model file), with named f32 I/O.
+pub struct GraphSession {
+    session: Session,
+    label: PathBuf,
+    pub provider: Provider,
+    pub fallback: FallbackReason,
+    outputs: Vec<String>,
+}
+
+impl GraphSession {
+    /// A session for an in-memory model; `label` names it in errors (usually the model file).
+    pub fn from_model(model: &ModelProto, label: &Path, opts: &SessionOptions) -> Result<Self, EngineError> {
+        let (mut b, provider, fallback) = builder(opts, label)?;
+        let session = b
+            .commit_from_memory(&encode_model(model))
+            .map_err(|e| EngineError::BadModel { path: label.to_owned(), detail: first_line(&e.to_string()) })?;
+        let outputs = session.outputs().iter().map(|o| o.name().to_owned()).collect();
+        Ok(Self { session, label: label.to_owned(), provider, fallback, outputs })
+    }
+
+    /// A session for a model file as is.
+    pub fn from_file(path: &Path, opts: &SessionOptions) -> Result<Self, EngineError> {
+        if !path.is_file() {
+            return Err(EngineError::MissingModel { path: path.to_owned() });
+        }
+        let (mut b, provider, fallback) = builder(opts, path)?;
+        let session = b
+            .commit_from_file(path)
+            .map_err(|e| EngineError::BadModel { path: path.to_owned(), detail: first_line(&e.to_string()) })?;
+        let outputs = session.outputs().iter().map(|o| o.name().to_owned()).collect();
+        Ok(Self { session, label: path.to_owned(), provider, fallback, outputs })
+    }
+
+    pub fn session(&self) -> &Session {
+        &self.session
+    }
+
+    pub fn output_names(&self) -> &[String] {
+        &self.outputs
+    }
+
+    fn run_err(&self, e: impl std::fmt::Display) -> EngineError {
+        EngineError::Run { path: self.label.clone(), detail: first_line(&e.to_string()) }
+    }
+
+    /// Run with float inputs; returns the named float outputs, in `wanted` order.
+    pub fn run(
+        &mut self,
+        inputs: &[(&str, ArrayViewD<'_, f32>)],
+        wanted: &[&str],
+    ) -> Result<Vec<ArrayD<f32>>, EngineError> {
+        let mut feeds = Vec::with_capacity(inputs.len());
+        let standard: Vec<_> = inputs.iter().map(|(_, a)| a.as_standard_layout()).collect();
+        for ((name, _), arr) in inputs.iter().zip(&standard) {
+            let t = TensorRef::from_array_view(arr.view()).map_err(|e| self.run_err(e))?;
+            feeds.push((name.to_string(), ort::session::SessionInputValue::from(t)));
+        }
+        let label = self.label.clone();
+        let err =
+            |e: &dyn std::fmt::Display| EngineError::Run { path: label.clone(), detail: first_line(&e.to_string()) };
+        let outs = self.session.run(feeds).map_err(|e| err(&e))?;
+        wanted
+            .iter()
+            .map(|w| {
+                let v = outs.get(*w).ok_or_else(|| err(&format!("the graph has no output `{w}`")))?;
+                Ok(v.try_extract_array::<f32>().map_err(|e| err(&e))?.to_owned())
+            })
+            .collect()
+    }
+
+    /// Run and report every output's element type and dims (for shape probing).
+    pub fn run_shapes(
+        &mut self,
+        inputs: &[(&str, ArrayViewD<'_, f32>)],
+    ) -> Result<HashMap<String, (i32, Vec<i64>)>, EngineError> {
+        let standard: Vec<_> = inputs.iter().map(|(_, a)| a.as_standard_layout()).collect();
+        let mut feeds = Vec::with_capacity(inputs.len());
+        for ((name, _), arr) in inputs.iter().zip(&standard) {
+            let t = TensorRef::from_array_view(arr.view()).map_err(|e| self.run_err(e))?;
+            feeds.push((name.to_string(), ort::session::SessionInputValue::from(t)));
+        }
+        let label = self.label.clone();
+        let outs = self
+            .session
+            .run(feeds)
+            .map_err(|e| EngineError::Run { path: label.clone(), detail: first_line(&e.to_string()) })?;
+        let mut shapes = HashMap::new();
+        for (name, v) in outs.iter() {
+            if let ValueType::Tensor { ty, shape, .. } = v.dtype() {
+                shapes.insert(name.to_string(), (onnx_type(*ty), shape.iter().copied().collect()));
+            }
+        }
+        Ok(shapes)
+    }
+}
+
+/// ONNX's element type code for an ort element type (only the ones camscope tells apart).
+fn onnx_type(t: TensorElementType) -> i32 {
+    match t {
+        TensorElementType::Float32 => dtype::FLOAT,
+        TensorElementType::Int64 => dtype::INT64,
+        TensorElementType::Int32 => dtype::INT32,
+        TensorElementType::Bool => dtype::BOOL,
+        TensorElementType::Float64 => dtype::DOUBLE,
+        _ => 0,
+    }
+}
+
+/// Zeros of a shape (probe inputs).
+pub fn zeros(dims: &[usize]) -> ArrayD<f32> {
+    ArrayD::zeros(IxDyn(dims))
+}

@@ -1,0 +1,693 @@
+//! Reverse-mode differentiation of ONNX classifiers, emitted as standard ONNX ops.
+//!
+//! ONNX files carry no gradients and inference builds of ONNX Runtime cannot run the
+//! training `Gradient` op, so camscope writes the backward graph itself: from the class
+//! score back to the target layer, one [rule](rules) per operator, in plain ONNX that any
+//! execution provider runs. The result is split in two graphs so that switching the class
+//! never re-runs the backbone:
+//!
+//! - **body**: the original model with the target activations (and any other tensors the
+//!   head needs, e.g. a residual branch) as extra outputs: run once per image;
+//! - **head**: activations + seed → score vector and d(seed·score)/d(activations): the part
+//!   after the target layer, forward and backward, run once per class.
+//!
+//! For users, [`Plan::export`] writes the whole thing as one graph with inputs `input` and
+//! `seed` and outputs `scores`, `activations`, `gradients`.
+
+pub mod rules;
+pub mod target;
+
+use std::collections::{HashMap, HashSet};
+
+use serde::Serialize;
+
+pub use self::target::{Candidate, MapLayout};
+use crate::onnx::builder::Builder;
+use crate::onnx::graph::{Constants, GraphError, GraphIndex};
+use crate::onnx::shapes::{Dim, ShapeFacts, TensorFact};
+use crate::onnx::{
+    GraphProto, ModelProto, NodeProto, attr_int, attrs, default_opset, dtype, node_label, op, value_info,
+};
+
+/// Which score is differentiated.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum ScoreKind {
+    /// The pre-softmax logit (the Grad-CAM paper's choice; the default).
+    #[default]
+    Logit,
+    /// The softmax probability (the Keras tutorial's choice).
+    Prob,
+}
+
+impl std::str::FromStr for ScoreKind {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "logit" | "logits" => Ok(Self::Logit),
+            "prob" | "probability" | "probabilities" => Ok(Self::Prob),
+            other => Err(format!("unknown score kind `{other}`; use logit or prob")),
+        }
+    }
+}
+
+impl std::fmt::Display for ScoreKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Self::Logit => "logit",
+            Self::Prob => "prob",
+        })
+    }
+}
+
+/// Why a gradient graph cannot be built.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum GradError {
+    #[error(transparent)]
+    Graph(#[from] GraphError),
+    #[error(
+        "the model has no 4-D spatial feature map to explain (every tensor on the way to the scores is flat or 1x1)"
+    )]
+    NoSpatialLayer,
+    #[error("layer `{query}` {detail}; closest candidates: {}; list them with `camscope layers`", suggestions.join(", "))]
+    LayerNotFound { query: String, detail: String, suggestions: Vec<String> },
+    #[error("layer `{query}` is ambiguous, it matches {}; give the full tensor name", matches.join(", "))]
+    AmbiguousLayer { query: String, matches: Vec<String> },
+    #[error(
+        "cannot differentiate {op} node `{node}` on the way from layer `{layer}` to the score ({detail}); pick a later layer with --layer (see `camscope layers`)"
+    )]
+    Unsupported { op: String, node: String, layer: String, detail: String },
+    #[error("the shape of `{tensor}` is unknown; it could not be measured by running the model")]
+    ShapeUnknown { tensor: String },
+    #[error("tensor `{tensor}` does not influence the scores output `{output}`; pick a layer before it")]
+    NotOnPath { tensor: String, output: String },
+    #[error(
+        "the model's opset {opset} is older than 11, which camscope's gradient rules need; re-export with opset 11 or newer"
+    )]
+    OldOpset { opset: i64 },
+    #[error("the scores output `{output}` has shape {shape}; camscope needs [N, classes]")]
+    BadOutput { output: String, shape: String },
+}
+
+/// A model prepared for differentiation: graph index, constants and shape facts.
+#[derive(Debug, Clone)]
+pub struct Analysis {
+    model: ModelProto,
+    index: GraphIndex,
+    consts: Constants,
+    facts: ShapeFacts,
+    opset: i64,
+    input: String,
+    output: String,
+    input_layout: MapLayout,
+}
+
+/// Names of the tensors the engine feeds and reads.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GraphNames {
+    /// The image input.
+    pub input: String,
+    /// The model's class scores output (logits or probabilities, as the model gives them).
+    pub model_output: String,
+    /// The target activations.
+    pub activation: String,
+    /// Other body tensors the head reads (residual branches and the like).
+    pub side: Vec<String>,
+    /// The head's seed input `[N, classes]`.
+    pub seed: String,
+    /// The differentiated score vector (head output).
+    pub score: String,
+    /// d(seed·score)/d(activation) (head output).
+    pub gradient: String,
+}
+
+/// Body, head and export graphs for one target layer and score kind.
+#[derive(Debug, Clone)]
+pub struct Plan {
+    pub target: Candidate,
+    pub score_kind: ScoreKind,
+    pub classes: usize,
+    pub names: GraphNames,
+    /// Whether the head runs at any batch size whatever batch the body ran at (false when a
+    /// shape computed in the body had to be passed in).
+    pub batch_flexible: bool,
+    /// Whether the target is the image input itself (the body then adds no output for it).
+    pub activation_is_input: bool,
+    head_nodes: Vec<NodeProto>,
+    head_inits: Vec<String>,
+    /// Constants of the head's rebuilt shape computations (not part of the export graph).
+    rewrite_inits: Vec<crate::onnx::TensorProto>,
+    score_nodes: Vec<NodeProto>,
+    backward_nodes: Vec<NodeProto>,
+    backward_inits: Vec<crate::onnx::TensorProto>,
+    base: ModelProto,
+    facts: ShapeFacts,
+}
+
+impl Analysis {
+    /// Index a model. `input`/`output` are the image input and the class scores output.
+    pub fn new(model: ModelProto, input: &str, output: &str, input_layout: MapLayout) -> Result<Self, GradError> {
+        let graph = model.graph.as_ref().ok_or(GraphError::NoGraph)?;
+        let index = GraphIndex::new(graph)?;
+        let consts = Constants::new(graph);
+        let facts = ShapeFacts::from_model(&model);
+        let opset = default_opset(&model).unwrap_or(1);
+        Ok(Self {
+            model,
+            index,
+            consts,
+            facts,
+            opset,
+            input: input.to_owned(),
+            output: output.to_owned(),
+            input_layout,
+        })
+    }
+
+    pub fn model(&self) -> &ModelProto {
+        &self.model
+    }
+
+    fn graph(&self) -> &GraphProto {
+        self.model.graph.as_ref().expect("checked in new")
+    }
+
+    pub fn facts(&self) -> &ShapeFacts {
+        &self.facts
+    }
+
+    pub fn opset(&self) -> i64 {
+        self.opset
+    }
+
+    /// Tensors whose shapes must be measured: every node output (declared shapes are often
+    /// incomplete, and measuring them all costs one forward pass).
+    pub fn probe_targets(&self) -> Vec<String> {
+        self.graph().node.iter().flat_map(|n| n.output.iter()).filter(|o| !o.is_empty()).cloned().collect()
+    }
+
+    /// Merge shapes measured at batch 1 and batch 2.
+    pub fn add_measured(&mut self, at1: &HashMap<String, (i32, Vec<i64>)>, at2: &HashMap<String, (i32, Vec<i64>)>) {
+        self.facts.add_measured(at1, at2);
+    }
+
+    /// Candidate target layers, in topological order, the default one flagged.
+    pub fn candidates(&self) -> Vec<Candidate> {
+        target::candidates(
+            self.graph(),
+            &self.index,
+            &self.consts,
+            &self.facts,
+            &self.input,
+            self.input_layout,
+            &self.output,
+        )
+    }
+
+    /// The layer a user asked for, or the default one.
+    pub fn resolve_layer(&self, query: Option<&str>) -> Result<Candidate, GradError> {
+        let cands = self.candidates();
+        if cands.iter().all(|c| c.op == "Input") {
+            return Err(GradError::NoSpatialLayer);
+        }
+        match query {
+            None => cands.into_iter().find(|c| c.is_default).ok_or(GradError::NoSpatialLayer),
+            Some(q) => {
+                let all: Vec<String> = self.graph().node.iter().flat_map(|n| n.output.clone()).collect();
+                target::resolve(&cands, q, &all).cloned()
+            }
+        }
+    }
+
+    /// The input as a target (for gradients to pixels: saliency, Guided Grad-CAM).
+    pub fn input_target(&self) -> Candidate {
+        Candidate {
+            tensor: self.input.clone(),
+            node: String::new(),
+            op: "Input".into(),
+            dims: self.facts.get(&self.input).map(|f| f.dims.clone()).unwrap_or_default(),
+            layout: self.input_layout,
+            is_default: false,
+        }
+    }
+
+    /// Number of classes of the scores output.
+    pub fn classes(&self) -> Result<usize, GradError> {
+        let f = self.facts.get(&self.output);
+        match f.map(|f| f.dims.as_slice()) {
+            Some([_, Dim::Fixed(k)]) if *k > 0 => Ok(*k as usize),
+            _ => Err(GradError::BadOutput {
+                output: self.output.clone(),
+                shape: f.map_or("unknown".into(), |f| crate::onnx::shapes::fmt_dims(&f.dims)),
+            }),
+        }
+    }
+
+    /// The logit and probability tensors. Missing ones are emitted into `b` (nodes appended
+    /// to `nodes`): Softmax over logits, or Exp of a LogSoftmax.
+    fn score_tensor(&self, kind: ScoreKind, b: &mut Builder, nodes: &mut Vec<NodeProto>) -> (String, bool) {
+        let g = self.graph();
+        let mut t = self.output.clone();
+        while let Some(p) = self.index.producer_node(g, &t).filter(|p| op(p) == "Identity") {
+            t = p.input[0].clone();
+        }
+        let producer = self.index.producer_node(g, &t);
+        let (logit, prob) = match producer.map(op) {
+            Some("Softmax") => (producer.unwrap().input[0].clone(), Some(t.clone())),
+            Some("LogSoftmax") => (producer.unwrap().input[0].clone(), None),
+            _ => (t.clone(), None),
+        };
+        match kind {
+            ScoreKind::Logit => (logit, false),
+            ScoreKind::Prob => match prob {
+                Some(p) => (p, false),
+                None => {
+                    let before = b.nodes.len();
+                    let p = if producer.map(op) == Some("LogSoftmax") {
+                        b.op("Exp", &[&t], vec![])
+                    } else {
+                        let axis = if self.opset >= 13 { -1 } else { 1 };
+                        b.op("Softmax", &[&logit], vec![attrs::int("axis", axis)])
+                    };
+                    nodes.extend(b.nodes.drain(before..));
+                    (p, true)
+                }
+            },
+        }
+    }
+
+    /// Build body, head and export pieces for `target` (see [`Analysis::resolve_layer`]).
+    pub fn plan(&self, target: &Candidate, kind: ScoreKind, guided: bool) -> Result<Plan, GradError> {
+        if self.opset < 11 {
+            return Err(GradError::OldOpset { opset: self.opset });
+        }
+        let classes = self.classes()?;
+        let g = self.graph();
+        let a = target.tensor.clone();
+        let mut b = Builder::new(g, self.opset, "camscope");
+        let mut facts = self.facts.clone();
+        let mut score_nodes = Vec::new();
+        let (score, emitted) = self.score_tensor(kind, &mut b, &mut score_nodes);
+        if emitted {
+            let f = facts
+                .get(&self.output)
+                .cloned()
+                .unwrap_or(TensorFact { elem_type: dtype::FLOAT, dims: vec![Dim::Batch, Dim::Fixed(classes as i64)] });
+            facts.insert(&score, f);
+        }
+        let score_roots: Vec<String> =
+            if emitted { score_nodes.iter().flat_map(|n| n.input.clone()).collect() } else { vec![score.clone()] };
+        let roots: Vec<&str> = score_roots.iter().map(String::as_str).collect();
+        let anc = self.index.ancestors(&roots);
+        if !anc.contains(&a) {
+            return Err(GradError::NotOnPath { tensor: a, output: self.output.clone() });
+        }
+        let dep = self.index.descendants(g, &[&a]);
+        let input_dep = self.index.input_dependent(g);
+        let activation_is_input = a == self.input;
+
+        // Forward part of the head: everything the score needs, given the activations.
+        let shape_derived = self.shape_derived(&input_dep);
+        let mut head_set: HashSet<usize> = HashSet::new();
+        let mut inits: Vec<String> = Vec::new();
+        let mut side: Vec<String> = Vec::new();
+        let mut shape_roots: Vec<usize> = Vec::new();
+        let mut seen: HashSet<String> = HashSet::new();
+        let mut stack: Vec<String> = score_roots.clone();
+        while let Some(t) = stack.pop() {
+            if !seen.insert(t.clone()) || t == a {
+                continue;
+            }
+            if self.index.initializers.contains_key(&t) {
+                inits.push(t);
+                continue;
+            }
+            let producer = self.index.producer.get(&t).map(|&(i, _)| i);
+            let include = |i: usize, stack: &mut Vec<String>, head_set: &mut HashSet<usize>| {
+                if head_set.insert(i) {
+                    stack.extend(self.index.reads(i).iter().cloned());
+                }
+            };
+            match producer {
+                Some(i) if !input_dep.contains(&t) || dep.contains(&t) => include(i, &mut stack, &mut head_set),
+                Some(i) if shape_derived.contains(&t) => {
+                    if op(&g.node[i]) == "Shape" {
+                        head_set.insert(i);
+                        shape_roots.push(i);
+                    } else {
+                        include(i, &mut stack, &mut head_set);
+                    }
+                }
+                // Computed in the body without going through the activations: fed by the body.
+                _ => side.push(t),
+            }
+        }
+        let mut batch_flexible = true;
+        let mut rewritten: HashMap<usize, Vec<NodeProto>> = HashMap::new();
+        for &i in &shape_roots {
+            match self.rewrite_shape(&g.node[i], &a, &mut b) {
+                Some(nodes) => {
+                    rewritten.insert(i, nodes);
+                }
+                None => {
+                    // Keep the measured shape as a side input: correct at the body's batch size.
+                    head_set.remove(&i);
+                    side.push(g.node[i].output[0].clone());
+                    batch_flexible = false;
+                }
+            }
+        }
+        side.sort();
+        side.dedup();
+        let mut head_nodes = Vec::new();
+        for &i in &self.index.order {
+            if !head_set.contains(&i) {
+                continue;
+            }
+            match rewritten.remove(&i) {
+                Some(nodes) => head_nodes.extend(nodes),
+                None => head_nodes.push(g.node[i].clone()),
+            }
+        }
+        // Initializers created by shape rewrites belong to the head.
+        let rewrite_inits: Vec<crate::onnx::TensorProto> = b.initializers.drain(..).collect();
+
+        // Backward: reverse topological walk over the region between target and score.
+        let region: HashSet<String> = dep
+            .iter()
+            .filter(|t| anc.contains(*t) || **t == score)
+            .filter(|t| facts.get(t).is_some_and(TensorFact::is_float) || **t == a)
+            .cloned()
+            .collect();
+        let layer = target.tensor.clone();
+        let seed = if b.reserve("seed") { "seed".to_owned() } else { b.fresh("seed") };
+        let mut contributions: HashMap<String, Vec<String>> = HashMap::new();
+        contributions.insert(score.clone(), vec![seed.clone()]);
+        let forward: Vec<NodeProto> = score_nodes
+            .iter()
+            .rev()
+            .cloned()
+            .chain(self.index.order.iter().rev().filter(|i| head_set.contains(i)).map(|&i| g.node[i].clone()))
+            .collect();
+        for node in &forward {
+            let grads: Vec<Option<String>> = node
+                .output
+                .iter()
+                .map(|o| contributions.remove(o).map(|c| if c.len() == 1 { c[0].clone() } else { b.sum(&c) }))
+                .collect();
+            if grads.iter().all(Option::is_none) {
+                continue;
+            }
+            let needs: Vec<bool> = node.input.iter().map(|i| !i.is_empty() && region.contains(i)).collect();
+            if !needs.iter().any(|n| *n) || rules::is_non_differentiable(op(node)) {
+                continue;
+            }
+            let rule = rules::rule_for(op(node)).ok_or_else(|| GradError::Unsupported {
+                op: op(node).to_owned(),
+                node: node_label(node),
+                layer: layer.clone(),
+                detail: "no gradient rule for this operator".into(),
+            })?;
+            let mut ctx = rules::RuleCtx {
+                node,
+                b: &mut b,
+                facts: &facts,
+                consts: &self.consts,
+                grads: &grads,
+                needs: &needs,
+                guided,
+                layer: &layer,
+            };
+            let input_grads = rule(&mut ctx)?;
+            for (i, gi) in input_grads.into_iter().enumerate() {
+                if let (Some(gi), true) = (gi, needs.get(i).copied().unwrap_or(false)) {
+                    contributions.entry(node.input[i].clone()).or_default().push(gi);
+                }
+            }
+        }
+        let gradient = match contributions.remove(&a) {
+            Some(c) if c.len() == 1 => c[0].clone(),
+            Some(c) => b.sum(&c),
+            None => b.zeros_like(&a),
+        };
+        let backward_inits = b.initializers.drain(..).collect();
+        Ok(Plan {
+            target: target.clone(),
+            score_kind: kind,
+            classes,
+            names: GraphNames {
+                input: self.input.clone(),
+                model_output: self.output.clone(),
+                activation: a,
+                side,
+                seed,
+                score,
+                gradient,
+            },
+            batch_flexible,
+            activation_is_input,
+            head_nodes,
+            head_inits: inits,
+            rewrite_inits,
+            score_nodes,
+            backward_nodes: b.nodes,
+            backward_inits,
+            base: self.model.clone(),
+            facts,
+        })
+    }
+
+    /// Tensors computed from the input only through `Shape` (integer shape arithmetic).
+    fn shape_derived(&self, input_dep: &HashSet<String>) -> HashSet<String> {
+        let g = self.graph();
+        let mut out: HashSet<String> = HashSet::new();
+        for &i in &self.index.order {
+            let n = &g.node[i];
+            let dep_inputs: Vec<&String> = self.index.reads(i).iter().filter(|t| input_dep.contains(*t)).collect();
+            if dep_inputs.is_empty() {
+                continue;
+            }
+            let non_float = n.output.iter().all(|o| self.facts.get(o).is_some_and(|f| !f.is_float()));
+            if op(n) == "Shape" || (non_float && dep_inputs.iter().all(|t| out.contains(*t))) {
+                out.extend(n.output.iter().cloned());
+            }
+        }
+        out
+    }
+
+    /// Replace `Shape(x)` (x computed in the body) by the same shape rebuilt in the head:
+    /// static dims as constants and the batch axis read from the activations' shape.
+    fn rewrite_shape(&self, node: &NodeProto, a: &str, b: &mut Builder) -> Option<Vec<NodeProto>> {
+        let x = node.input.first()?;
+        let y = node.output.first()?.clone();
+        let xf = self.facts.get(x)?;
+        if !xf.is_complete() {
+            return None;
+        }
+        let r = xf.rank() as i64;
+        let clampi = |v: i64| if v < 0 { (v + r).max(0) } else { v.min(r) };
+        let start = clampi(attr_int(node, "start").unwrap_or(0)) as usize;
+        let end = clampi(attr_int(node, "end").unwrap_or(r)) as usize;
+        let dims = &xf.dims[start..end.max(start)];
+        let before = b.nodes.len();
+        let batch_axes: Vec<usize> =
+            dims.iter().enumerate().filter(|(_, d)| **d == Dim::Batch).map(|(i, _)| i).collect();
+        let fixed: Vec<i64> = dims.iter().map(|d| d.fixed().unwrap_or(0)).collect();
+        match batch_axes.as_slice() {
+            [] => {
+                let c = b.const_i64("shape", &[fixed.len() as i64], &fixed);
+                b.op("Identity", &[&c], vec![]);
+            }
+            [k] => {
+                let af = self.facts.get(a)?;
+                let ab = af.dims.iter().position(|d| *d == Dim::Batch)? as i64;
+                let sa = b.shape_of(a);
+                let n = b.slice(&sa, &[ab], &[ab + 1], &[0]);
+                let mut parts = Vec::new();
+                if *k > 0 {
+                    parts.push(b.const_i64("dims", &[*k as i64], &fixed[..*k]));
+                }
+                parts.push(n);
+                if k + 1 < fixed.len() {
+                    parts.push(b.const_i64("dims", &[(fixed.len() - k - 1) as i64], &fixed[k + 1..]));
+                }
+                let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+                b.op("Concat", &refs, vec![attrs::int("axis", 0)]);
+            }
+            _ => return None,
+        }
+        let mut nodes: Vec<NodeProto> = b.nodes.drain(before..).collect();
+        // Write the result under the original name so every consumer reads it unchanged.
+        nodes.last_mut()?.output = vec![y];
+        Some(nodes)
+    }
+}
+
+impl Plan {
+    fn declare(&self, name: &str) -> crate::onnx::ValueInfoProto {
+        let f = self.facts.get(name);
+        let dims: Vec<i64> = f.map(|f| f.dims_i64()).unwrap_or_default();
+        let names: Vec<Option<&str>> = f
+            .map(|f| f.dims.iter().map(|d| if *d == Dim::Batch { Some("N") } else { None }).collect())
+            .unwrap_or_default();
+        value_info(name, f.map_or(dtype::FLOAT, |f| f.elem_type), &dims, &names)
+    }
+
+    fn seed_info(&self, name: &str) -> crate::onnx::ValueInfoProto {
+        value_info(name, dtype::FLOAT, &[-1, self.classes as i64], &[Some("N"), None])
+    }
+
+    /// The body graph: the original model, also outputting the activations and side tensors.
+    pub fn body(&self) -> ModelProto {
+        let mut m = self.base.clone();
+        let g = m.graph.as_mut().expect("graph");
+        let existing: HashSet<String> = g.output.iter().filter_map(|o| o.name.clone()).collect();
+        let mut extra = Vec::new();
+        if !self.activation_is_input {
+            extra.push(self.names.activation.clone());
+        }
+        extra.extend(self.names.side.iter().cloned());
+        for t in extra {
+            if !existing.contains(&t) {
+                g.output.push(self.declare(&t));
+            }
+        }
+        m
+    }
+
+    /// Outputs of the body, in order: model output, then activations (unless the target is
+    /// the input), then side tensors.
+    pub fn body_outputs(&self) -> Vec<String> {
+        let mut v = vec![self.names.model_output.clone()];
+        if !self.activation_is_input {
+            v.push(self.names.activation.clone());
+        }
+        v.extend(self.names.side.iter().cloned());
+        v
+    }
+
+    /// The head graph: (activations, side tensors, seed) → (score vector, gradient).
+    pub fn head(&self) -> ModelProto {
+        let mut m = self.base.clone();
+        let base = self.base.graph.as_ref().expect("graph");
+        let keep: HashSet<&str> = self.head_inits.iter().map(String::as_str).collect();
+        let g = m.graph.as_mut().expect("graph");
+        g.node = self.head_nodes.iter().chain(&self.score_nodes).chain(&self.backward_nodes).cloned().collect();
+        g.initializer = base
+            .initializer
+            .iter()
+            .filter(|t| t.name.as_deref().is_some_and(|n| keep.contains(n)))
+            .cloned()
+            .chain(self.rewrite_inits.iter().cloned())
+            .chain(self.backward_inits.iter().cloned())
+            .collect();
+        g.input = std::iter::once(self.declare(&self.names.activation))
+            .chain(self.names.side.iter().map(|s| self.declare(s)))
+            .chain(std::iter::once(self.seed_info(&self.names.seed)))
+            .collect();
+        let mut score_out = self.declare(&self.names.score);
+        if self.facts.get(&self.names.score).is_none() {
+            score_out = self.seed_info(&self.names.score);
+        }
+        let mut grad_out = self.declare(&self.names.activation);
+        grad_out.name = Some(self.names.gradient.clone());
+        g.output = vec![score_out, grad_out];
+        g.value_info.clear();
+        m
+    }
+
+    /// One graph for users: inputs `input` and `seed`, outputs `scores` (the differentiated
+    /// score vector), `activations` and `gradients`. The model's own input is renamed to
+    /// `input` (and any tensor already using one of these names is renamed out of the way).
+    pub fn export(&self) -> ModelProto {
+        const RESERVED: [&str; 5] = ["input", "seed", "scores", "activations", "gradients"];
+        let mut m = self.base.clone();
+        let g = m.graph.as_mut().expect("graph");
+        g.node.extend(self.score_nodes.iter().cloned());
+        g.node.extend(self.backward_nodes.iter().cloned());
+        g.initializer.extend(self.backward_inits.iter().cloned());
+        // Rename clashes with the contract's names, then the input to `input`.
+        let mut renames: HashMap<String, String> = HashMap::new();
+        let taken: HashSet<String> = all_names(g);
+        for r in RESERVED {
+            if r == self.names.input && r == "input" {
+                continue;
+            }
+            if taken.contains(r) {
+                let mut k = 1;
+                while taken.contains(&format!("{r}_{k}")) {
+                    k += 1;
+                }
+                renames.insert(r.to_owned(), format!("{r}_{k}"));
+            }
+        }
+        if self.names.input != "input" {
+            renames.insert(self.names.input.clone(), "input".into());
+        }
+        let rn = |s: &str| renames.get(s).cloned().unwrap_or_else(|| s.to_owned());
+        for n in g.node.iter_mut() {
+            for t in n.input.iter_mut().chain(n.output.iter_mut()) {
+                *t = rn(t);
+            }
+        }
+        for v in g.input.iter_mut().chain(g.output.iter_mut()).chain(g.value_info.iter_mut()) {
+            if let Some(name) = v.name.as_mut() {
+                *name = rn(name);
+            }
+        }
+        for t in g.initializer.iter_mut() {
+            if let Some(name) = t.name.as_mut() {
+                *name = rn(name);
+            }
+        }
+        let (score, act, grad, seed) =
+            (rn(&self.names.score), rn(&self.names.activation), rn(&self.names.gradient), rn(&self.names.seed));
+        let identity = |from: &str, to: &str| NodeProto {
+            name: Some(format!("camscope/export/{to}")),
+            op_type: Some("Identity".into()),
+            input: vec![from.to_owned()],
+            output: vec![to.to_owned()],
+            ..Default::default()
+        };
+        g.node.push(identity(&score, "scores"));
+        g.node.push(identity(&act, "activations"));
+        g.node.push(identity(&grad, "gradients"));
+        // The seed is called `seed` in the contract.
+        for n in g.node.iter_mut() {
+            for t in n.input.iter_mut() {
+                if *t == seed {
+                    *t = "seed".into();
+                }
+            }
+        }
+        let mut input_decl = self.declare(&self.names.input);
+        input_decl.name = Some("input".into());
+        g.input = std::iter::once(input_decl).chain(std::iter::once(self.seed_info("seed"))).collect();
+        let mut scores = self.seed_info("scores");
+        scores.name = Some("scores".into());
+        let mut acts = self.declare(&self.names.activation);
+        acts.name = Some("activations".into());
+        let mut grads = self.declare(&self.names.activation);
+        grads.name = Some("gradients".into());
+        g.output = vec![scores, acts, grads];
+        m.producer_name = Some("camscope".into());
+        m.producer_version = Some(env!("CARGO_PKG_VERSION").into());
+        let note = format!(
+            "camscope gradient graph: target layer `{}`, score {}, inputs input + seed [N,{}], outputs scores, activations, gradients",
+            self.target.tensor, self.score_kind, self.classes
+        );
+        m.doc_string = Some(note);
+        m
+    }
+}
+
+/// Every tensor name used in a graph.
+fn all_names(g: &GraphProto) -> HashSet<String> {
+    let mut s: HashSet<String> = HashSet::new();
+    for n in &g.node {
+        s.extend(n.input.iter().chain(&n.output).cloned());
+    }
+    s.extend(g.input.iter().chain(&g.output).chain(&g.value_info).filter_map(|v| v.name.clone()));
+    s.extend(g.initializer.iter().filter_map(|t| t.name.clone()));
+    s
+}

@@ -1,0 +1,136 @@
+//! Reading and writing `.onnx` files.
+//!
+//! Decoding keeps every field (prost code generated from the current `onnx-ml.proto`), so a
+//! model read and written back is byte-identical. Tensors stored as external data are
+//! resolved only inside the model's folder: a location that is absolute, climbs out with
+//! `..`, or escapes through a symlink is refused, since a model file must not be able to make
+//! camscope read arbitrary files.
+
+use std::io::Write;
+use std::path::{Component, Path, PathBuf};
+
+use prost::Message;
+
+use super::ModelProto;
+use super::proto::tensor_proto::DataLocation;
+
+/// Why a model file could not be read or written.
+#[derive(Debug, thiserror::Error)]
+pub enum OnnxError {
+    #[error("{}: no such model file; pass --model PATH to an .onnx classifier", path.display())]
+    Missing { path: PathBuf },
+    #[error("{}: cannot read: {source}", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("{}: not an ONNX model ({detail}); re-export it or pass the right --model", path.display())]
+    Decode { path: PathBuf, detail: String },
+    #[error("{}: external data `{location}` {detail}", path.display())]
+    ExternalData { path: PathBuf, location: String, detail: String },
+    #[error("{}: cannot write: {source}; choose a writable output path", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("{}: the model is {size} bytes with its external data inlined, over protobuf's 2 GiB limit", path.display())]
+    TooLarge { path: PathBuf, size: u64 },
+}
+
+/// Decode model bytes exactly as stored (external data left as references).
+pub fn decode_model(bytes: &[u8], path: &Path) -> Result<ModelProto, OnnxError> {
+    let model =
+        ModelProto::decode(bytes).map_err(|e| OnnxError::Decode { path: path.to_owned(), detail: e.to_string() })?;
+    if model.graph.is_none() {
+        return Err(OnnxError::Decode { path: path.to_owned(), detail: "it has no graph".into() });
+    }
+    Ok(model)
+}
+
+/// Encode a model to bytes.
+pub fn encode_model(model: &ModelProto) -> Vec<u8> {
+    model.encode_to_vec()
+}
+
+/// Read a model and inline its external data (checked to stay inside the model's folder),
+/// so derived graphs can be handed to ONNX Runtime from memory.
+pub fn read_model(path: &Path) -> Result<ModelProto, OnnxError> {
+    let bytes = std::fs::read(path).map_err(|source| match source.kind() {
+        std::io::ErrorKind::NotFound => OnnxError::Missing { path: path.to_owned() },
+        _ => OnnxError::Read { path: path.to_owned(), source },
+    })?;
+    let mut model = decode_model(&bytes, path)?;
+    inline_external_data(&mut model, path)?;
+    Ok(model)
+}
+
+/// Write a model atomically (temporary file in the same folder, then rename).
+pub fn write_model(path: &Path, model: &ModelProto) -> Result<(), OnnxError> {
+    let write_err = |source| OnnxError::Write { path: path.to_owned(), source };
+    let dir = path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let tmp = dir.join(format!(
+        ".{}.tmp-{}",
+        path.file_name().map_or_else(|| "model".into(), |n| n.to_string_lossy()),
+        std::process::id()
+    ));
+    let result = (|| {
+        let mut f = std::fs::File::create(&tmp)?;
+        f.write_all(&encode_model(model))?;
+        f.sync_all()?;
+        std::fs::rename(&tmp, path)
+    })();
+    if result.is_err() {
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result.map_err(write_err)
+}
+
+/// Resolve an external-data location against the model's folder, refusing escapes.
+pub fn resolve_external(model_path: &Path, location: &str) -> Result<PathBuf, OnnxError> {
+    let err = |detail: &str| OnnxError::ExternalData {
+        path: model_path.to_owned(),
+        location: location.to_owned(),
+        detail: detail.to_owned(),
+    };
+    let rel = Path::new(location);
+    if rel.is_absolute() || rel.components().any(|c| matches!(c, Component::ParentDir | Component::Prefix(_))) {
+        return Err(err("points outside the model's folder; keep external data files beside the model"));
+    }
+    let dir = model_path.parent().filter(|d| !d.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let full = dir.join(rel);
+    let canon_dir = dir.canonicalize().map_err(|_| err("cannot be resolved: the model's folder is unreadable"))?;
+    let canon = full.canonicalize().map_err(|_| err("is missing; copy the data file next to the model"))?;
+    if !canon.starts_with(&canon_dir) {
+        return Err(err("resolves outside the model's folder (through a link); keep external data beside the model"));
+    }
+    Ok(canon)
+}
+
+fn inline_external_data(model: &mut ModelProto, path: &Path) -> Result<(), OnnxError> {
+    let Some(graph) = model.graph.as_mut() else { return Ok(()) };
+    let mut total: u64 = 0;
+    for t in graph.initializer.iter_mut() {
+        if t.data_location != Some(DataLocation::External as i32) {
+            continue;
+        }
+        let get = |k: &str| t.external_data.iter().find(|e| e.key.as_deref() == Some(k)).and_then(|e| e.value.clone());
+        let location = get("location").unwrap_or_default();
+        let offset: u64 = get("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
+        let length: Option<u64> = get("length").and_then(|v| v.parse().ok());
+        let file = resolve_external(path, &location)?;
+        let data = std::fs::read(&file).map_err(|source| OnnxError::Read { path: file.clone(), source })?;
+        let end = length.map_or(data.len() as u64, |l| offset + l);
+        if offset > data.len() as u64 || end > data.len() as u64 {
+            return Err(OnnxError::ExternalData {
+                path: path.to_owned(),
+                location,
+                detail: format!(
+                    "is {} bytes, shorter than offset {offset} + length; the data file is truncated",
+                    data.len()
+                ),
+            });
+        }
+        total += end - offset;
+        if total > (2u64 << 30) - (64 << 20) {
+            return Err(OnnxError::TooLarge { path: path.to_owned(), size: total });
+        }
+        t.raw_data = Some(data[offset as usize..end as usize].to_vec());
+        t.external_data.clear();
+        t.data_location = Some(DataLocation::Default as i32);
+    }
+    Ok(())
+}
