@@ -1,11 +1,11 @@
 //! Runs the body and head graphs of one target layer.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 use ndarray::{ArrayD, ArrayView2, ArrayViewD};
 
-use super::{EngineError, GraphSession, LoadedModel, Provider, SessionOptions};
-use crate::grad::{Candidate, Plan, ScoreKind};
+use super::{EngineError, GraphSession, Provider, SessionOptions};
+use crate::grad::{Analysis, Candidate, Plan, ScoreKind};
 
 /// What the body computes for a batch of images.
 #[derive(Debug, Clone)]
@@ -37,22 +37,23 @@ pub struct Explainer {
 }
 
 impl Explainer {
-    /// Build the gradient graphs for `target` and open their sessions.
+    /// Build the gradient graphs for `target` and open their sessions. `label` names the
+    /// model in errors (its file).
     pub fn new(
-        model: &LoadedModel,
+        analysis: &Analysis,
+        label: &Path,
         target: &Candidate,
         score: ScoreKind,
         guided: bool,
         opts: &SessionOptions,
     ) -> Result<Self, EngineError> {
-        let plan = model
-            .analysis
+        let plan = analysis
             .plan(target, score, guided)
-            .map_err(|source| EngineError::Grad { path: model.path.clone(), source })?;
-        let body = GraphSession::from_model(&plan.body(), &model.path, opts)?;
-        let head = GraphSession::from_model(&plan.head(), &model.path, opts)?;
+            .map_err(|source| EngineError::Grad { path: label.to_owned(), source })?;
+        let body = GraphSession::from_model(&plan.body(), label, opts)?;
+        let head = GraphSession::from_model(&plan.head(), label, opts)?;
         let body_outputs = plan.body_outputs();
-        Ok(Self { plan, body, head, body_outputs, path: model.path.clone() })
+        Ok(Self { plan, body, head, body_outputs, path: label.to_owned() })
     }
 
     /// The execution provider running the graphs, and why CUDA was not used (for `auto`).

@@ -137,7 +137,8 @@ impl LoadedModel {
         }
         let grad_err = |source| EngineError::Grad { path: path.to_owned(), source };
         let mut analysis = Analysis::new(model.clone(), input, &output, layout).map_err(grad_err)?;
-        probe_shapes(&mut analysis, &card, path, fixed_batch)?;
+        let dims = |n: usize| input_dims(&card, n);
+        probe_shapes(&mut analysis, input, &dims, path, fixed_batch)?;
         let classes = analysis.classes().map_err(grad_err)?;
         card.resolve_labels(classes, path)?;
         let outputs_probabilities = match card.output.kind {
@@ -186,20 +187,26 @@ fn ends_in_softmax(model: &onnx::ModelProto, output: &str) -> bool {
 
 /// Measure every tensor's shape: run the graph with all intermediates exposed at batch 1
 /// and 2 (the axes that change follow the batch). Always on the CPU: it is one small run.
-fn probe_shapes(analysis: &mut Analysis, card: &ModelCard, path: &Path, fixed_batch: bool) -> Result<(), EngineError> {
+/// `dims(n)` gives the input's dims at batch `n`; `label` names the model in errors.
+pub fn probe_shapes(
+    analysis: &mut Analysis,
+    input: &str,
+    dims: &dyn Fn(usize) -> Vec<usize>,
+    label: &Path,
+    fixed_batch: bool,
+) -> Result<(), EngineError> {
     let probe = onnx::shapes::probe_model(analysis.model(), &analysis.probe_targets());
     let opts = SessionOptions { device: Device::Cpu, ..SessionOptions::default() };
     let fail = |e: EngineError| match e {
         EngineError::Run { detail, .. } | EngineError::BadModel { detail, .. } => {
-            EngineError::Probe { path: path.to_owned(), detail }
+            EngineError::Probe { path: label.to_owned(), detail }
         }
         other => other,
     };
-    let mut s = GraphSession::from_model(&probe, path, &opts).map_err(fail)?;
-    let input = card.input.name.clone().unwrap_or_default();
+    let mut s = GraphSession::from_model(&probe, label, &opts).map_err(fail)?;
     let mut run = |n: usize| {
-        let x = session::zeros(&input_dims(card, n));
-        s.run_shapes(&[(input.as_str(), x.view())]).map_err(fail)
+        let x = session::zeros(&dims(n));
+        s.run_shapes(&[(input, x.view())]).map_err(fail)
     };
     let at1 = run(1)?;
     let at2 = if fixed_batch { at1.clone() } else { run(2)? };

@@ -16,6 +16,8 @@ pub fn data(rel: &str) -> PathBuf {
     root().join("tests/data").join(rel)
 }
 
+pub mod onnx_build;
+
 pub fn bundled_model() -> PathBuf {
     root().join("models/efficientnet_lite0.onnx")
 }
