@@ -11,5 +11,7 @@
 //! Nothing here runs a model: the engine's worker feeds scores in, the TUI and the batch
 //! report read results out.
 pub mod scan;
+pub mod truth;
 
 pub use self::scan::{Listing, Scan, ScanError, ScanStats};
+pub use self::truth::{CsvError, CsvTruth, FolderProblem, FolderTruth, GroundTruth};
