@@ -10,10 +10,13 @@
 //!
 //! Nothing here runs a model: the engine's worker feeds scores in, the TUI and the batch
 //! report read results out.
+
+pub mod cache;
 pub mod scan;
 pub mod stats;
 pub mod truth;
 
+pub use self::cache::{CacheError, CachedScores, FileStamp, LoadOutcome, ModelHash, ScanCache};
 pub use self::scan::{Listing, Scan, ScanError, ScanStats};
 pub use self::stats::{ClassProb, Filter, ImageResult, Outcome, SortKey, Summary};
 pub use self::truth::{CsvError, CsvTruth, FolderProblem, FolderTruth, GroundTruth};
