@@ -4,7 +4,10 @@
 //! One file per (model, dataset root): `scan-<model>-<root>.bin`, named by hashes of the
 //! model file's bytes and of the root's canonical path, in the user cache directory
 //! ([`default_dir`]: `$CAMSCOPE_CACHE_DIR`, else `$XDG_CACHE_HOME/camscope`, else
-//! `~/.cache/camscope`), never inside the dataset. Within it, an entry is keyed by the image's
+//! `~/.cache/camscope`), never inside the dataset: a cache directory under the root is
+//! refused ([`CacheError::InsideDataset`]) unless a hidden folder lies between them, as when
+//! the dataset is the home folder and the cache `~/.cache/camscope` (the scan never enters
+//! hidden folders, so the cache can neither show up as data nor change it). Within it, an entry is keyed by the image's
 //! path relative to the root, and used only while the file's size and modification time are
 //! unchanged (an edit within the same timestamp tick that keeps the size is not seen, as with
 //! `make` or `rsync`). Deleting the directory is always safe: it is rebuilt by scanning again.
@@ -39,12 +42,13 @@
 use std::collections::HashMap;
 use std::ffi::OsString;
 use std::io::Read;
-use std::path::{Path, PathBuf};
+use std::path::{Component, Path, PathBuf};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use sha2::{Digest, Sha256};
 
 use super::stats::{ClassProb, ImageResult, top_k};
+use super::truth::fold_absolute;
 
 /// Version of the file layout; any other is discarded.
 pub const FORMAT_VERSION: u32 = 1;
@@ -257,8 +261,12 @@ impl ScanCache {
         num_classes: usize,
     ) -> Result<(Self, LoadOutcome), CacheError> {
         let root_id = root.canonicalize().or_else(|_| std::path::absolute(root)).unwrap_or_else(|_| root.to_owned());
-        let dir_abs = dir.canonicalize().or_else(|_| std::path::absolute(dir)).unwrap_or_else(|_| dir.to_owned());
-        if dir_abs.starts_with(&root_id) || std::path::absolute(root).is_ok_and(|r| dir_abs.starts_with(r)) {
+        let absolute = |p: &Path| fold_absolute(&std::path::absolute(p).unwrap_or_else(|_| p.to_owned()));
+        let dir_abs = dir.canonicalize().unwrap_or_else(|_| absolute(dir));
+        let root_abs = absolute(root);
+        let inside = [&root_id, &root_abs].into_iter().find_map(|r| dir_abs.strip_prefix(r).ok());
+        let hidden = |c: Component<'_>| matches!(c, Component::Normal(n) if n.as_encoded_bytes().starts_with(b"."));
+        if inside.is_some_and(|rel| !rel.components().any(hidden)) {
             return Err(CacheError::InsideDataset { dir: dir.to_owned(), root: root.to_owned() });
         }
         let root_hash = hex(&Sha256::digest(path_bytes(&root_id).unwrap_or_default())[..8]);
@@ -676,11 +684,18 @@ mod tests {
     }
 
     #[test]
-    fn cache_inside_the_dataset_is_refused() {
+    fn cache_inside_the_dataset_is_refused_unless_hidden() {
         let f = fixture();
-        let err = ScanCache::open(&f.root.join(".cache"), &f.model, &f.root, CLASSES).unwrap_err();
-        assert!(matches!(err, CacheError::InsideDataset { .. }));
-        assert!(err.to_string().contains("set CAMSCOPE_CACHE_DIR to a folder outside it"), "{err}");
+        for inside in [f.root.clone(), f.root.join("cache"), f.root.join("a/../cache/camscope")] {
+            let err = ScanCache::open(&inside, &f.model, &f.root, CLASSES).unwrap_err();
+            assert!(matches!(err, CacheError::InsideDataset { .. }), "{}", inside.display());
+            assert!(err.to_string().contains("set CAMSCOPE_CACHE_DIR to a folder outside it"), "{err}");
+        }
+        // The dataset is the home folder: `~/.cache/camscope` is hidden from the scan, so allowed.
+        let (mut c, _) = ScanCache::open(&f.root.join(".cache/camscope"), &f.model, &f.root, CLASSES).unwrap();
+        c.insert(&f.root.join("a.png"), stamp(1, 1), &probs(0));
+        c.save().unwrap();
+        assert!(crate::dataset::scan::Listing::of(&f.root).unwrap().images.is_empty());
     }
 
     #[test]

@@ -360,7 +360,7 @@ fn fold_relative(path: &Path) -> Option<PathBuf> {
 }
 
 /// Fold `.` and `..` in an absolute path (`..` at the top stays at the top, as the OS does).
-fn fold_absolute(path: &Path) -> PathBuf {
+pub(crate) fn fold_absolute(path: &Path) -> PathBuf {
     let mut out = PathBuf::new();
     for c in path.components() {
         match c {
@@ -554,6 +554,15 @@ mod tests {
         let t = parse("path,label\na.png,tabby\nsub/b.png,espresso\nc.png,0\n").unwrap();
         let images = [PathBuf::from("data/a.png"), PathBuf::from("data/other.png")];
         assert_eq!(t.rows_without_image(&images), vec![(3, PathBuf::from("sub/b.png")), (4, PathBuf::from("c.png"))]);
+    }
+
+    #[test]
+    fn ground_truth_dispatches_to_its_source() {
+        let img = Path::new("data/espresso/a.png");
+        assert_eq!(GroundTruth::None.truth(img), None);
+        assert_eq!(GroundTruth::Folders(FolderTruth::new(Path::new("data"), labels())).truth(img), Some(1));
+        let csv = parse("path,label\nespresso/a.png,wall clock\n").unwrap();
+        assert_eq!(GroundTruth::Csv(csv).truth(img), Some(4), "the CSV, not the folder name");
     }
 
     #[test]
