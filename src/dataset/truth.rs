@@ -136,7 +136,7 @@ pub enum RowProblemKind {
     EmptyField(&'static str),
     #[error("path \"{path}\" is outside the dataset root {}; give paths relative to the root, without `..` leaving it", root.display())]
     OutsideRoot { path: String, root: PathBuf },
-    #[error("label {0}")]
+    #[error("{0}")]
     Label(LookupError),
     #[error("\"{path}\" is labelled {label} here but {first_label} on line {first_line}; keep one row per image")]
     Conflict { path: String, label: String, first_label: String, first_line: u64 },
@@ -529,7 +529,7 @@ mod tests {
         let p = problems("path,label\na.png,espreso\nb.png,crane\nc.png,7\nd.png,\ne.png\n");
         assert_eq!(p.iter().map(|p| p.line).collect::<Vec<_>>(), vec![2, 3, 4, 5, 6]);
         let msg = p[0].to_string();
-        assert!(msg.starts_with("truth.csv:2: label no class named \"espreso\" (closest: 1 \"espresso\""), "{msg}");
+        assert!(msg.starts_with("truth.csv:2: no class named \"espreso\" (closest: 1 \"espresso\""), "{msg}");
         assert!(matches!(p[1].kind, RowProblemKind::Label(LookupError::Ambiguous { .. })));
         assert!(matches!(p[2].kind, RowProblemKind::Label(LookupError::OutOfRange { index: 7, len: 5 })));
         assert_eq!(p[3].kind, RowProblemKind::EmptyField("label"));
