@@ -109,8 +109,9 @@ impl Labels {
         Self::from_classes((0..n).map(|i| vec![format!("class {i}")]).collect())
     }
 
-    /// Labels from synonym lists in output order (each list non-empty, display name first).
-    pub fn from_classes(classes: Vec<Vec<String>>) -> Self {
+    /// Labels from synonym lists in output order; private because every list must be
+    /// non-empty (display name first), which `parse` and `numbered` guarantee.
+    fn from_classes(classes: Vec<Vec<String>>) -> Self {
         let normalized = classes.iter().map(|names| names.iter().map(|n| normalize(n)).collect()).collect();
         Self { classes, normalized }
     }
