@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-pub use self::labels::{Labels, LabelsError};
+pub use self::labels::{Labels, LabelsError, LookupError, MatchKind, SearchHit};
 use crate::imaging::resample::Filter;
 
 /// Tensor layout of the image input.

@@ -1,0 +1,22 @@
+//! Datasets for triage: which images a folder holds, what each one truly is, what the model
+//! said about them, and a cache of that so reopening a large folder is instant.
+//!
+//! | module | one job |
+//! | --- | --- |
+//! | [`scan`] | list the images under a path, lazily, in a stable order |
+//! | [`truth`] | ground truth from folder names (ImageFolder) or a `path,label` CSV |
+//! | [`stats`] | per-image results, accuracy, confusions, filters and sorts (pure) |
+//! | [`cache`] | model scores per image on disk, keyed by model hash + path + size + mtime |
+//!
+//! Nothing here runs a model: the engine's worker feeds scores in, the TUI and the batch
+//! report read results out.
+
+pub mod cache;
+pub mod scan;
+pub mod stats;
+pub mod truth;
+
+pub use self::cache::{CacheError, CachedScores, FileStamp, LoadOutcome, ModelHash, ScanCache};
+pub use self::scan::{Listing, Scan, ScanError, ScanStats};
+pub use self::stats::{ClassProb, Filter, ImageResult, Outcome, SortKey, Summary};
+pub use self::truth::{CsvError, CsvTruth, FolderProblem, FolderTruth, GroundTruth};
