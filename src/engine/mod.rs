@@ -128,8 +128,8 @@ impl LoadedModel {
             Layout::Nchw => MapLayout::Nchw,
             Layout::Nhwc => MapLayout::Nhwc,
         };
-        let fixed_batch = in_dims.first().is_some_and(|&d| d > 0);
-        if fixed_batch && in_dims[0] != 1 {
+        let declared_fixed = in_dims.first().is_some_and(|&d| d > 0);
+        if declared_fixed && in_dims[0] != 1 {
             return Err(unsupported(format!(
                 "the input's batch axis is fixed at {}; re-export with a dynamic or size-1 batch",
                 in_dims[0]
@@ -138,7 +138,7 @@ impl LoadedModel {
         let grad_err = |source| EngineError::Grad { path: path.to_owned(), source };
         let mut analysis = Analysis::new(model.clone(), input, &output, layout).map_err(grad_err)?;
         let dims = |n: usize| input_dims(&card, n);
-        probe_shapes(&mut analysis, input, &dims, path, fixed_batch)?;
+        let fixed_batch = !probe_shapes(&mut analysis, input, &dims, path, declared_fixed)?;
         let classes = analysis.classes().map_err(grad_err)?;
         card.resolve_labels(classes, path)?;
         let outputs_probabilities = match card.output.kind {
@@ -188,13 +188,16 @@ fn ends_in_softmax(model: &onnx::ModelProto, output: &str) -> bool {
 /// Measure every tensor's shape: run the graph with all intermediates exposed at batch 1
 /// and 2 (the axes that change follow the batch). Always on the CPU: it is one small run.
 /// `dims(n)` gives the input's dims at batch `n`; `label` names the model in errors.
+/// Returns whether the model runs at batch 2: a model that only runs at batch 1 (a constant
+/// concatenated along the batch axis, a hard-coded reshape) is measured at batch 1 alone and
+/// then fed one image at a time.
 pub fn probe_shapes(
     analysis: &mut Analysis,
     input: &str,
     dims: &dyn Fn(usize) -> Vec<usize>,
     label: &Path,
     fixed_batch: bool,
-) -> Result<(), EngineError> {
+) -> Result<bool, EngineError> {
     let probe = onnx::shapes::probe_model(analysis.model(), &analysis.probe_targets());
     let opts = SessionOptions { device: Device::Cpu, ..SessionOptions::default() };
     let fail = |e: EngineError| match e {
@@ -209,9 +212,10 @@ pub fn probe_shapes(
         s.run_shapes(&[(input, x.view())]).map_err(fail)
     };
     let at1 = run(1)?;
-    let at2 = if fixed_batch { at1.clone() } else { run(2)? };
-    analysis.add_measured(&at1, &at2);
-    Ok(())
+    let at2 = if fixed_batch { None } else { run(2).ok() };
+    let batches = at2.is_some();
+    analysis.add_measured(&at1, at2.as_ref().unwrap_or(&at1));
+    Ok(batches)
 }
 
 /// The plain classifier: the original model file, input tensor in, class scores out. The
