@@ -4,4 +4,5 @@
 pub mod engine;
 pub mod imaging;
 pub mod model;
+pub mod render;
 pub mod scores;
