@@ -1,6 +1,7 @@
 //! camscope: explain image classifiers (Grad-CAM and friends) for any ONNX model, from a
 //! terminal. See `../shared/DESIGN.md` for the architecture; each module has one job.
 
+pub mod cam;
 pub mod engine;
 pub mod imaging;
 pub mod model;
