@@ -3,7 +3,7 @@
 //! Every method reproduces pytorch-grad-cam 1.5.7 (the peer camscope's results are compared with), for ONE image:
 //! activations `A` and gradients `G = d score / d A` are `[C, h, w]` f32, channel first (the engine converts NHWC
 //! models before calling). Each method returns a [`RawMap`]: the map at feature resolution after the ReLU the peer
-//! applies to every method, plus the range before the ReLU so [`normalize`] can tell an all-negative map from an
+//! applies to every method, plus the range before the ReLU so [`normalize()`] can tell an all-negative map from an
 //! all-zero one. Gradients may have any sign (contrastive seeds, probability scores): nothing here assumes otherwise.
 //!
 //! Score-CAM and Ablation-CAM need batched model runs that only the engine can do; [`score`] and [`ablation`] give
@@ -201,7 +201,7 @@ impl RawMap {
         RawMap { map: pre, pre_relu_min: lo, pre_relu_max: hi, non_finite }
     }
 
-    /// Min-max normalise to [0, 1], with a status; see [`normalize`].
+    /// Min-max normalise to [0, 1], with a status; see [`normalize()`].
     pub fn normalize(&self) -> NormalizedMap {
         normalize(self)
     }

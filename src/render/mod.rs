@@ -50,7 +50,7 @@ pub fn heatmap_image(map: ArrayView2<'_, f32>, colormap: Colormap) -> RgbImage {
     RgbImage::from_fn(w as u32, h as u32, |x, y| image::Rgb(colormap.color(map[[y as usize, x as usize]])))
 }
 
-/// The heatmap of `map` blended over `image` with weight `alpha` ([`blend`]). A map of another size (typically the
+/// The heatmap of `map` blended over `image` with weight `alpha` ([`blend()`]). A map of another size (typically the
 /// feature-resolution map) is first brought to the image's size with [`upsample_map`].
 pub fn overlay(
     image: &RgbImage,
