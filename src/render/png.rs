@@ -1,0 +1,190 @@
+//! Writing overlays as PNG files, with errors that name the path and the fix, and without ever overwriting a file
+//! the user did not ask to replace.
+
+use std::fs::{File, OpenOptions};
+use std::io::{BufWriter, ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+use image::codecs::png::PngEncoder;
+use image::{ExtendedColorType, ImageEncoder, RgbImage};
+
+/// Why a PNG could not be written.
+#[derive(Debug, thiserror::Error)]
+pub enum PngError {
+    #[error("{}: the folder {} does not exist; create it or choose another output path", path.display(), folder.display())]
+    NoFolder { path: PathBuf, folder: PathBuf },
+    #[error("{}: permission denied; choose a folder you can write to", path.display())]
+    PermissionDenied { path: PathBuf },
+    #[error("{}: the file system is read-only; choose an output path on a writable disk", path.display())]
+    ReadOnly { path: PathBuf },
+    #[error("{}: is a folder; give a file name such as {}", path.display(), path.join("overlay.png").display())]
+    IsFolder { path: PathBuf },
+    #[error("{}: cannot write: {source}; check the path and the free disk space", path.display())]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{}: no free file name after {tries} tries; clean up the folder or choose another name", path.display())]
+    NoFreeName { path: PathBuf, tries: usize },
+}
+
+impl PngError {
+    fn from_io(path: &Path, source: std::io::Error) -> Self {
+        let path = path.to_owned();
+        match source.kind() {
+            ErrorKind::NotFound => {
+                let folder = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new(".")).to_owned();
+                PngError::NoFolder { path, folder }
+            }
+            ErrorKind::PermissionDenied => PngError::PermissionDenied { path },
+            ErrorKind::ReadOnlyFilesystem => PngError::ReadOnly { path },
+            ErrorKind::IsADirectory => PngError::IsFolder { path },
+            _ => PngError::Io { path, source },
+        }
+    }
+}
+
+/// Write `img` to `path`, replacing the file if it exists (the user named it). The image goes to a temporary file
+/// beside it first and is renamed into place, so a failure never leaves a half-written PNG under that name.
+pub fn write_png(img: &RgbImage, path: &Path) -> Result<(), PngError> {
+    if path.is_dir() {
+        return Err(PngError::IsFolder { path: path.to_owned() });
+    }
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    let file = OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| PngError::from_io(path, e))?;
+    let written = encode(img, file).and_then(|()| std::fs::rename(&tmp, path));
+    if let Err(e) = written {
+        // Ours to remove: created just above with create_new.
+        let _ = std::fs::remove_file(&tmp);
+        return Err(PngError::from_io(path, e));
+    }
+    Ok(())
+}
+
+/// Write `img` under `path` or, if that exists, the first free name of `name-1.png`, `name-2.png`, …; returns the
+/// path written. Creation is atomic (`create_new`), so a file appearing meanwhile is never overwritten.
+pub fn write_png_new(img: &RgbImage, path: &Path) -> Result<PathBuf, PngError> {
+    const TRIES: usize = 10_000;
+    for candidate in candidates(path).take(TRIES) {
+        match OpenOptions::new().write(true).create_new(true).open(&candidate) {
+            Ok(file) => {
+                if let Err(e) = encode(img, file) {
+                    let _ = std::fs::remove_file(&candidate);
+                    return Err(PngError::from_io(&candidate, e));
+                }
+                return Ok(candidate);
+            }
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => continue,
+            Err(e) => return Err(PngError::from_io(&candidate, e)),
+        }
+    }
+    Err(PngError::NoFreeName { path: path.to_owned(), tries: TRIES })
+}
+
+/// The first of `path`, `stem-1.ext`, `stem-2.ext`, … that does not exist now. Advisory (another process may take
+/// it before you write); [`write_png_new`] is the race-free way to write.
+pub fn fresh_path(path: &Path) -> PathBuf {
+    candidates(path).find(|p| !p.exists() && p.symlink_metadata().is_err()).expect("candidates never end")
+}
+
+/// `path`, then `stem-1.ext`, `stem-2.ext`, … in the same folder (`stem-1` when there is no extension).
+fn candidates(path: &Path) -> impl Iterator<Item = PathBuf> + '_ {
+    let stem = path.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let ext = path.extension().map(|e| e.to_string_lossy().into_owned());
+    std::iter::once(path.to_owned()).chain((1..).map(move |i| {
+        let name = match &ext {
+            Some(ext) => format!("{stem}-{i}.{ext}"),
+            None => format!("{stem}-{i}"),
+        };
+        path.with_file_name(name)
+    }))
+}
+
+fn encode(img: &RgbImage, file: File) -> std::io::Result<()> {
+    let mut out = BufWriter::new(file);
+    PngEncoder::new(&mut out).write_image(img.as_raw(), img.width(), img.height(), ExtendedColorType::Rgb8).map_err(
+        |e| match e {
+            image::ImageError::IoError(io) => io,
+            other => std::io::Error::other(other.to_string()),
+        },
+    )?;
+    out.flush()?;
+    out.into_inner().map_err(|e| e.into_error())?.sync_all()
+}
+
+#[cfg(test)]
+mod tests {
+    use image::Rgb;
+
+    use super::*;
+
+    fn scratch(name: &str) -> PathBuf {
+        let dir = std::env::temp_dir().join(format!("camscope-png-{name}-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).unwrap();
+        dir
+    }
+
+    fn img(v: u8) -> RgbImage {
+        RgbImage::from_fn(3, 2, |x, y| Rgb([v, x as u8, y as u8]))
+    }
+
+    #[test]
+    fn writes_a_readable_png_and_replaces_on_request() {
+        let dir = scratch("write");
+        let path = dir.join("a.png");
+        write_png(&img(1), &path).unwrap();
+        assert_eq!(image::open(&path).unwrap().to_rgb8(), img(1));
+        write_png(&img(2), &path).unwrap();
+        assert_eq!(image::open(&path).unwrap().to_rgb8(), img(2));
+        let names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+        assert_eq!(names, vec![std::ffi::OsString::from("a.png")], "no temporary file left behind");
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn new_files_never_overwrite() {
+        let dir = scratch("new");
+        let path = dir.join("cat.png");
+        std::fs::write(&path, b"the user's file").unwrap();
+        std::fs::write(dir.join("cat-1.png"), b"another").unwrap();
+        assert_eq!(fresh_path(&path), dir.join("cat-2.png"));
+        let written = write_png_new(&img(3), &path).unwrap();
+        assert_eq!(written, dir.join("cat-2.png"));
+        assert_eq!(std::fs::read(&path).unwrap(), b"the user's file");
+        assert_eq!(image::open(&written).unwrap().to_rgb8(), img(3));
+        assert_eq!(fresh_path(&dir.join("notes")), dir.join("notes"));
+        std::fs::write(dir.join("notes"), b"").unwrap();
+        assert_eq!(fresh_path(&dir.join("notes")), dir.join("notes-1"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn errors_name_the_path_and_the_fix() {
+        let dir = scratch("errors");
+        let missing = dir.join("no/such/folder/x.png");
+        let err = write_png(&img(0), &missing).unwrap_err();
+        assert!(matches!(err, PngError::NoFolder { .. }), "{err:?}");
+        let msg = err.to_string();
+        assert!(msg.contains("x.png") && msg.contains("does not exist") && msg.contains("create it"), "{msg}");
+        let err = write_png_new(&img(0), &missing).unwrap_err();
+        assert!(matches!(err, PngError::NoFolder { .. }), "{err:?}");
+        let err = write_png(&img(0), &dir).unwrap_err();
+        assert!(matches!(err, PngError::IsFolder { .. }), "{err:?}");
+        assert!(err.to_string().contains("overlay.png"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn io_errors_map_to_their_fix() {
+        // Mapping tested directly: these tests run as root in CI, where permission bits do not refuse writes.
+        let path = Path::new("out/x.png");
+        let err = PngError::from_io(path, ErrorKind::PermissionDenied.into());
+        assert!(matches!(err, PngError::PermissionDenied { .. }));
+        assert_eq!(err.to_string(), "out/x.png: permission denied; choose a folder you can write to");
+        let err = PngError::from_io(path, ErrorKind::ReadOnlyFilesystem.into());
+        assert!(err.to_string().contains("read-only"), "{err}");
+        let err = PngError::from_io(Path::new("x.png"), ErrorKind::NotFound.into());
+        assert_eq!(err.to_string(), "x.png: the folder . does not exist; create it or choose another output path");
+        let err = PngError::from_io(path, ErrorKind::StorageFull.into());
+        assert!(matches!(err, PngError::Io { .. }) && err.to_string().contains("free disk space"), "{err}");
+    }
+}
