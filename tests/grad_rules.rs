@@ -144,16 +144,8 @@ fn conv_depthwise_dilated_strided() {
 
 #[test]
 fn conv_auto_pad_same_upper_odd_size() {
-    conv(
-        3,
-        2,
-        7,
-        3,
-        vec![attrs::string("auto_pad", "SAME_UPPER"), attrs::ints("strides", &[2, 2])],
-        1,
-        32,
-        "Conv SAME_UPPER",
-    );
+    let case = ConvCase { c_in: 3, c_out: 2, hw: 7, k: 3, group: 1, out_k: 32 };
+    conv(case, vec![attrs::string("auto_pad", "SAME_UPPER"), attrs::ints("strides", &[2, 2])], "Conv SAME_UPPER");
 }
 
 #[test]
