@@ -4,6 +4,7 @@
 pub mod cam;
 pub mod dataset;
 pub mod engine;
+pub mod explanation;
 pub mod grad;
 pub mod imaging;
 pub mod model;

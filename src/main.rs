@@ -8,8 +8,10 @@ use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+use camscope::cam::Method;
 use camscope::engine::{Device, SessionOptions};
 use camscope::grad::ScoreKind;
+use camscope::render::Colormap;
 
 #[derive(Parser)]
 #[command(
@@ -50,16 +52,69 @@ impl ModelArgs {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Classify images and print the top-k classes
+    /// Explain images: top-k classes and a heatmap per class (text, PNG, JSON)
     Explain {
         /// Image files
         #[arg(required = true, value_name = "IMAGE")]
         images: Vec<PathBuf>,
         #[command(flatten)]
         model: ModelArgs,
+        /// Target layer: tensor name, node name, or a unique part of one (default: the last map before pooling)
+        #[arg(long, short = 'l')]
+        layer: Option<String>,
+        /// gradcam, gradcam++, xgradcam, hirescam, layercam, eigencam, scorecam, ablationcam, guided-gradcam
+        #[arg(long, default_value = "gradcam")]
+        method: Method,
+        /// Class to explain, by index or label (repeatable; default: the top-1 class)
+        #[arg(long = "class", short = 'c', value_name = "CLASS")]
+        classes: Vec<String>,
+        /// Contrastive map: evidence for --class against this class
+        #[arg(long, value_name = "CLASS")]
+        versus: Option<String>,
+        /// Differentiate the pre-softmax logit or the probability
+        #[arg(long, default_value = "logit", value_name = "logit|prob")]
+        score: ScoreKind,
         /// How many classes to list
         #[arg(long, short = 'k', default_value_t = 5)]
         top: usize,
+        /// jet, turbo, viridis, inferno, grey
+        #[arg(long, default_value = "jet")]
+        colormap: Colormap,
+        /// Weight of the heatmap in the overlay, 0..1
+        #[arg(long, default_value_t = 0.5)]
+        alpha: f64,
+        /// Write the overlay PNG here (a folder when there are several images or classes)
+        #[arg(long, short = 'o', value_name = "FILE.png|DIR")]
+        out: Option<PathBuf>,
+        /// Replace an existing --out file
+        #[arg(long)]
+        force: bool,
+        /// Print explanations as JSON (top-k, map at feature resolution, timings, ...)
+        #[arg(long)]
+        json: bool,
+        /// Also compute deletion/insertion AUC and average drop (extra model runs)
+        #[arg(long)]
+        metrics: bool,
+        /// Do not show the overlay inline on a terminal
+        #[arg(long)]
+        no_show: bool,
+    },
+    /// Measure camscope's speed on this machine: forward, body, head, Grad-CAM, Score-CAM, throughput
+    Bench {
+        /// Image to explain (default: the bundled sample photo of an espresso)
+        #[arg(long, value_name = "IMAGE")]
+        image: Option<PathBuf>,
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Repetitions per figure (medians are reported)
+        #[arg(long, default_value_t = 30)]
+        runs: usize,
+        /// Repetitions of Score-CAM and Ablation-CAM (slow)
+        #[arg(long, default_value_t = 3)]
+        scorecam_runs: usize,
+        /// Machine-readable output
+        #[arg(long)]
+        json: bool,
     },
     /// List the layers Grad-CAM can target (4-D spatial feature maps) and the default one
     Layers {
@@ -104,7 +159,47 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Explain { images, model, top } => commands::explain::run(&images, &model, top),
+        Command::Explain {
+            images,
+            model,
+            layer,
+            method,
+            classes,
+            versus,
+            score,
+            top,
+            colormap,
+            alpha,
+            out,
+            force,
+            json,
+            metrics,
+            no_show,
+        } => {
+            let args = commands::explain::ExplainArgs {
+                images,
+                layer,
+                method,
+                classes,
+                versus,
+                score,
+                top,
+                colormap,
+                alpha,
+                out,
+                force,
+                json,
+                metrics,
+                no_show,
+            };
+            commands::explain::run(&args, &model)
+        }
+        Command::Bench { image, model, runs, scorecam_runs, json } => {
+            let image = image.unwrap_or_else(|| {
+                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/espresso/coffee.png")
+            });
+            commands::bench::run(&commands::bench::BenchArgs { image, runs, scorecam_runs, json }, &model)
+        }
         Command::Layers { model_path, mut model, json } => {
             model.model = model_path.or(model.model);
             commands::layers::run(&model, json)

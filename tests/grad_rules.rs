@@ -485,3 +485,22 @@ fn shape_paths_carry_no_gradient() {
         .output("y", &[-1, 6]);
     check(t, &[1, 2, 3], "Shape path");
 }
+
+#[test]
+fn pad_with_pads_computed_at_run_time() {
+    // torch exports "same" padding as Pad(x, Cast(Reshape(Concat(...)))): pads are not constants.
+    let t = Tiny::new(17)
+        .input("x", &[-1, 2, 4])
+        .init_i64("p", &[6], &[0, 1, 2, 0, 0, 1])
+        .init_i64("shape", &[1], &[6])
+        .node("Reshape", &["p", "shape"], &["pads"], vec![])
+        .node("Pad", &["x", "pads"], &["padded"], vec![attrs::string("mode", "constant")])
+        .node("Mul", &["padded", "padded"], &["t"], vec![])
+        .node("Flatten", &["t"], &["y"], vec![attrs::int("axis", 1)])
+        .output("y", &[-1, 21])
+        .build();
+    // Make the pads input-dependent in form (computed by a node), as torch does.
+    let a = analyse(t, "x", "y", &[1, 2, 4]).unwrap();
+    let c = fd_check(&a, "x", ScoreKind::Logit, &array(&[1, 2, 4], 3, 0.05), None, H, 100);
+    assert!(c.relative() < TOL, "{c:?}");
+}

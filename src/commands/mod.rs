@@ -1,5 +1,6 @@
 //! Per-command glue between the CLI and the library.
 
+pub mod bench;
 pub mod explain;
 pub mod export;
 pub mod layers;
@@ -24,11 +25,15 @@ pub fn one_line(e: &anyhow::Error) -> String {
     parts.join(": ").replace('\n', " ")
 }
 
+/// The model named by `--model`, or the bundled one.
+pub fn model_path(args: &ModelArgs) -> Result<std::path::PathBuf> {
+    match &args.model {
+        Some(p) => Ok(p.clone()),
+        None => Ok(model::bundled_model().context("no --model given")?),
+    }
+}
+
 /// Load the model named by `--model` (or the bundled one).
 pub fn load_model(args: &ModelArgs) -> Result<LoadedModel> {
-    let path = match &args.model {
-        Some(p) => p.clone(),
-        None => model::bundled_model().context("no --model given")?,
-    };
-    Ok(LoadedModel::open(&path, args.card.as_deref(), &args.session_options())?)
+    Ok(LoadedModel::open(&model_path(args)?, args.card.as_deref(), &args.session_options())?)
 }

@@ -3,7 +3,10 @@
 //! [`LoadedModel`] reads a classifier, resolves its model card and measures its tensor
 //! shapes; [`Explainer`](explainer::Explainer) runs its body and head graphs.
 
+pub mod cache;
 pub mod explainer;
+pub mod metrics;
+pub mod pipeline;
 pub mod runtime;
 pub mod session;
 
@@ -15,6 +18,7 @@ use crate::grad::{Analysis, GradError, MapLayout};
 use crate::model::{CardError, Layout, ModelCard, OutputKind};
 use crate::onnx::{self, OnnxError, op, value_info_dims};
 
+pub use self::pipeline::{Engine, EngineConfig, ExplainError, Loaded, MapOutput, Seed};
 pub use self::runtime::{OrtLibrary, RuntimeError};
 pub use self::session::{Device, GraphSession, Provider, SessionOptions};
 

@@ -79,12 +79,15 @@ fn builder(opts: &SessionOptions, label: &Path) -> Result<(SessionBuilder, Provi
         Device::Cuda | Device::Auto => {
             let cuda = ort::ep::CUDA::default();
             let attempt = match ort::ep::CUDA::is_available() {
-                Ok(true) => cuda.register(&mut b).map_err(|e| first_line(&e.to_string())),
+                Ok(true) => cuda.register(&mut b).map_err(|e| first_line(&e.to_string())).map(|()| true),
+                // A CPU-only build (the PyPI `onnxruntime` wheel): nothing failed, `auto` means CPU.
+                Ok(false) if opts.device == Device::Auto => Ok(false),
                 Ok(false) => Err(format!("this ONNX Runtime ({}) has no CUDA provider", lib.path.display())),
                 Err(e) => Err(first_line(&e.to_string())),
             };
             match (attempt, opts.device) {
-                (Ok(()), _) => (Provider::Cuda, None),
+                (Ok(true), _) => (Provider::Cuda, None),
+                (Ok(false), _) => (Provider::Cpu, None),
                 (Err(why), Device::Cuda) => {
                     return Err(EngineError::Cuda { detail: why, library: lib.path.clone() });
                 }

@@ -566,6 +566,18 @@ impl Plan {
         v
     }
 
+    /// The forward model with the differentiated score vector as its only output (logits,
+    /// or probabilities): what Score-CAM and the faithfulness metrics run on masked inputs.
+    pub fn scores_model(&self) -> ModelProto {
+        let mut m = self.base.clone();
+        let g = m.graph.as_mut().expect("graph");
+        g.node.extend(self.score_nodes.iter().cloned());
+        let mut out = self.seed_info(&self.names.score);
+        out.name = Some(self.names.score.clone());
+        g.output = vec![out];
+        m
+    }
+
     /// The head graph: (activations, side tensors, seed) → (score vector, gradient).
     pub fn head(&self) -> ModelProto {
         let mut m = self.base.clone();

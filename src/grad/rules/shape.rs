@@ -132,6 +132,21 @@ pub fn pad(c: &mut RuleCtx<'_>) -> Grads {
         return Err(c.unsupported(&format!("Pad mode {mode} (only constant padding is differentiable here)")));
     }
     let r = c.rank(&x)?;
+    if c.b.opset() >= 11 && c.consts.ints(c.input(1)).is_none() {
+        // Pads computed at run time (torch's "same" padding subgraphs): pad the gradient
+        // with their negation, which crops what the forward Pad added.
+        let pads = c.input(1).to_owned();
+        let neg = c.b.neg(&pads);
+        let mut inputs: Vec<&str> = vec![&g, &neg];
+        let axes = if c.b.opset() >= 18 && c.has_input(3) { Some(c.input(3).to_owned()) } else { None };
+        if let Some(a) = &axes {
+            inputs.extend(["", a.as_str()]);
+        }
+        let gx = c.b.op("Pad", &inputs, vec![crate::onnx::attrs::string("mode", "constant")]);
+        let mut out = vec![None; c.node.input.len()];
+        out[0] = Some(gx);
+        return Ok(out);
+    }
     let raw = if c.b.opset() >= 11 { c.const_ints(1)? } else { attr_ints(c.node, "pads").unwrap_or_default() };
     let axes: Vec<usize> = if c.b.opset() >= 18 && c.has_input(3) {
         c.const_ints(3)?.iter().map(|&a| norm_axis(a, r)).collect()

@@ -1,0 +1,164 @@
+//! `camscope bench`: the speed figures the issues ask for, measured in one run on this
+//! machine (medians of repeated runs; the machines here are noisy, ratios matter most).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::time::Instant;
+
+use anyhow::{Result, bail};
+use ndarray::{Array4, Axis};
+
+use camscope::cam::Method;
+use camscope::engine::{Classifier, Engine, EngineConfig, GraphSession, LoadedModel, Seed};
+use camscope::{imaging, render};
+
+use crate::ModelArgs;
+
+/// Options of `bench`.
+#[derive(Debug, Clone)]
+pub struct BenchArgs {
+    pub image: PathBuf,
+    pub runs: usize,
+    pub scorecam_runs: usize,
+    pub json: bool,
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return f64::NAN;
+    }
+    let n = v.len();
+    if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 }
+}
+
+fn time_ms<T>(f: impl FnOnce() -> T) -> (T, f64) {
+    let t0 = Instant::now();
+    let r = f();
+    (r, t0.elapsed().as_secs_f64() * 1e3)
+}
+
+/// Median of `runs` timings of `f` after one warm-up call.
+fn bench(runs: usize, mut f: impl FnMut() -> Result<()>) -> Result<f64> {
+    f()?;
+    let mut v = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t0 = Instant::now();
+        f()?;
+        v.push(t0.elapsed().as_secs_f64() * 1e3);
+    }
+    Ok(median(v))
+}
+
+pub fn run(args: &BenchArgs, model: &ModelArgs) -> Result<ExitCode> {
+    if args.runs == 0 {
+        bail!("--runs 0 measures nothing; use 1 or more");
+    }
+    let path = super::model_path(model)?;
+    let opts = model.session_options();
+    let mut rows: Vec<(String, f64, String)> = Vec::new();
+    let mut add = |name: &str, value: f64, unit: &str| {
+        rows.push((name.to_owned(), value, unit.to_owned()));
+        if !args.json {
+            println!("  {name:<44} {value:>10.2} {unit}");
+        }
+    };
+    if !args.json {
+        println!(
+            "camscope bench: {} on {} ({} runs per figure, medians)",
+            path.display(),
+            args.image.display(),
+            args.runs
+        );
+    }
+    // Loading: the model (card, shape probing) and ONNX Runtime sessions.
+    let (loaded, load_ms) = time_ms(|| LoadedModel::open(&path, model.card.as_deref(), &opts));
+    let loaded = loaded?;
+    add("model load (read, card, shape probe)", load_ms, "ms");
+    let session_ms = bench(args.runs.min(20), || {
+        GraphSession::from_file(&path, &opts)?;
+        Ok(())
+    })?;
+    add("ONNX Runtime session creation (plain model)", session_ms, "ms");
+    let decode_ms = bench(args.runs, || {
+        imaging::load_tensor(&args.image, &loaded.card.input)?;
+        Ok(())
+    })?;
+    add("decode + preprocess", decode_ms, "ms");
+
+    let x = imaging::load_tensor(&args.image, &loaded.card.input)?;
+    let x1 = x.clone().insert_axis(Axis(0));
+    let mut plain = Classifier::new(&loaded, &opts)?;
+    let forward_ms = bench(args.runs, || {
+        plain.run(x1.view())?;
+        Ok(())
+    })?;
+    add("plain ONNX Runtime forward, batch 1", forward_ms, "ms/image");
+
+    let config = EngineConfig { session: opts.clone(), cache_bytes: 0, ..EngineConfig::default() };
+    let mut engine = Engine::from_model(loaded.clone(), config)?;
+    let provider = engine.provider().0;
+    let img = args.image.clone();
+    let l = engine.load(&img)?;
+    let body_only_ms = bench(args.runs, || {
+        engine.body_batch(l.input.view().insert_axis(Axis(0)))?;
+        Ok(())
+    })?;
+    add("body graph (forward + activations), batch 1", body_only_ms, "ms/image");
+    let seed = Seed::Class(l.scores.argmax());
+    let head_ms = bench(args.runs, || {
+        engine.head(&l, &seed)?;
+        Ok(())
+    })?;
+    add("head graph (forward + backward), one class", head_ms, "ms");
+    let switch_ms = bench(args.runs, || {
+        let m = engine.map(&l, Method::GradCam, &seed)?;
+        render::upsample_map(m.normalized.map.view(), 224, 224);
+        Ok(())
+    })?;
+    add("class switch: head + Grad-CAM map + upsample", switch_ms, "ms");
+    let gradcam_ms = bench(args.runs, || {
+        let l2 = engine.body_batch(l.input.view().insert_axis(Axis(0)))?.remove(0);
+        let m = engine.map(&l2, Method::GradCam, &seed)?;
+        render::overlay(&l.view, m.normalized.map.view(), render::Colormap::Jet, 0.5)?;
+        Ok(())
+    })?;
+    add("Grad-CAM per image: body + head + map + overlay", gradcam_ms, "ms/image");
+    add("  ratio to the plain forward", gradcam_ms / forward_ms, "x");
+    add("  body ratio to the plain forward", body_only_ms / forward_ms, "x");
+
+    for &batch in &[1usize, 16] {
+        let n = 32;
+        let xs: Vec<_> = (0..n).map(|_| x.view()).collect();
+        let big: Array4<f32> = imaging::batch(&xs);
+        let per_ms = bench(args.runs.min(5), || {
+            for chunk in big.axis_chunks_iter(Axis(0), batch) {
+                let loaded_batch = engine.body_batch(chunk)?;
+                for l in &loaded_batch {
+                    let m = engine.map(l, Method::GradCam, &Seed::Class(l.scores.argmax()))?;
+                    render::upsample_map(m.normalized.map.view(), 224, 224);
+                }
+            }
+            Ok(())
+        })? / n as f64;
+        add(&format!("Grad-CAM throughput, batch {batch}"), 1000.0 / per_ms, "images/s");
+    }
+    let sc_ms = bench(args.scorecam_runs.max(1), || {
+        engine.map(&l, Method::ScoreCam, &seed)?;
+        Ok(())
+    })?;
+    add("Score-CAM per image", sc_ms, "ms");
+    let ab_ms = bench(args.scorecam_runs.max(1), || {
+        engine.map(&l, Method::AblationCam, &seed)?;
+        Ok(())
+    })?;
+    add("Ablation-CAM per image", ab_ms, "ms");
+    if args.json {
+        let map: serde_json::Map<String, serde_json::Value> =
+            rows.iter().map(|(k, v, u)| (format!("{k} [{u}]"), serde_json::json!(v))).collect();
+        println!("{}", serde_json::json!({ "device": provider.to_string(), "figures": map }));
+    } else {
+        println!("  (execution provider: {provider})");
+    }
+    Ok(ExitCode::SUCCESS)
+}

@@ -1,0 +1,565 @@
+//! The explanation pipeline: image file -> cached body results -> maps for any class and
+//! method. One [`Engine`] per model; the TUI's worker thread, `explain`, `batch` and
+//! `triage` all drive this same code.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Instant, SystemTime};
+
+use image::RgbImage;
+use ndarray::{Array1, Array2, Array3, Array4, ArrayD, ArrayView3, ArrayView4, Axis, IxDyn, s};
+
+use super::cache::{LruCache, Weighed};
+use super::explainer::Explainer;
+use super::{EngineError, GraphSession, LoadedModel, Provider, SessionOptions};
+use crate::cam::{self, CamError, Method, ModelRuns, NormalizedMap, RawMap};
+use crate::explanation::Timings;
+use crate::grad::{Candidate, MapLayout, ScoreKind};
+use crate::imaging::{self, ImageError};
+use crate::model::Layout;
+use crate::scores::ClassScores;
+
+/// Why an image could not be explained.
+#[derive(Debug, thiserror::Error)]
+pub enum ExplainError {
+    #[error(transparent)]
+    Image(#[from] ImageError),
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error("{}: {source}", path.display())]
+    Cam { path: PathBuf, source: CamError },
+    #[error("class {index} is out of range: the model has {classes} classes (0..{})", classes - 1)]
+    ClassOutOfRange { index: usize, classes: usize },
+}
+
+/// Engine settings.
+#[derive(Debug, Clone)]
+pub struct EngineConfig {
+    /// Target layer (tensor/node name or unique part); `None` picks the default.
+    pub layer: Option<String>,
+    pub score: ScoreKind,
+    /// Byte budget of the body-result cache.
+    pub cache_bytes: usize,
+    pub session: SessionOptions,
+    /// Images per run for Score-CAM masks, Ablation-CAM and metrics batches.
+    pub batch: usize,
+}
+
+impl Default for EngineConfig {
+    fn default() -> Self {
+        Self {
+            layer: None,
+            score: ScoreKind::Logit,
+            cache_bytes: 96 << 20,
+            session: SessionOptions::default(),
+            batch: 16,
+        }
+    }
+}
+
+/// Which class vector the gradient is seeded with.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Seed {
+    /// One class (one-hot).
+    Class(usize),
+    /// Evidence for `positive` against `negative` (their difference).
+    Contrast { positive: usize, negative: usize },
+    /// Any weighting of the classes.
+    Vector(Vec<f32>),
+}
+
+/// Identifies an image's contents without reading them: a changed file is a new key.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+struct ImageKey {
+    path: PathBuf,
+    size: u64,
+    modified: Option<SystemTime>,
+}
+
+impl ImageKey {
+    fn of(path: &Path) -> Self {
+        let meta = std::fs::metadata(path).ok();
+        Self {
+            path: path.to_owned(),
+            size: meta.as_ref().map_or(0, |m| m.len()),
+            modified: meta.and_then(|m| m.modified().ok()),
+        }
+    }
+}
+
+/// Everything computed once per image (cached).
+#[derive(Debug, Clone)]
+pub struct Loaded {
+    pub path: PathBuf,
+    /// The pixels the model sees (cropped and resized); overlays are drawn on it.
+    pub view: RgbImage,
+    /// The normalised input sample in the model's layout (`[3,H,W]` or `[H,W,3]`).
+    pub input: Array3<f32>,
+    /// Class scores from the model's output.
+    pub scores: ClassScores,
+    /// Target activations `[1, ...]` in the model's layout.
+    pub activation: ArrayD<f32>,
+    /// Side tensors the head needs, `[1, ...]`.
+    pub side: Vec<ArrayD<f32>>,
+    /// Decode and body time when it was computed.
+    pub timings: Timings,
+}
+
+impl Weighed for Loaded {
+    fn bytes(&self) -> usize {
+        let floats = self.input.len()
+            + self.activation.len()
+            + self.side.iter().map(ArrayD::len).sum::<usize>()
+            + self.scores.probabilities.len() * 2;
+        floats * 4 + self.view.as_raw().len() + 256
+    }
+}
+
+/// A map for one image, class and method.
+#[derive(Debug, Clone)]
+pub struct MapOutput {
+    pub raw: RawMap,
+    pub normalized: NormalizedMap,
+    /// Guided Grad-CAM's input-resolution result `[3, H, W]` (model layout, channel first).
+    pub guided: Option<Array3<f32>>,
+    pub timings: Timings,
+}
+
+/// One model with one target layer and score kind, its sessions and its cache.
+pub struct Engine {
+    model: LoadedModel,
+    config: EngineConfig,
+    target: Candidate,
+    explainer: Explainer,
+    scores_session: Option<GraphSession>,
+    guided: Option<Explainer>,
+    cache: LruCache<ImageKey, Loaded>,
+}
+
+impl Engine {
+    /// Load a model and build the gradient graphs for the configured layer.
+    pub fn open(path: &Path, card: Option<&Path>, config: EngineConfig) -> Result<Self, EngineError> {
+        let model = LoadedModel::open(path, card, &config.session)?;
+        Self::from_model(model, config)
+    }
+
+    pub fn from_model(model: LoadedModel, config: EngineConfig) -> Result<Self, EngineError> {
+        let target = resolve(&model, config.layer.as_deref())?;
+        let explainer = Explainer::new(&model.analysis, &model.path, &target, config.score, false, &config.session)?;
+        let cache = LruCache::new(config.cache_bytes);
+        Ok(Self { model, config, target, explainer, scores_session: None, guided: None, cache })
+    }
+
+    pub fn model(&self) -> &LoadedModel {
+        &self.model
+    }
+
+    pub fn target(&self) -> &Candidate {
+        &self.target
+    }
+
+    pub fn score_kind(&self) -> ScoreKind {
+        self.config.score
+    }
+
+    pub fn config(&self) -> &EngineConfig {
+        &self.config
+    }
+
+    /// The execution provider actually running, and why CUDA is not (under `auto`).
+    pub fn provider(&self) -> (Provider, Option<String>) {
+        let (p, why) = self.explainer.provider();
+        (p, why.map(str::to_owned))
+    }
+
+    /// Number of cached images and the bytes they hold.
+    pub fn cache_usage(&self) -> (usize, usize) {
+        (self.cache.len(), self.cache.used_bytes())
+    }
+
+    /// Whether an image's body results are cached (and its file unchanged).
+    pub fn is_cached(&self, path: &Path) -> bool {
+        self.cache.contains(&ImageKey::of(path))
+    }
+
+    /// Whether the head can take several images (or ablated copies) in one run.
+    fn head_batches(&self) -> bool {
+        self.explainer.plan.batch_flexible && !self.model.fixed_batch
+    }
+
+    /// Switch the target layer (the cache is cleared: activations belong to a layer).
+    pub fn set_layer(&mut self, layer: Option<&str>) -> Result<(), EngineError> {
+        let target = resolve(&self.model, layer)?;
+        if target == self.target {
+            return Ok(());
+        }
+        self.explainer = Explainer::new(
+            &self.model.analysis,
+            &self.model.path,
+            &target,
+            self.config.score,
+            false,
+            &self.config.session,
+        )?;
+        self.target = target;
+        self.config.layer = layer.map(str::to_owned);
+        self.cache.clear();
+        Ok(())
+    }
+
+    /// Switch between logit and probability scores (body results stay valid).
+    pub fn set_score(&mut self, score: ScoreKind) -> Result<(), EngineError> {
+        if score == self.config.score {
+            return Ok(());
+        }
+        self.explainer =
+            Explainer::new(&self.model.analysis, &self.model.path, &self.target, score, false, &self.config.session)?;
+        self.config.score = score;
+        self.scores_session = None;
+        self.guided = None;
+        Ok(())
+    }
+
+    /// Decode and preprocess an image (no model run).
+    pub fn preprocess(&self, path: &Path) -> Result<(RgbImage, Array3<f32>), ImageError> {
+        let rgb = imaging::load_rgb(path)?;
+        let view = imaging::model_view(&rgb, &self.model.card.input);
+        let input = imaging::normalize(&view, &self.model.card.input);
+        Ok((view, input))
+    }
+
+    /// Body results for an image: from the cache, or decoded and run now.
+    pub fn load(&mut self, path: &Path) -> Result<Arc<Loaded>, ExplainError> {
+        let key = ImageKey::of(path);
+        if let Some(hit) = self.cache.get(&key) {
+            return Ok(hit);
+        }
+        let t0 = Instant::now();
+        let (view, input) = self.preprocess(path)?;
+        let decode_ms = ms(t0);
+        let mut out = self.run_body(std::slice::from_ref(&input.view()))?;
+        let mut loaded = out.remove(0);
+        loaded.timings.decode_ms = decode_ms;
+        let loaded = Arc::new(Loaded { path: path.to_owned(), view, ..loaded });
+        self.cache.insert(key, loaded.clone());
+        Ok(loaded)
+    }
+
+    /// Body results for many images, `config.batch` at a time (one at a time for models
+    /// that only run at batch 1). Unreadable images give their error; the rest go on.
+    pub fn load_many(&mut self, paths: &[PathBuf]) -> Vec<Result<Arc<Loaded>, ExplainError>> {
+        let batch = if self.model.fixed_batch { 1 } else { self.config.batch.max(1) };
+        let mut results: Vec<Option<Result<Arc<Loaded>, ExplainError>>> = (0..paths.len()).map(|_| None).collect();
+        let mut pending: Vec<(usize, ImageKey, RgbImage, Array3<f32>, f64)> = Vec::new();
+        for (i, p) in paths.iter().enumerate() {
+            let key = ImageKey::of(p);
+            if let Some(hit) = self.cache.get(&key) {
+                results[i] = Some(Ok(hit));
+                continue;
+            }
+            let t0 = Instant::now();
+            match self.preprocess(p) {
+                Ok((view, input)) => pending.push((i, key, view, input, ms(t0))),
+                Err(e) => results[i] = Some(Err(e.into())),
+            }
+        }
+        for chunk in pending.chunks(batch) {
+            let views: Vec<ArrayView3<'_, f32>> = chunk.iter().map(|c| c.3.view()).collect();
+            match self.run_body(&views) {
+                Ok(outs) => {
+                    for ((i, key, view, _, decode_ms), mut l) in chunk.iter().cloned().zip(outs) {
+                        l.timings.decode_ms = decode_ms;
+                        let l = Arc::new(Loaded { path: paths[i].clone(), view, ..l });
+                        self.cache.insert(key, l.clone());
+                        results[i] = Some(Ok(l));
+                    }
+                }
+                Err(e) => {
+                    let msg = e.to_string();
+                    for (i, ..) in chunk {
+                        results[*i] =
+                            Some(Err(EngineError::Run { path: paths[*i].clone(), detail: msg.clone() }.into()));
+                    }
+                }
+            }
+        }
+        results.into_iter().map(|r| r.expect("every image has a result")).collect()
+    }
+
+    /// Run the body on samples; returns one [`Loaded`] per sample (paths and views unset).
+    fn run_body(&mut self, samples: &[ArrayView3<'_, f32>]) -> Result<Vec<Loaded>, EngineError> {
+        self.body_batch(imaging::batch(samples).view())
+    }
+
+    /// Run the body on an input batch, bypassing the cache; one [`Loaded`] per image (with
+    /// empty path and view: the caller knows them).
+    pub fn body_batch(&mut self, batch: ArrayView4<'_, f32>) -> Result<Vec<Loaded>, EngineError> {
+        let n = batch.dim().0;
+        let samples: Vec<ArrayView3<'_, f32>> = batch.outer_iter().collect();
+        let t0 = Instant::now();
+        let out = self.explainer.body(batch.into_dyn())?;
+        let body_ms = ms(t0) / n as f64;
+        let probs = self.model.outputs_probabilities;
+        Ok((0..samples.len())
+            .map(|i| {
+                let row: Vec<f32> = out.output.index_axis(Axis(0), i).iter().copied().collect();
+                Loaded {
+                    path: PathBuf::new(),
+                    view: RgbImage::new(0, 0),
+                    input: samples[i].to_owned(),
+                    scores: ClassScores::from_output(&row, probs),
+                    activation: out.activation.slice_axis(Axis(0), (i..i + 1).into()).to_owned(),
+                    side: out.side.iter().map(|s| slice_batch(s, i, samples.len())).collect(),
+                    timings: Timings { body_ms, ..Timings::default() },
+                }
+            })
+            .collect())
+    }
+
+    /// The seed vector for one image.
+    pub fn seed_row(&self, seed: &Seed) -> Result<Array1<f32>, ExplainError> {
+        let k = self.model.classes;
+        let check = |i: usize| if i < k { Ok(i) } else { Err(ExplainError::ClassOutOfRange { index: i, classes: k }) };
+        let mut row = Array1::zeros(k);
+        match seed {
+            Seed::Class(c) => row[check(*c)?] = 1.0,
+            Seed::Contrast { positive, negative } => {
+                row[check(*positive)?] += 1.0;
+                row[check(*negative)?] -= 1.0;
+            }
+            Seed::Vector(v) if v.len() == k => row.assign(&Array1::from(v.clone())),
+            Seed::Vector(v) => return Err(ExplainError::ClassOutOfRange { index: v.len(), classes: k }),
+        }
+        Ok(row)
+    }
+
+    /// Activations of one loaded image as `[C, h, w]`.
+    fn chw(&self, a: &ArrayD<f32>) -> Array3<f32> {
+        let a4 = a.view().into_dimensionality::<ndarray::Ix4>().expect("4-D activations");
+        let one = a4.index_axis(Axis(0), 0);
+        match self.target.layout {
+            MapLayout::Nchw => one.to_owned(),
+            MapLayout::Nhwc => one.permuted_axes([2, 0, 1]).as_standard_layout().to_owned(),
+        }
+    }
+
+    /// Head run for one image: (score vector, gradient `[C,h,w]`).
+    pub fn head(&mut self, loaded: &Loaded, seed: &Seed) -> Result<(Vec<f32>, Array3<f32>), ExplainError> {
+        let row = self.seed_row(seed)?.insert_axis(Axis(0));
+        let side: Vec<_> = loaded.side.iter().map(|s| s.view()).collect();
+        let out = self.explainer.head(loaded.activation.view(), &side, row.view())?;
+        Ok((out.scores.iter().copied().collect(), self.chw(&out.gradient)))
+    }
+
+    /// Compute `method`'s map for one image and seed.
+    pub fn map(&mut self, loaded: &Loaded, method: Method, seed: &Seed) -> Result<MapOutput, ExplainError> {
+        let cam_err = |source| ExplainError::Cam { path: loaded.path.clone(), source };
+        let a = self.chw(&loaded.activation);
+        let mut t = Timings::default();
+        let seed_row = self.seed_row(seed)?;
+        let needs = method.needs();
+        let (raw, guided) = match needs.model_runs {
+            ModelRuns::None => {
+                let g = if needs.gradients {
+                    let t0 = Instant::now();
+                    let (_, g) = self.head(loaded, seed)?;
+                    t.head_ms = ms(t0);
+                    Some(g)
+                } else {
+                    None
+                };
+                let t0 = Instant::now();
+                let raw = cam::compute(method, a.view(), g.as_ref().map(|g| g.view())).map_err(cam_err)?;
+                t.map_ms = ms(t0);
+                let guided = if needs.input_gradients {
+                    let t0 = Instant::now();
+                    let ig = self.input_gradient(loaded, &seed_row)?;
+                    t.head_ms += ms(t0);
+                    let t0 = Instant::now();
+                    let (h, w) = (ig.dim().1, ig.dim().2);
+                    let cam_up = crate::render::upsample_map(raw.normalize().map.view(), h, w);
+                    let gg = cam::guided::guided_grad_cam(ig.view(), cam_up.view()).map_err(cam_err)?;
+                    t.map_ms += ms(t0);
+                    Some(gg)
+                } else {
+                    None
+                };
+                (raw, guided)
+            }
+            ModelRuns::MaskedInputs => {
+                let t0 = Instant::now();
+                let scores = self.masked_scores(loaded, &a, &seed_row)?;
+                t.head_ms = ms(t0);
+                let t0 = Instant::now();
+                let raw = cam::score::score_cam(a.view(), &scores).map_err(cam_err)?;
+                t.map_ms = ms(t0);
+                (raw, None)
+            }
+            ModelRuns::AblatedActivations => {
+                let t0 = Instant::now();
+                let (original, ablated) = self.ablated_scores(loaded, &a, &seed_row)?;
+                t.head_ms = ms(t0);
+                let t0 = Instant::now();
+                let raw = cam::ablation::ablation_cam(a.view(), original, &ablated).map_err(cam_err)?;
+                t.map_ms = ms(t0);
+                (raw, None)
+            }
+        };
+        let normalized = raw.normalize();
+        Ok(MapOutput { raw, normalized, guided, timings: t })
+    }
+
+    /// Score vectors of a batch of model inputs through the scores model (the forward model
+    /// ending at the differentiated score), `config.batch` at a time.
+    pub fn score_inputs(&mut self, inputs: &Array4<f32>) -> Result<Array2<f32>, EngineError> {
+        if self.scores_session.is_none() {
+            let plan = &self.explainer.plan;
+            self.scores_session =
+                Some(GraphSession::from_model(&plan.scores_model(), &self.model.path, &self.config.session)?);
+        }
+        let name = self.explainer.plan.names.input.clone();
+        let score = self.explainer.plan.names.score.clone();
+        let session = self.scores_session.as_mut().expect("just created");
+        let batch = if self.model.fixed_batch { 1 } else { self.config.batch.max(1) };
+        let n = inputs.dim().0;
+        let mut out = Array2::zeros((n, self.model.classes));
+        let mut start = 0;
+        while start < n {
+            let end = (start + batch).min(n);
+            let chunk = inputs.slice(s![start..end, .., .., ..]);
+            let r = session.run(&[(name.as_str(), chunk.into_dyn())], &[score.as_str()])?;
+            let r = r.into_iter().next().expect("one output");
+            out.slice_mut(s![start..end, ..]).assign(&r.into_dimensionality::<ndarray::Ix2>().expect("[N, classes]"));
+            start = end;
+        }
+        Ok(out)
+    }
+
+    /// Score-CAM's per-channel scores: `seed · score(input ⊙ mask_c)`. A mask depends on
+    /// its channel only up to a positive affine change (it is min-max normalised), so
+    /// channels with the same normalised pattern share one masked input, and constant
+    /// channels (all-zero masks: most channels of a ReLU map are often empty) share one too.
+    /// Each distinct masked input is scored once.
+    fn masked_scores(
+        &mut self,
+        loaded: &Loaded,
+        a: &Array3<f32>,
+        seed: &Array1<f32>,
+    ) -> Result<Vec<f32>, ExplainError> {
+        let layout = self.model.card.input.layout;
+        let c = a.dim().0;
+        // Group channels by normalised pattern; `None` marks constant channels.
+        let mut groups: std::collections::HashMap<Option<Vec<u32>>, Vec<usize>> = std::collections::HashMap::new();
+        for (i, ch) in a.outer_iter().enumerate() {
+            let (lo, hi) = ch.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(l, h), &v| (l.min(v), h.max(v)));
+            let key = (hi > lo).then(|| ch.iter().map(|&v| ((v - lo) / (hi - lo)).to_bits()).collect());
+            groups.entry(key).or_default().push(i);
+        }
+        let mut reps: Vec<(Option<usize>, Vec<usize>)> =
+            groups.into_iter().map(|(k, members)| (k.map(|_| members[0]), members)).collect();
+        reps.sort_by_key(|(_, m)| m[0]);
+        let (d0, d1, d2) = loaded.input.dim();
+        let mut scores = vec![0f32; c];
+        let batch = self.config.batch.max(1);
+        for chunk in reps.chunks(batch) {
+            let mut inputs = Array4::zeros((chunk.len(), d0, d1, d2));
+            for (k, (rep, _)) in chunk.iter().enumerate() {
+                if let Some(ch) = rep {
+                    let one = cam::score::masked_inputs(loaded.input.view(), layout, a.view(), *ch..*ch + 1)
+                        .map_err(|source| ExplainError::Cam { path: loaded.path.clone(), source })?;
+                    inputs.index_axis_mut(Axis(0), k).assign(&one.index_axis(Axis(0), 0));
+                }
+            }
+            let out = self.score_inputs(&inputs)?;
+            for (k, (_, members)) in chunk.iter().enumerate() {
+                let s = out.row(k).dot(seed);
+                for &m in members {
+                    scores[m] = s;
+                }
+            }
+        }
+        Ok(scores)
+    }
+
+    /// Ablation-CAM's scores: the unablated score and one per ablated channel, through the
+    /// head only (batched when the head allows it).
+    fn ablated_scores(
+        &mut self,
+        loaded: &Loaded,
+        a: &Array3<f32>,
+        seed: &Array1<f32>,
+    ) -> Result<(f32, Vec<f32>), ExplainError> {
+        let (head_scores, _) = self.head(loaded, &Seed::Vector(seed.to_vec()))?;
+        let original = Array1::from(head_scores).dot(seed);
+        let c = a.dim().0;
+        let batch = if self.head_batches() { self.config.batch.max(1) * 4 } else { 1 };
+        let mut ablated = Vec::with_capacity(c);
+        let mut start = 0;
+        while start < c {
+            let end = (start + batch).min(c);
+            let chw = cam::ablation::ablated_batch(a.view(), start..end)
+                .map_err(|source| ExplainError::Cam { path: loaded.path.clone(), source })?;
+            let acts = match self.target.layout {
+                MapLayout::Nchw => chw.into_dyn(),
+                MapLayout::Nhwc => chw.permuted_axes([0, 2, 3, 1]).as_standard_layout().to_owned().into_dyn(),
+            };
+            let n = end - start;
+            let side: Vec<ArrayD<f32>> = loaded.side.iter().map(|s| repeat_batch(s, n)).collect();
+            let side_views: Vec<_> = side.iter().map(|s| s.view()).collect();
+            let seeds = seed.broadcast((n, seed.len())).expect("broadcast rows").to_owned();
+            let out = self.explainer.head(acts.view(), &side_views, seeds.view())?;
+            let sc = out.scores.into_dimensionality::<ndarray::Ix2>().expect("[N, classes]");
+            ablated.extend(sc.outer_iter().map(|r| r.dot(seed)));
+            start = end;
+        }
+        Ok((original, ablated))
+    }
+
+    /// Guided-backprop gradient of `seed · score` w.r.t. the input image, `[3, H, W]`.
+    fn input_gradient(&mut self, loaded: &Loaded, seed: &Array1<f32>) -> Result<Array3<f32>, ExplainError> {
+        if self.guided.is_none() {
+            let input = self.model.analysis.input_target();
+            self.guided = Some(Explainer::new(
+                &self.model.analysis,
+                &self.model.path,
+                &input,
+                self.config.score,
+                true,
+                &self.config.session,
+            )?);
+        }
+        let ex = self.guided.as_mut().expect("just created");
+        let x = loaded.input.view().insert_axis(Axis(0)).into_dyn().to_owned();
+        let row = seed.view().insert_axis(Axis(0));
+        let out = ex.head(x.view(), &[], row)?;
+        let g = out.gradient.into_dimensionality::<ndarray::Ix4>().expect("4-D input gradient");
+        let one = g.index_axis(Axis(0), 0);
+        Ok(match self.model.card.input.layout {
+            Layout::Nchw => one.to_owned(),
+            Layout::Nhwc => one.permuted_axes([2, 0, 1]).as_standard_layout().to_owned(),
+        })
+    }
+}
+
+fn resolve(model: &LoadedModel, layer: Option<&str>) -> Result<Candidate, EngineError> {
+    model.analysis.resolve_layer(layer).map_err(|source| EngineError::Grad { path: model.path.clone(), source })
+}
+
+/// Image `i` of a batched side tensor (whose batch axis is 0 when it follows the batch).
+fn slice_batch(t: &ArrayD<f32>, i: usize, n: usize) -> ArrayD<f32> {
+    if t.ndim() > 0 && t.shape()[0] == n { t.slice_axis(Axis(0), (i..i + 1).into()).to_owned() } else { t.clone() }
+}
+
+/// A `[1, ...]` tensor repeated `n` times along axis 0.
+fn repeat_batch(t: &ArrayD<f32>, n: usize) -> ArrayD<f32> {
+    if t.ndim() == 0 || t.shape()[0] != 1 || n == 1 {
+        return t.clone();
+    }
+    let mut shape = t.shape().to_vec();
+    shape[0] = n;
+    t.broadcast(IxDyn(&shape)).expect("batch axis of size 1").to_owned()
+}
+
+fn ms(t0: Instant) -> f64 {
+    t0.elapsed().as_secs_f64() * 1e3
+}
