@@ -76,8 +76,10 @@ fn explain_prints_top_k_for_a_sample() {
     let stdout = String::from_utf8_lossy(&out.stdout);
     assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     let lines: Vec<&str> = stdout.lines().collect();
-    assert_eq!(lines.len(), 4, "{stdout}");
-    assert!(lines[1].contains("espresso") && lines[1].contains('%'), "{stdout}");
+    assert_eq!(lines[0], "samples/espresso/coffee.png", "{stdout}");
+    assert!(lines[1].contains("espresso") && lines[1].contains('%') && lines[1].contains('*'), "{stdout}");
+    assert_eq!(lines.iter().filter(|l| l.contains("% ")).count(), 3, "{stdout}");
+    assert!(lines[4].contains("gradcam of espresso"), "{stdout}");
 }
 
 fn assert_error(args: &[&str], must_contain: &[&str]) {
