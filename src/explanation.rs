@@ -2,14 +2,14 @@
 //! batch report: which model, layer, method, score and class, the top-k, the map at feature
 //! resolution, where it ran and how long each stage took.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::cam::{MapStatus, NormalizedMap};
 use crate::grad::ScoreKind;
 use crate::scores::Prediction;
 
 /// Milliseconds spent in each stage (0 when the stage was served from the cache).
-#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize)]
+#[derive(Debug, Clone, Copy, Default, PartialEq, Serialize, Deserialize)]
 pub struct Timings {
     /// Decoding, cropping, resizing and normalising the image.
     pub decode_ms: f64,

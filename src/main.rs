@@ -99,6 +99,42 @@ enum Command {
         #[arg(long)]
         no_show: bool,
     },
+    /// Explain every image under DIR: overlays mirroring the tree in OUTDIR, report.json and report.csv
+    Batch {
+        /// Folder of images (searched recursively; non-images are skipped)
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// Output folder (created; must not overlap DIR)
+        #[arg(long, short = 'o', value_name = "OUTDIR")]
+        out: PathBuf,
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Target layer (default: the last map before pooling)
+        #[arg(long, short = 'l')]
+        layer: Option<String>,
+        /// CAM method
+        #[arg(long, default_value = "gradcam")]
+        method: Method,
+        /// Class to explain in every image, by index or label (default: each image's top-1)
+        #[arg(long = "class", short = 'c', value_name = "CLASS")]
+        class: Option<String>,
+        /// Differentiate the pre-softmax logit or the probability
+        #[arg(long, default_value = "logit", value_name = "logit|prob")]
+        score: ScoreKind,
+        /// Classes listed per image in the report
+        #[arg(long, short = 'k', default_value_t = 5)]
+        top: usize,
+        #[arg(long, default_value = "jet")]
+        colormap: Colormap,
+        #[arg(long, default_value_t = 0.5)]
+        alpha: f64,
+        /// Recompute and replace outputs of a previous run (default: resume, skipping them)
+        #[arg(long)]
+        overwrite: bool,
+        /// Images per model run
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+    },
     /// Measure camscope's speed on this machine: forward, body, head, Grad-CAM, Score-CAM, throughput
     Bench {
         /// Image to explain (default: the bundled sample photo of an espresso)
@@ -157,7 +193,21 @@ fn main() -> ExitCode {
     unsafe {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
-    let cli = Cli::parse();
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if e.use_stderr() => {
+            // clap's errors span several lines (usage, hints); keep camscope's one-line rule.
+            let text = e.render().to_string();
+            let first = text.lines().find(|l| !l.trim().is_empty()).unwrap_or("invalid arguments");
+            let first = first.trim_start_matches("error: ");
+            eprintln!("camscope: error: {first} (see camscope --help)");
+            return ExitCode::from(2);
+        }
+        Err(e) => {
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+    };
     let result = match cli.command {
         Command::Explain {
             images,
@@ -193,6 +243,22 @@ fn main() -> ExitCode {
                 no_show,
             };
             commands::explain::run(&args, &model)
+        }
+        Command::Batch { dir, out, model, layer, method, class, score, top, colormap, alpha, overwrite, batch } => {
+            let args = commands::batch::BatchArgs {
+                dir,
+                out,
+                layer,
+                method,
+                class,
+                score,
+                top,
+                colormap,
+                alpha,
+                overwrite,
+                batch,
+            };
+            commands::batch::run(&args, &model)
         }
         Command::Bench { image, model, runs, scorecam_runs, json } => {
             let image = image.unwrap_or_else(|| {

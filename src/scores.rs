@@ -1,6 +1,6 @@
 //! Class scores of one image and the top-k view of them.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::model::Labels;
 
@@ -55,12 +55,12 @@ impl ClassScores {
 }
 
 /// One class of one image.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Prediction {
     pub index: usize,
     pub label: String,
     pub probability: f32,
-    #[serde(skip_serializing_if = "Option::is_none")]
+    #[serde(skip_serializing_if = "Option::is_none", default)]
     pub logit: Option<f32>,
 }
 

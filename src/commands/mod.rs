@@ -1,9 +1,11 @@
 //! Per-command glue between the CLI and the library.
 
+pub mod batch;
 pub mod bench;
 pub mod explain;
 pub mod export;
 pub mod layers;
+pub mod progress;
 
 use anyhow::{Context, Result};
 
