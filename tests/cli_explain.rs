@@ -32,7 +32,7 @@ fn explain_json_has_the_whole_explanation() {
     let values: Vec<f64> = map.iter().flat_map(|r| r.as_array().unwrap().iter().map(|v| v.as_f64().unwrap())).collect();
     assert_eq!(values.len(), 49);
     assert!(values.iter().all(|v| (0.0..=1.0).contains(v)));
-    assert!(values.iter().any(|&v| v == 1.0) && values.iter().any(|&v| v == 0.0));
+    assert!(values.contains(&1.0) && values.contains(&0.0));
     for k in ["decode_ms", "body_ms", "head_ms", "map_ms", "render_ms"] {
         assert!(e["timings"][k].as_f64().unwrap() >= 0.0, "{k}");
     }
