@@ -95,7 +95,18 @@ fn matmul_both_operands_with_batch_broadcast() {
     check(t, &[1, 2, 3, 4], "MatMul");
 }
 
-fn conv(c_in: i64, c_out: i64, hw: i64, k: i64, a: Vec<AttributeProto>, group: i64, out_k: i64, name: &str) {
+/// A Conv test case: input channels, output channels, square input size, square kernel.
+struct ConvCase {
+    c_in: i64,
+    c_out: i64,
+    hw: i64,
+    k: i64,
+    group: i64,
+    out_k: i64,
+}
+
+fn conv(case: ConvCase, a: Vec<AttributeProto>, name: &str) {
+    let ConvCase { c_in, c_out, hw, k, group, out_k } = case;
     let wn = (c_out * (c_in / group) * k * k) as usize;
     let mut a = a;
     a.push(attrs::int("group", group));
@@ -111,47 +122,35 @@ fn conv(c_in: i64, c_out: i64, hw: i64, k: i64, a: Vec<AttributeProto>, group: i
 
 #[test]
 fn conv_padded_stride1() {
-    conv(2, 3, 5, 3, vec![attrs::ints("pads", &[1, 1, 1, 1])], 1, 75, "Conv 3x3 pad 1");
+    let case = ConvCase { c_in: 2, c_out: 3, hw: 5, k: 3, group: 1, out_k: 75 };
+    conv(case, vec![attrs::ints("pads", &[1, 1, 1, 1])], "Conv 3x3 pad 1");
 }
 
 #[test]
 fn conv_stride2_asymmetric_pads_restores_dropped_rows() {
     // 6x6 input, 3x3 kernel, stride 2, pads (0,0,1,1): output 3x3 reads rows 0..6; the
     // transpose needs output_padding to give back a 6x6 gradient.
-    conv(2, 2, 6, 3, vec![attrs::ints("strides", &[2, 2]), attrs::ints("pads", &[0, 0, 1, 1])], 1, 18, "Conv stride 2");
+    let case = ConvCase { c_in: 2, c_out: 2, hw: 6, k: 3, group: 1, out_k: 18 };
+    conv(case, vec![attrs::ints("strides", &[2, 2]), attrs::ints("pads", &[0, 0, 1, 1])], "Conv stride 2");
 }
 
 #[test]
 fn conv_depthwise_dilated_strided() {
-    conv(
-        4,
-        4,
-        9,
-        3,
-        vec![attrs::ints("strides", &[2, 2]), attrs::ints("dilations", &[2, 2]), attrs::ints("pads", &[2, 2, 2, 2])],
-        4,
-        4 * 25,
-        "depthwise Conv dilation 2 stride 2",
-    );
+    let case = ConvCase { c_in: 4, c_out: 4, hw: 9, k: 3, group: 4, out_k: 4 * 25 };
+    let a =
+        vec![attrs::ints("strides", &[2, 2]), attrs::ints("dilations", &[2, 2]), attrs::ints("pads", &[2, 2, 2, 2])];
+    conv(case, a, "depthwise Conv dilation 2 stride 2");
 }
 
 #[test]
 fn conv_auto_pad_same_upper_odd_size() {
-    conv(
-        3,
-        2,
-        7,
-        3,
-        vec![attrs::string("auto_pad", "SAME_UPPER"), attrs::ints("strides", &[2, 2])],
-        1,
-        32,
-        "Conv SAME_UPPER",
-    );
+    let case = ConvCase { c_in: 3, c_out: 2, hw: 7, k: 3, group: 1, out_k: 32 };
+    conv(case, vec![attrs::string("auto_pad", "SAME_UPPER"), attrs::ints("strides", &[2, 2])], "Conv SAME_UPPER");
 }
 
 #[test]
 fn conv_grouped_1x1() {
-    conv(4, 6, 3, 1, vec![], 2, 54, "grouped 1x1 Conv");
+    conv(ConvCase { c_in: 4, c_out: 6, hw: 3, k: 1, group: 2, out_k: 54 }, vec![], "grouped 1x1 Conv");
 }
 
 /// `c op (shift + (x op c))`: broadcasting on both sides; the shift keeps Div's
