@@ -132,6 +132,19 @@ pub fn pad(c: &mut RuleCtx<'_>) -> Grads {
         return Err(c.unsupported(&format!("Pad mode {mode} (only constant padding is differentiable here)")));
     }
     let r = c.rank(&x)?;
+    if c.b.opset() >= 11 && c.consts.ints(c.input(1)).is_none() {
+        // Pads computed in the graph (torch's legacy exporter writes "same" padding as a
+        // subgraph of constants): negate them at run time; the head keeps that subgraph.
+        let (pads, axes) = (c.input(1).to_owned(), c.input(3).to_owned());
+        let neg = c.b.neg(&pads);
+        let mut inputs = vec![g.as_str(), neg.as_str()];
+        if c.b.opset() >= 18 && !axes.is_empty() {
+            inputs.extend(["", axes.as_str()]);
+        }
+        let mut out = vec![None; c.node.input.len()];
+        out[0] = Some(c.b.op("Pad", &inputs, vec![crate::onnx::attrs::string("mode", "constant")]));
+        return Ok(out);
+    }
     let raw = if c.b.opset() >= 11 { c.const_ints(1)? } else { attr_ints(c.node, "pads").unwrap_or_default() };
     let axes: Vec<usize> = if c.b.opset() >= 18 && c.has_input(3) {
         c.const_ints(3)?.iter().map(|&a| norm_axis(a, r)).collect()
