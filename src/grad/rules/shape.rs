@@ -133,18 +133,16 @@ pub fn pad(c: &mut RuleCtx<'_>) -> Grads {
     }
     let r = c.rank(&x)?;
     if c.b.opset() >= 11 && c.consts.ints(c.input(1)).is_none() {
-        // Pads computed at run time (torch's "same" padding subgraphs): pad the gradient
-        // with their negation, which crops what the forward Pad added.
-        let pads = c.input(1).to_owned();
+        // Pads computed in the graph (torch's legacy exporter writes "same" padding as a
+        // subgraph of constants): negate them at run time; the head keeps that subgraph.
+        let (pads, axes) = (c.input(1).to_owned(), c.input(3).to_owned());
         let neg = c.b.neg(&pads);
-        let mut inputs: Vec<&str> = vec![&g, &neg];
-        let axes = if c.b.opset() >= 18 && c.has_input(3) { Some(c.input(3).to_owned()) } else { None };
-        if let Some(a) = &axes {
-            inputs.extend(["", a.as_str()]);
+        let mut inputs = vec![g.as_str(), neg.as_str()];
+        if c.b.opset() >= 18 && !axes.is_empty() {
+            inputs.extend(["", axes.as_str()]);
         }
-        let gx = c.b.op("Pad", &inputs, vec![crate::onnx::attrs::string("mode", "constant")]);
         let mut out = vec![None; c.node.input.len()];
-        out[0] = Some(gx);
+        out[0] = Some(c.b.op("Pad", &inputs, vec![crate::onnx::attrs::string("mode", "constant")]));
         return Ok(out);
     }
     let raw = if c.b.opset() >= 11 { c.const_ints(1)? } else { attr_ints(c.node, "pads").unwrap_or_default() };
