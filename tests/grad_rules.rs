@@ -488,19 +488,41 @@ fn shape_paths_carry_no_gradient() {
 
 #[test]
 fn pad_with_pads_computed_at_run_time() {
-    // torch exports "same" padding as Pad(x, Cast(Reshape(Concat(...)))): pads are not constants.
+    // Pads that depend on the input's shape cannot be folded into constants: the gradient
+    // negates them at run time.
     let t = Tiny::new(17)
         .input("x", &[-1, 2, 4])
         .init_i64("p", &[6], &[0, 1, 2, 0, 0, 1])
-        .init_i64("shape", &[1], &[6])
-        .node("Reshape", &["p", "shape"], &["pads"], vec![])
+        .node("Shape", &["x"], &["sh"], vec![])
+        .node("Sub", &["sh", "sh"], &["z3"], vec![])
+        .node("Concat", &["z3", "z3"], &["z6"], vec![attrs::int("axis", 0)])
+        .node("Add", &["z6", "p"], &["pads"], vec![])
         .node("Pad", &["x", "pads"], &["padded"], vec![attrs::string("mode", "constant")])
         .node("Mul", &["padded", "padded"], &["t"], vec![])
         .node("Flatten", &["t"], &["y"], vec![attrs::int("axis", 1)])
         .output("y", &[-1, 21])
         .build();
-    // Make the pads input-dependent in form (computed by a node), as torch does.
     let a = analyse(t, "x", "y", &[1, 2, 4]).unwrap();
     let c = fd_check(&a, "x", ScoreKind::Logit, &array(&[1, 2, 4], 3, 0.05), None, H, 100);
     assert!(c.relative() < TOL, "{c:?}");
+}
+
+#[test]
+fn constants_computed_in_the_graph_are_folded_from_the_probe() {
+    // Slice needs constant starts/ends; here they come from a Concat of initializers (as
+    // exporters write them), measured once by the shape probe.
+    let t = Tiny::new(17)
+        .input("x", &[-1, 3, 6])
+        .init_i64("s0", &[1], &[1])
+        .init_i64("s1", &[1], &[-5])
+        .init_i64("e0", &[1], &[3])
+        .init_i64("e1", &[1], &[100])
+        .init_i64("ax", &[2], &[1, 2])
+        .node("Concat", &["s0", "s1"], &["st"], vec![attrs::int("axis", 0)])
+        .node("Concat", &["e0", "e1"], &["en"], vec![attrs::int("axis", 0)])
+        .node("Slice", &["x", "st", "en", "ax"], &["s"], vec![])
+        .node("Mul", &["s", "s"], &["t"], vec![])
+        .node("Flatten", &["t"], &["y"], vec![attrs::int("axis", 1)])
+        .output("y", &[-1, 10]);
+    check(t, &[1, 3, 6], "Slice with computed constants");
 }

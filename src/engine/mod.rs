@@ -211,14 +211,16 @@ pub fn probe_shapes(
         other => other,
     };
     let mut s = GraphSession::from_model(&probe, label, &opts).map_err(fail)?;
-    let mut run = |n: usize| {
+    let mut ints = std::collections::HashMap::new();
+    let mut run = |n: usize, ints: &mut std::collections::HashMap<String, Vec<i64>>| {
         let x = session::zeros(&dims(n));
-        s.run_shapes(&[(input, x.view())]).map_err(fail)
+        s.run_shapes(&[(input, x.view())], ints).map_err(fail)
     };
-    let at1 = run(1)?;
-    let at2 = if fixed_batch { None } else { run(2).ok() };
+    let at1 = run(1, &mut ints)?;
+    let at2 = if fixed_batch { None } else { run(2, &mut std::collections::HashMap::new()).ok() };
     let batches = at2.is_some();
     analysis.add_measured(&at1, at2.as_ref().unwrap_or(&at1));
+    analysis.add_constant_values(&ints);
     Ok(batches)
 }
 

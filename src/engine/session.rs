@@ -168,10 +168,12 @@ impl GraphSession {
             .collect()
     }
 
-    /// Run and report every output's element type and dims (for shape probing).
+    /// Run and report every output's element type and dims (for shape probing), plus the
+    /// values of small integer outputs (shape arithmetic, pads) in `ints`.
     pub fn run_shapes(
         &mut self,
         inputs: &[(&str, ArrayViewD<'_, f32>)],
+        ints: &mut HashMap<String, Vec<i64>>,
     ) -> Result<HashMap<String, (i32, Vec<i64>)>, EngineError> {
         let standard: Vec<_> = inputs.iter().map(|(_, a)| a.as_standard_layout()).collect();
         let mut feeds = Vec::with_capacity(inputs.len());
@@ -187,12 +189,20 @@ impl GraphSession {
         let mut shapes = HashMap::new();
         for (name, v) in outs.iter() {
             if let ValueType::Tensor { ty, shape, .. } = v.dtype() {
+                if *ty == TensorElementType::Int64 && shape.num_elements() <= SMALL_INTS {
+                    if let Ok(a) = v.try_extract_array::<i64>() {
+                        ints.insert(name.to_string(), a.iter().copied().collect());
+                    }
+                }
                 shapes.insert(name.to_string(), (onnx_type(*ty), shape.iter().copied().collect()));
             }
         }
         Ok(shapes)
     }
 }
+
+/// Integer outputs up to this size are recorded by [`GraphSession::run_shapes`].
+const SMALL_INTS: usize = 64;
 
 /// ONNX's element type code for an ort element type (only the ones camscope tells apart).
 fn onnx_type(t: TensorElementType) -> i32 {

@@ -191,6 +191,21 @@ impl Analysis {
         self.facts.add_measured(at1, at2);
     }
 
+    /// Values of small integer tensors measured by running the model. Those that do not
+    /// depend on the input are constants the exporter computed in the graph (torch writes
+    /// "same" padding as Shape/Slice/Concat chains of constants): recording them lets rules
+    /// that need constant axes, pads or starts differentiate through such graphs.
+    pub fn add_constant_values(&mut self, ints: &HashMap<String, Vec<i64>>) {
+        let input_dep = self.index.input_dependent(self.model.graph.as_ref().expect("graph"));
+        for (name, values) in ints {
+            if input_dep.contains(name) || self.consts.get(name).is_some() {
+                continue;
+            }
+            let dims = self.facts.get(name).and_then(|f| f.fixed_dims()).unwrap_or_else(|| vec![values.len() as i64]);
+            self.consts.insert(name, crate::onnx::tensors::i64(name, &dims, values));
+        }
+    }
+
     /// Candidate target layers, in topological order, the default one flagged.
     pub fn candidates(&self) -> Vec<Candidate> {
         target::candidates(
