@@ -46,7 +46,7 @@ pub struct ModelArgs {
 
 impl ModelArgs {
     pub fn session_options(&self) -> SessionOptions {
-        SessionOptions { ort_lib: self.ort_lib.clone(), threads: self.threads, device: self.device }
+        SessionOptions { ort_lib: self.ort_lib.clone(), threads: self.threads, device: self.device, no_arena: false }
     }
 }
 
@@ -134,6 +134,38 @@ enum Command {
         /// Images per model run
         #[arg(long, default_value_t = 16)]
         batch: usize,
+    },
+    /// Triage misclassifications: accuracy, confusions, and maps (predicted / true / contrast) for each mistake
+    Triage {
+        /// Dataset folder (ImageFolder layout: the parent folder names the true class)
+        #[arg(value_name = "DIR")]
+        dir: PathBuf,
+        /// Ground truth from a CSV with columns path,label (label as name or index) instead of folder names
+        #[arg(long, value_name = "FILE.csv")]
+        labels: Option<PathBuf>,
+        /// Output folder (created; must not overlap DIR)
+        #[arg(long, short = 'o', value_name = "OUTDIR")]
+        out: PathBuf,
+        #[command(flatten)]
+        model: ModelArgs,
+        /// Target layer for the maps (default: the last map before pooling)
+        #[arg(long, short = 'l')]
+        layer: Option<String>,
+        /// CAM method for the maps
+        #[arg(long, default_value = "gradcam")]
+        method: Method,
+        #[arg(long, default_value = "logit", value_name = "logit|prob")]
+        score: ScoreKind,
+        #[arg(long, default_value = "jet")]
+        colormap: Colormap,
+        #[arg(long, default_value_t = 0.5)]
+        alpha: f64,
+        /// Images per model run
+        #[arg(long, default_value_t = 16)]
+        batch: usize,
+        /// Do not read or write the scan cache
+        #[arg(long)]
+        no_cache: bool,
     },
     /// Measure camscope's speed on this machine: forward, body, head, Grad-CAM, Score-CAM, throughput
     Bench {
@@ -259,6 +291,21 @@ fn main() -> ExitCode {
                 batch,
             };
             commands::batch::run(&args, &model)
+        }
+        Command::Triage { dir, labels, out, model, layer, method, score, colormap, alpha, batch, no_cache } => {
+            let args = commands::triage::TriageArgs {
+                dir,
+                labels,
+                out,
+                layer,
+                method,
+                score,
+                colormap,
+                alpha,
+                batch,
+                no_cache,
+            };
+            commands::triage::run(&args, &model)
         }
         Command::Bench { image, model, runs, scorecam_runs, json } => {
             let image = image.unwrap_or_else(|| {

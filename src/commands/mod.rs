@@ -6,6 +6,7 @@ pub mod explain;
 pub mod export;
 pub mod layers;
 pub mod progress;
+pub mod triage;
 
 use anyhow::{Context, Result};
 

@@ -202,8 +202,9 @@ pub fn probe_shapes(
     label: &Path,
     fixed_batch: bool,
 ) -> Result<bool, EngineError> {
-    let probe = onnx::shapes::probe_model(analysis.model(), &analysis.probe_targets());
-    let opts = SessionOptions { device: Device::Cpu, ..SessionOptions::default() };
+    let (probe, probes) =
+        onnx::shapes::probe_model(analysis.model(), &analysis.probe_targets(), &analysis.computed_constants());
+    let opts = SessionOptions { device: Device::Cpu, no_arena: true, ..SessionOptions::default() };
     let fail = |e: EngineError| match e {
         EngineError::Run { detail, .. } | EngineError::BadModel { detail, .. } => {
             EngineError::Probe { path: label.to_owned(), detail }
@@ -214,14 +215,27 @@ pub fn probe_shapes(
     let mut ints = std::collections::HashMap::new();
     let mut run = |n: usize, ints: &mut std::collections::HashMap<String, Vec<i64>>| {
         let x = session::zeros(&dims(n));
-        s.run_shapes(&[(input, x.view())], ints).map_err(fail)
+        s.run_probe(&[(input, x.view())], &probes, ints).map_err(fail)
     };
     let at1 = run(1, &mut ints)?;
     let at2 = if fixed_batch { None } else { run(2, &mut std::collections::HashMap::new()).ok() };
     let batches = at2.is_some();
     analysis.add_measured(&at1, at2.as_ref().unwrap_or(&at1));
     analysis.add_constant_values(&ints);
+    drop(s);
+    release_free_memory();
     Ok(batches)
+}
+
+/// Give freed heap memory back to the system. The probe's one-off session and runs leave
+/// tens of MB free inside glibc's heap, which would otherwise count as resident memory for
+/// the whole life of a long-running TUI.
+pub fn release_free_memory() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: malloc_trim only returns unused heap pages to the kernel.
+    unsafe {
+        libc::malloc_trim(0);
+    }
 }
 
 /// The plain classifier: the original model file, input tensor in, class scores out. The

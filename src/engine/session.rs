@@ -59,6 +59,10 @@ pub struct SessionOptions {
     /// Intra-op threads; `None` lets ONNX Runtime use one per core.
     pub threads: Option<usize>,
     pub device: Device,
+    /// For one-off sessions (the shape probe): plain malloc/free instead of ONNX Runtime's
+    /// arena, no weight prepacking and basic graph optimisation only, which keep a session
+    /// that runs once from costing more memory than the run itself.
+    pub no_arena: bool,
 }
 
 /// Why CUDA was not used (for `auto`, reported next to the provider).
@@ -73,6 +77,14 @@ fn builder(opts: &SessionOptions, label: &Path) -> Result<(SessionBuilder, Provi
     let mut b = Session::builder(&lib.environment).map_err(|e| bad(e.to_string()))?;
     if let Some(n) = opts.threads {
         b = b.with_intra_threads(n).map_err(|e| bad(e.to_string()))?;
+    }
+    if opts.no_arena {
+        b = b.with_memory_pattern(false).map_err(|e| bad(e.to_string()))?;
+        b = b.with_prepacking(false).map_err(|e| bad(e.to_string()))?;
+        b = b
+            .with_optimization_level(ort::session::builder::GraphOptimizationLevel::Level1)
+            .map_err(|e| bad(e.to_string()))?;
+        ort::ep::CPU::default().with_arena_allocator(false).register(&mut b).map_err(|e| bad(e.to_string()))?;
     }
     let (provider, reason) = match opts.device {
         Device::Cpu => (Provider::Cpu, None),
@@ -168,11 +180,12 @@ impl GraphSession {
             .collect()
     }
 
-    /// Run and report every output's element type and dims (for shape probing), plus the
-    /// values of small integer outputs (shape arithmetic, pads) in `ints`.
-    pub fn run_shapes(
+    /// Run a probe graph ([`crate::onnx::shapes::probe_model`]): each probed tensor's element
+    /// type and dims, plus the values of the small integer constants among them.
+    pub fn run_probe(
         &mut self,
         inputs: &[(&str, ArrayViewD<'_, f32>)],
+        probes: &[crate::onnx::shapes::ProbeOutputs],
         ints: &mut HashMap<String, Vec<i64>>,
     ) -> Result<HashMap<String, (i32, Vec<i64>)>, EngineError> {
         let standard: Vec<_> = inputs.iter().map(|(_, a)| a.as_standard_layout()).collect();
@@ -182,20 +195,27 @@ impl GraphSession {
             feeds.push((name.to_string(), ort::session::SessionInputValue::from(t)));
         }
         let label = self.label.clone();
-        let outs = self
-            .session
-            .run(feeds)
-            .map_err(|e| EngineError::Run { path: label.clone(), detail: first_line(&e.to_string()) })?;
+        let err =
+            |e: &dyn std::fmt::Display| EngineError::Run { path: label.clone(), detail: first_line(&e.to_string()) };
+        let outs = self.session.run(feeds).map_err(|e| err(&e))?;
         let mut shapes = HashMap::new();
-        for (name, v) in outs.iter() {
-            if let ValueType::Tensor { ty, shape, .. } = v.dtype() {
-                if *ty == TensorElementType::Int64 && shape.num_elements() <= SMALL_INTS {
+        for p in probes {
+            let (Some(shape), Some(sample)) = (outs.get(p.shape.as_str()), outs.get(p.sample.as_str())) else {
+                continue;
+            };
+            let dims: Vec<i64> = shape.try_extract_array::<i64>().map_err(|e| err(&e))?.iter().copied().collect();
+            let ty = match sample.dtype() {
+                ValueType::Tensor { ty, .. } => onnx_type(*ty),
+                _ => 0,
+            };
+            if let Some(v) = p.value.as_deref().and_then(|v| outs.get(v)) {
+                if ty == dtype::INT64 && dims.iter().product::<i64>() <= SMALL_INTS as i64 {
                     if let Ok(a) = v.try_extract_array::<i64>() {
-                        ints.insert(name.to_string(), a.iter().copied().collect());
+                        ints.insert(p.tensor.clone(), a.iter().copied().collect());
                     }
                 }
-                shapes.insert(name.to_string(), (onnx_type(*ty), shape.iter().copied().collect()));
             }
+            shapes.insert(p.tensor.clone(), (ty, dims));
         }
         Ok(shapes)
     }

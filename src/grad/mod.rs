@@ -186,6 +186,13 @@ impl Analysis {
         self.graph().node.iter().flat_map(|n| n.output.iter()).filter(|o| !o.is_empty()).cloned().collect()
     }
 
+    /// Node outputs that do not depend on the input: constants the exporter computes in the
+    /// graph, whose values the probe records.
+    pub fn computed_constants(&self) -> Vec<String> {
+        let dep = self.index.input_dependent(self.graph());
+        self.probe_targets().into_iter().filter(|t| !dep.contains(t)).collect()
+    }
+
     /// Merge shapes measured at batch 1 and batch 2.
     pub fn add_measured(&mut self, at1: &HashMap<String, (i32, Vec<i64>)>, at2: &HashMap<String, (i32, Vec<i64>)>) {
         self.facts.add_measured(at1, at2);

@@ -1,0 +1,368 @@
+//! `camscope triage DIR [--labels FILE.csv] --out OUTDIR`: predictions against ground truth,
+//! accuracy and confusions, and predicted / true / contrastive maps for every mistake.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+use serde::Serialize;
+
+use camscope::cam::Method;
+use camscope::dataset::scan::Scan;
+use camscope::dataset::stats::{self, ImageResult, Outcome};
+use camscope::dataset::truth::{CsvTruth, FolderTruth, GroundTruth};
+use camscope::engine::{Engine, EngineConfig, LoadedModel, Seed};
+use camscope::grad::ScoreKind;
+use camscope::model::Labels;
+use camscope::render::{self, Colormap};
+use camscope::triage::{self, ScanOptions, ScanUpdate};
+
+use super::batch::check_folders;
+use super::progress::Progress;
+use crate::ModelArgs;
+
+#[derive(Debug, Clone)]
+pub struct TriageArgs {
+    pub dir: PathBuf,
+    pub labels: Option<PathBuf>,
+    pub out: PathBuf,
+    pub layer: Option<String>,
+    pub method: Method,
+    pub score: ScoreKind,
+    pub colormap: Colormap,
+    pub alpha: f64,
+    pub batch: usize,
+    pub no_cache: bool,
+}
+
+#[derive(Serialize)]
+struct ClassRef {
+    index: usize,
+    label: String,
+}
+
+#[derive(Serialize)]
+struct Row {
+    path: String,
+    #[serde(rename = "true")]
+    truth: Option<ClassRef>,
+    predicted: ClassRef,
+    predicted_probability: f32,
+    true_probability: Option<f32>,
+    correct: Option<bool>,
+    in_top5: Option<bool>,
+    margin: f32,
+    loss: Option<f64>,
+    top5: Vec<(usize, String, f32)>,
+    overlays: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct SummaryOut {
+    images: usize,
+    labeled: usize,
+    unlabeled: usize,
+    unreadable: usize,
+    top1_correct: usize,
+    top5_correct: usize,
+    top1_accuracy: Option<f64>,
+    top5_accuracy: Option<f64>,
+    per_class: Vec<(String, usize, usize, f64)>,
+    confusions: Vec<(String, String, usize)>,
+    most_confident_mistakes: Vec<String>,
+    least_confident_correct: Vec<String>,
+}
+
+#[derive(Serialize)]
+struct ScanOut {
+    computed: usize,
+    from_cache: usize,
+    seconds: f64,
+    images_per_second: f64,
+    cache_note: Option<String>,
+}
+
+#[derive(Serialize)]
+struct TriageOut {
+    model: String,
+    scan: ScanOut,
+    root: String,
+    truth_source: String,
+    layer: String,
+    method: String,
+    summary: SummaryOut,
+    unlabeled_folders: Vec<String>,
+    unreadable: Vec<(String, String)>,
+    images: Vec<Row>,
+}
+
+/// Ground truth for a dataset: a CSV when given, else the folder names.
+pub fn ground_truth(dir: &Path, csv: Option<&Path>, labels: &Labels) -> Result<(GroundTruth, String)> {
+    Ok(match csv {
+        Some(c) => (GroundTruth::Csv(CsvTruth::read(c, dir, labels)?), format!("{} (CSV)", c.display())),
+        None => (GroundTruth::Folders(FolderTruth::new(dir, labels.clone())), "folder names".into()),
+    })
+}
+
+pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
+    check_folders(&args.dir, &args.out)?;
+    let path = super::model_path(model_args)?;
+    let model = LoadedModel::open(&path, model_args.card.as_deref(), &model_args.session_options())?;
+    let labels = model.card.labels();
+    let (mut truth, truth_source) = ground_truth(&args.dir, args.labels.as_deref(), &labels)?;
+    if let GroundTruth::Csv(c) = &truth {
+        for w in c.warnings() {
+            eprintln!("camscope: warning: {w}");
+        }
+    }
+    let images: Vec<PathBuf> = Scan::new(&args.dir)?.collect();
+    if images.is_empty() {
+        bail!("{}: no images found; triage needs a folder of images", args.dir.display());
+    }
+    let mut opts = ScanOptions::new(model_args.session_options());
+    opts.batch = args.batch.max(1);
+    if args.no_cache {
+        opts.cache_dir = None;
+    }
+    let mut results: Vec<Option<ImageResult>> = vec![None; images.len()];
+    let mut unreadable = Vec::new();
+    let mut progress = Progress::new(images.len(), "scanning");
+    let scan = triage::scan(&model, &images, &args.dir, &mut truth, &opts, |u| {
+        match u {
+            ScanUpdate::Result { index, result, .. } => {
+                progress.step(&images[index].display().to_string());
+                results[index] = Some(result);
+            }
+            ScanUpdate::Unreadable { index, error } => {
+                progress.step(&format!("{}: unreadable", images[index].display()));
+                unreadable.push((rel(&args.dir, &images[index]), error));
+            }
+        }
+        true
+    })?;
+    progress.finish();
+    if let Some(note) = &scan.cache_note {
+        eprintln!("camscope: note: {note}");
+    }
+    let unlabeled_folders: Vec<String> = match &truth {
+        GroundTruth::Folders(f) => f.problems().iter().map(|p| p.to_string()).collect(),
+        _ => Vec::new(),
+    };
+    for p in &unlabeled_folders {
+        eprintln!("camscope: note: {p}");
+    }
+    let results: Vec<ImageResult> = results.into_iter().flatten().collect();
+    let summary = stats::summarize(&results, 10);
+
+    // Maps for the mistakes: predicted, true, and predicted-minus-true.
+    let mut engine = Engine::from_model(
+        model.clone(),
+        EngineConfig {
+            layer: args.layer.clone(),
+            score: args.score,
+            session: model_args.session_options(),
+            ..EngineConfig::default()
+        },
+    )?;
+    let mistakes: Vec<usize> = (0..results.len()).filter(|&i| results[i].outcome() == Outcome::Wrong).collect();
+    let mut overlays: Vec<Vec<String>> = vec![Vec::new(); results.len()];
+    let mut progress = Progress::new(mistakes.len(), "mistakes");
+    for &i in &mistakes {
+        let r = &results[i];
+        let (t, p) = (r.truth.expect("labeled"), r.predicted().expect("has a prediction"));
+        let loaded = engine.load(&r.path)?;
+        let base = args.out.join("mistakes").join(rel(&args.dir, &r.path));
+        if let Some(parent) = base.parent() {
+            std::fs::create_dir_all(parent)?;
+        }
+        for (name, seed) in [
+            ("predicted", Seed::Class(p)),
+            ("true", Seed::Class(t)),
+            ("contrast", Seed::Contrast { positive: p, negative: t }),
+        ] {
+            let map = engine.map(&loaded, args.method, &seed)?;
+            let img = render::overlay(&loaded.view, map.normalized.map.view(), args.colormap, args.alpha)?;
+            let file = base.with_extension(format!("{name}.png"));
+            let written = render::png::write_png_new(&img, &file)?;
+            overlays[i].push(rel(&args.out, &written));
+        }
+        progress.step(&rel(&args.dir, &r.path));
+    }
+    progress.finish();
+
+    let class_ref = |i: usize| ClassRef { index: i, label: labels.name(i) };
+    let rows: Vec<Row> = results
+        .iter()
+        .zip(overlays)
+        .map(|(r, overlays)| Row {
+            path: rel(&args.dir, &r.path),
+            truth: r.truth.map(class_ref),
+            predicted: class_ref(r.predicted().unwrap_or(0)),
+            predicted_probability: r.confidence(),
+            true_probability: r.p_truth,
+            correct: match r.outcome() {
+                Outcome::Correct => Some(true),
+                Outcome::Wrong => Some(false),
+                Outcome::Unlabeled => None,
+            },
+            in_top5: r.in_top(5),
+            margin: r.margin(),
+            loss: r.loss(),
+            top5: r.top.iter().take(5).map(|c| (c.class, labels.name(c.class), c.probability)).collect(),
+            overlays,
+        })
+        .collect();
+    let name_of = |i: usize| rel(&args.dir, &results[i].path);
+    let out = TriageOut {
+        model: path.display().to_string(),
+        scan: ScanOut {
+            computed: scan.computed,
+            from_cache: scan.from_cache,
+            seconds: scan.seconds,
+            images_per_second: (scan.computed + scan.from_cache) as f64 / scan.seconds.max(1e-9),
+            cache_note: scan.cache_note.clone(),
+        },
+        root: args.dir.display().to_string(),
+        truth_source,
+        layer: engine.target().tensor.clone(),
+        method: args.method.to_string(),
+        summary: SummaryOut {
+            images: summary.images,
+            labeled: summary.labeled,
+            unlabeled: summary.images - summary.labeled,
+            unreadable: unreadable.len(),
+            top1_correct: summary.top1_correct,
+            top5_correct: summary.top5_correct,
+            top1_accuracy: summary.top1_accuracy(),
+            top5_accuracy: summary.top5_accuracy(),
+            per_class: summary
+                .per_class
+                .iter()
+                .map(|c| (labels.name(c.class), c.images, c.correct, c.accuracy()))
+                .collect(),
+            confusions: summary
+                .confusions
+                .iter()
+                .map(|c| (labels.name(c.truth), labels.name(c.predicted), c.count))
+                .collect(),
+            most_confident_mistakes: summary.confident_mistakes.iter().map(|&i| name_of(i)).collect(),
+            least_confident_correct: summary.unsure_correct.iter().map(|&i| name_of(i)).collect(),
+        },
+        unlabeled_folders,
+        unreadable,
+        images: rows,
+    };
+    write_outputs(&args.out, &out)?;
+    print_summary(&out, &args.out);
+    Ok(ExitCode::SUCCESS)
+}
+
+fn rel(root: &Path, p: &Path) -> String {
+    p.strip_prefix(root).unwrap_or(p).to_string_lossy().into_owned()
+}
+
+fn pct(v: Option<f64>) -> String {
+    v.map_or_else(|| "n/a (no labeled images)".into(), |v| format!("{:.1}%", v * 100.0))
+}
+
+fn print_summary(t: &TriageOut, out: &Path) {
+    let s = &t.summary;
+    println!(
+        "{}: {} images ({} labeled by {}, {} unlabeled, {} unreadable)",
+        t.root, s.images, s.labeled, t.truth_source, s.unlabeled, s.unreadable
+    );
+    println!(
+        "  top-1 accuracy {} ({}/{}), top-5 accuracy {} ({}/{})",
+        pct(s.top1_accuracy),
+        s.top1_correct,
+        s.labeled,
+        pct(s.top5_accuracy),
+        s.top5_correct,
+        s.labeled
+    );
+    if !s.confusions.is_empty() {
+        println!("  most frequent confusions (true -> predicted):");
+        for (a, b, n) in s.confusions.iter().take(10) {
+            println!("    {a} -> {b}: {n}");
+        }
+    }
+    if !s.most_confident_mistakes.is_empty() {
+        println!("  most confident mistakes: {}", s.most_confident_mistakes.join(", "));
+    }
+    println!(
+        "  wrote {}, {}, {} and maps of the mistakes under {}",
+        out.join("triage.json").display(),
+        out.join("triage.csv").display(),
+        out.join("summary.txt").display(),
+        out.join("mistakes").display()
+    );
+}
+
+fn write_outputs(out: &Path, t: &TriageOut) -> Result<()> {
+    std::fs::write(out.join("triage.json"), serde_json::to_vec_pretty(t)?)?;
+    let mut w = csv::Writer::from_path(out.join("triage.csv"))?;
+    w.write_record([
+        "path",
+        "true_index",
+        "true_label",
+        "predicted_index",
+        "predicted_label",
+        "predicted_probability",
+        "true_probability",
+        "correct",
+        "in_top5",
+        "margin",
+        "loss",
+        "top5",
+    ])?;
+    for r in &t.images {
+        let opt = |v: Option<String>| v.unwrap_or_default();
+        w.write_record([
+            r.path.clone(),
+            opt(r.truth.as_ref().map(|c| c.index.to_string())),
+            opt(r.truth.as_ref().map(|c| c.label.clone())),
+            r.predicted.index.to_string(),
+            r.predicted.label.clone(),
+            format!("{:.6}", r.predicted_probability),
+            opt(r.true_probability.map(|p| format!("{p:.6}"))),
+            opt(r.correct.map(|c| c.to_string())),
+            opt(r.in_top5.map(|c| c.to_string())),
+            format!("{:.6}", r.margin),
+            opt(r.loss.map(|l| format!("{l:.6}"))),
+            r.top5.iter().map(|(i, l, p)| format!("{l} ({i}) {p:.4}")).collect::<Vec<_>>().join("; "),
+        ])?;
+    }
+    w.flush()?;
+    let s = &t.summary;
+    let mut text = format!(
+        "camscope triage of {} with {}\nground truth: {}\nimages: {} ({} labeled, {} unlabeled, {} unreadable)\ntop-1 accuracy: {} ({}/{})\ntop-5 accuracy: {} ({}/{})\n",
+        t.root,
+        t.model,
+        t.truth_source,
+        s.images,
+        s.labeled,
+        s.unlabeled,
+        s.unreadable,
+        pct(s.top1_accuracy),
+        s.top1_correct,
+        s.labeled,
+        pct(s.top5_accuracy),
+        s.top5_correct,
+        s.labeled
+    );
+    text += "\nper class (images, correct, accuracy):\n";
+    for (c, n, k, a) in &s.per_class {
+        text += &format!("  {c}: {n}, {k}, {:.1}%\n", a * 100.0);
+    }
+    text += "\nconfusions (true -> predicted: count):\n";
+    for (a, b, n) in &s.confusions {
+        text += &format!("  {a} -> {b}: {n}\n");
+    }
+    text += &format!("\nmost confident mistakes: {}\n", s.most_confident_mistakes.join(", "));
+    text += &format!("least confident correct predictions: {}\n", s.least_confident_correct.join(", "));
+    for f in &t.unlabeled_folders {
+        text += &format!("note: {f}\n");
+    }
+    std::fs::write(out.join("summary.txt"), text)?;
+    Ok(())
+}

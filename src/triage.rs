@@ -1,0 +1,218 @@
+//! Triage: the model's predictions over a whole dataset against ground truth, fast enough to
+//! rescan 10,000 images, and cached so reopening a folder is instant.
+//!
+//! The scan runs the plain model (scores only: no activations are kept for thousands of
+//! images) in batches, decoding the next batch on a second thread while ONNX Runtime runs the
+//! current one. Results already in the on-disk cache (keyed by model + card hash, file path,
+//! size and mtime) are not recomputed. The TUI runs [`scan`] on a thread of its own; the
+//! `triage` command runs it in the foreground.
+
+use std::path::{Path, PathBuf};
+use std::sync::mpsc;
+use std::time::Instant;
+
+use ndarray::{Array3, Array4, Axis};
+
+use crate::dataset::cache::{self, CacheError, FileStamp, LoadOutcome, ModelHash, ScanCache};
+use crate::dataset::stats::ImageResult;
+use crate::dataset::truth::GroundTruth;
+use crate::engine::{Classifier, EngineError, LoadedModel, SessionOptions};
+use crate::imaging;
+use crate::scores::softmax;
+
+/// How many classes each result keeps (top-5 accuracy needs 5; more helps the TUI).
+pub const TOP_K: usize = 10;
+
+/// Scan settings.
+#[derive(Debug, Clone)]
+pub struct ScanOptions {
+    /// Images per model run.
+    pub batch: usize,
+    /// Cache folder; `None` disables the cache.
+    pub cache_dir: Option<PathBuf>,
+    pub session: SessionOptions,
+}
+
+impl ScanOptions {
+    /// Batches of 16, the user cache directory (if one can be found).
+    pub fn new(session: SessionOptions) -> Self {
+        Self { batch: 16, cache_dir: cache::default_dir().ok(), session }
+    }
+}
+
+/// One event of a running scan.
+#[derive(Debug, Clone)]
+pub enum ScanUpdate {
+    /// The result for `images[index]`.
+    Result { index: usize, result: ImageResult, cached: bool },
+    /// `images[index]` could not be read or decoded.
+    Unreadable { index: usize, error: String },
+}
+
+/// What a finished (or cancelled) scan did.
+#[derive(Debug, Clone, Default)]
+pub struct ScanReport {
+    pub computed: usize,
+    pub from_cache: usize,
+    pub unreadable: usize,
+    pub cancelled: bool,
+    /// What happened to the cache file (loaded, discarded and why, or a write problem).
+    pub cache_note: Option<String>,
+    pub seconds: f64,
+}
+
+/// Why a scan could not run.
+#[derive(Debug, thiserror::Error)]
+pub enum TriageError {
+    #[error(transparent)]
+    Engine(#[from] EngineError),
+    #[error(transparent)]
+    Cache(#[from] CacheError),
+}
+
+/// The hash the cache is keyed by: the model's bytes and its card (preprocessing changes the
+/// scores as much as the weights do).
+pub fn model_key(model: &LoadedModel) -> Result<ModelHash, CacheError> {
+    let weights = ModelHash::of_file(&model.path)?;
+    let card = format!("{:?}", model.card.input);
+    Ok(ModelHash::of_bytes(&[&weights.0[..], card.as_bytes()].concat()))
+}
+
+/// A decoded batch on its way to the model.
+struct Decoded {
+    indices: Vec<usize>,
+    stamps: Vec<Option<FileStamp>>,
+    samples: Vec<Array3<f32>>,
+    errors: Vec<(usize, String)>,
+}
+
+/// Scan `images` (in order) under `root`. `truth` gives each image's class; `on_update` sees
+/// every result as it arrives and may return `false` to cancel.
+pub fn scan(
+    model: &LoadedModel,
+    images: &[PathBuf],
+    root: &Path,
+    truth: &mut GroundTruth,
+    opts: &ScanOptions,
+    mut on_update: impl FnMut(ScanUpdate) -> bool,
+) -> Result<ScanReport, TriageError> {
+    let t0 = Instant::now();
+    let mut report = ScanReport::default();
+    let mut cache = match &opts.cache_dir {
+        Some(dir) => match ScanCache::open(dir, &model_key(model)?, root, model.classes) {
+            Ok((c, outcome)) => {
+                report.cache_note = match outcome {
+                    LoadOutcome::Discarded { reason } => Some(format!("scan cache discarded ({reason}); rebuilding")),
+                    _ => None,
+                };
+                Some(c)
+            }
+            Err(e) => {
+                report.cache_note = Some(e.to_string());
+                None
+            }
+        },
+        None => None,
+    };
+    // Results from the cache first: a reopened folder fills in at once.
+    let mut pending = Vec::new();
+    for (i, path) in images.iter().enumerate() {
+        let stamp = FileStamp::read(path).ok();
+        let hit = match (&cache, &stamp) {
+            (Some(c), Some(s)) => c.lookup(path, s).cloned(),
+            _ => None,
+        };
+        match hit {
+            Some(scores) => {
+                report.from_cache += 1;
+                let result = scores.result(path.clone(), truth.truth(path));
+                if !on_update(ScanUpdate::Result { index: i, result, cached: true }) {
+                    report.cancelled = true;
+                    return finish(report, cache, t0);
+                }
+            }
+            None => pending.push(i),
+        }
+    }
+    if pending.is_empty() {
+        return finish(report, cache, t0);
+    }
+    let mut classifier = Classifier::new(model, &opts.session)?;
+    let batch = if model.fixed_batch { 1 } else { opts.batch.max(1) };
+    let spec = model.card.input.clone();
+    let probabilities_out = model.outputs_probabilities;
+    // Decode on a second thread, one batch ahead of the model.
+    let (tx, rx) = mpsc::sync_channel::<Decoded>(1);
+    let work: Vec<(usize, PathBuf)> = pending.iter().map(|&i| (i, images[i].clone())).collect();
+    let decoder = std::thread::spawn(move || {
+        for chunk in work.chunks(batch) {
+            let mut d = Decoded { indices: vec![], stamps: vec![], samples: vec![], errors: vec![] };
+            for (i, p) in chunk {
+                match imaging::load_tensor(p, &spec) {
+                    Ok(x) => {
+                        d.indices.push(*i);
+                        d.stamps.push(FileStamp::read(p).ok());
+                        d.samples.push(x);
+                    }
+                    Err(e) => d.errors.push((*i, e.to_string())),
+                }
+            }
+            if tx.send(d).is_err() {
+                return; // the scan was cancelled
+            }
+        }
+    });
+    let mut since_save = 0;
+    'batches: for d in rx {
+        for (index, error) in d.errors {
+            report.unreadable += 1;
+            if !on_update(ScanUpdate::Unreadable { index, error }) {
+                report.cancelled = true;
+                break 'batches;
+            }
+        }
+        if d.samples.is_empty() {
+            continue;
+        }
+        let views: Vec<_> = d.samples.iter().map(|s| s.view()).collect();
+        let x: Array4<f32> = imaging::batch(&views);
+        let out = classifier.run(x.view())?;
+        for (k, row) in out.axis_iter(Axis(0)).enumerate() {
+            let row: Vec<f32> = row.to_vec();
+            let probs = if probabilities_out { row } else { softmax(&row) };
+            let i = d.indices[k];
+            let path = &images[i];
+            if let (Some(c), Some(s)) = (cache.as_mut(), d.stamps[k]) {
+                c.insert(path, s, &probs);
+            }
+            report.computed += 1;
+            let result = ImageResult::from_probabilities(path.clone(), truth.truth(path), &probs, TOP_K);
+            if !on_update(ScanUpdate::Result { index: i, result, cached: false }) {
+                report.cancelled = true;
+                break 'batches;
+            }
+        }
+        since_save += d.samples.len();
+        // Save now and then so an interrupted scan of a huge folder keeps most of its work.
+        if since_save >= 2000 {
+            since_save = 0;
+            if let Some(c) = cache.as_mut() {
+                if let Err(e) = c.save() {
+                    report.cache_note = Some(e.to_string());
+                }
+            }
+        }
+    }
+    let _ = decoder.join();
+    finish(report, cache, t0)
+}
+
+fn finish(mut report: ScanReport, cache: Option<ScanCache>, t0: Instant) -> Result<ScanReport, TriageError> {
+    if let Some(mut c) = cache {
+        if let Err(e) = c.save() {
+            report.cache_note = Some(e.to_string());
+        }
+    }
+    report.seconds = t0.elapsed().as_secs_f64();
+    Ok(report)
+}
