@@ -132,7 +132,7 @@ enum Command {
         #[arg(long)]
         overwrite: bool,
         /// Images per model run
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = 4)]
         batch: usize,
     },
     /// Triage misclassifications: accuracy, confusions, and maps (predicted / true / contrast) for each mistake
@@ -161,7 +161,7 @@ enum Command {
         #[arg(long, default_value_t = 0.5)]
         alpha: f64,
         /// Images per model run
-        #[arg(long, default_value_t = 16)]
+        #[arg(long, default_value_t = 4)]
         batch: usize,
         /// Do not read or write the scan cache
         #[arg(long)]
@@ -180,6 +180,12 @@ enum Command {
         /// Repetitions of Score-CAM and Ablation-CAM (slow)
         #[arg(long, default_value_t = 3)]
         scorecam_runs: usize,
+        /// Instead: generate N small images and measure the triage scan (images/s, UI tick, peak RSS)
+        #[arg(long, value_name = "N")]
+        scan: Option<usize>,
+        /// Images per model run for --scan
+        #[arg(long, default_value_t = 4)]
+        batch: usize,
         /// Machine-readable output
         #[arg(long)]
         json: bool,
@@ -307,7 +313,8 @@ fn main() -> ExitCode {
             };
             commands::triage::run(&args, &model)
         }
-        Command::Bench { image, model, runs, scorecam_runs, json } => {
+        Command::Bench { scan: Some(n), model, batch, .. } => commands::bench::run_scan(n, &model, batch),
+        Command::Bench { image, model, runs, scorecam_runs, json, .. } => {
             let image = image.unwrap_or_else(|| {
                 std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/espresso/coffee.png")
             });

@@ -34,9 +34,10 @@ pub struct ScanOptions {
 }
 
 impl ScanOptions {
-    /// Batches of 16, the user cache directory (if one can be found).
+    /// Batches of 4 (on CPU, ONNX Runtime is as fast per image at batch 2-4 as at 16, with a
+    /// fraction of the activation memory), the user cache directory (if one can be found).
     pub fn new(session: SessionOptions) -> Self {
-        Self { batch: 16, cache_dir: cache::default_dir().ok(), session }
+        Self { batch: 4, cache_dir: cache::default_dir().ok(), session }
     }
 }
 

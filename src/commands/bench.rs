@@ -127,7 +127,7 @@ pub fn run(args: &BenchArgs, model: &ModelArgs) -> Result<ExitCode> {
     add("  ratio to the plain forward", gradcam_ms / forward_ms, "x");
     add("  body ratio to the plain forward", body_only_ms / forward_ms, "x");
 
-    for &batch in &[1usize, 16] {
+    for &batch in &[1usize, 4, 16] {
         let n = 32;
         let xs: Vec<_> = (0..n).map(|_| x.view()).collect();
         let big: Array4<f32> = imaging::batch(&xs);
@@ -161,4 +161,122 @@ pub fn run(args: &BenchArgs, model: &ModelArgs) -> Result<ExitCode> {
         println!("  (execution provider: {provider})");
     }
     Ok(ExitCode::SUCCESS)
+}
+
+/// `camscope bench --scan N`: generate N small images in a temporary folder, scan them the
+/// way the TUI does (a background thread; the main thread ticks every 16 ms as a UI would)
+/// and compare with the plain batched forward. Reports images/s, the ratio, the main
+/// thread's worst tick delay, and the peak resident memory of the process.
+pub fn run_scan(n: usize, model: &ModelArgs, batch: usize) -> Result<ExitCode> {
+    use camscope::dataset::scan::Scan;
+    use camscope::dataset::truth::{FolderTruth, GroundTruth};
+    use camscope::triage::{self, ScanOptions, ScanUpdate};
+    use std::sync::mpsc;
+
+    let path = super::model_path(model)?;
+    let opts = model.session_options();
+    let loaded = LoadedModel::open(&path, model.card.as_deref(), &opts)?;
+    let dir = std::env::temp_dir().join(format!("camscope-bench-scan-{}", std::process::id()));
+    let _cleanup = RemoveOnDrop(dir.clone());
+    let t0 = Instant::now();
+    let sources: Vec<image::RgbImage> = ["tabby/chelsea.png", "espresso/coffee.png", "tripod/camera.png"]
+        .iter()
+        .map(|s| imaging::load_rgb(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples").join(s)))
+        .collect::<Result<_, _>>()?;
+    for i in 0..n {
+        let class_dir = dir.join(["tabby", "espresso", "tripod"][i % 3]);
+        std::fs::create_dir_all(&class_dir)?;
+        // Small, slightly different crops so no two files are identical.
+        let src = &sources[i % 3];
+        let (w, h) = (src.width(), src.height());
+        let off = (i / 3) as u32 % (w.min(h) / 4);
+        let crop = image::imageops::crop_imm(src, off, off, w - 2 * off - 1, h - 2 * off - 1).to_image();
+        let small = image::imageops::resize(&crop, 64, 64, image::imageops::FilterType::Triangle);
+        small.save(class_dir.join(format!("{i:05}.png")))?;
+    }
+    println!(
+        "camscope bench --scan: {n} images of 64x64 generated in {:.1} s under {}",
+        t0.elapsed().as_secs_f64(),
+        dir.display()
+    );
+
+    // The plain batched forward on the same number of preprocessed inputs (decode excluded).
+    let x = imaging::load_tensor(&dir.join("tabby/00000.png"), &loaded.card.input)?;
+    let xs: Vec<_> = (0..batch).map(|_| x.view()).collect();
+    let big: Array4<f32> = imaging::batch(&xs);
+    let mut plain = Classifier::new(&loaded, &opts)?;
+    let per_batch = bench(10, || {
+        plain.run(big.view())?;
+        Ok(())
+    })?;
+    let forward_rate = batch as f64 * 1000.0 / per_batch;
+    drop(plain);
+
+    // The scan's own peak: reset the process's high-water mark after loading (the one-off
+    // shape probe at load time has its own transient peak, reported separately).
+    let load_peak = vm_kb("VmHWM");
+    let _ = std::fs::write("/proc/self/clear_refs", "5");
+    // The scan on a background thread; the main thread plays the UI.
+    let images: Vec<std::path::PathBuf> = Scan::new(&dir)?.collect();
+    let (tx, rx) = mpsc::channel::<usize>();
+    let scan_model = loaded.clone();
+    let scan_dir = dir.clone();
+    let labels = loaded.card.labels();
+    let started = Instant::now();
+    let worker = std::thread::spawn(move || {
+        let mut truth = GroundTruth::Folders(FolderTruth::new(&scan_dir, labels));
+        let mut o = ScanOptions::new(opts);
+        o.batch = batch;
+        o.cache_dir = None;
+        triage::scan(&scan_model, &images, &scan_dir, &mut truth, &o, |u| {
+            if let ScanUpdate::Result { index, .. } = u {
+                let _ = tx.send(index);
+            }
+            true
+        })
+    });
+    let (mut received, mut worst_tick) = (0usize, 0f64);
+    let tick = std::time::Duration::from_millis(16);
+    let mut next = Instant::now() + tick;
+    loop {
+        match rx.recv_timeout(next.saturating_duration_since(Instant::now())) {
+            Ok(_) => received += 1,
+            Err(mpsc::RecvTimeoutError::Timeout) => {
+                worst_tick = worst_tick.max(Instant::now().duration_since(next).as_secs_f64() * 1e3);
+                next += tick;
+            }
+            Err(mpsc::RecvTimeoutError::Disconnected) => break,
+        }
+    }
+    let report = worker.join().map_err(|_| anyhow::anyhow!("the scan thread panicked"))??;
+    let secs = started.elapsed().as_secs_f64();
+    let rate = received as f64 / secs;
+    let peak = vm_kb("VmHWM") / 1024.0;
+    println!("  plain batched forward (batch {batch}, decode excluded) {forward_rate:>10.1} images/s");
+    println!(
+        "  scan (decode + forward, background thread)     {rate:>10.1} images/s  ({} images in {secs:.1} s)",
+        report.computed
+    );
+    println!("  scan / plain forward                            {:>10.2} x", rate / forward_rate);
+    println!("  worst delay of the 16 ms UI tick during the scan {worst_tick:>9.1} ms");
+    println!("  peak resident memory during the scan (VmHWM)    {peak:>10.1} MB");
+    println!("  peak resident memory while loading the model    {:>10.1} MB", load_peak / 1024.0);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A `/proc/self/status` field in kB (NaN where unavailable).
+fn vm_kb(field: &str) -> f64 {
+    std::fs::read_to_string("/proc/self/status")
+        .ok()
+        .and_then(|s| s.lines().find(|l| l.starts_with(field)).and_then(|l| l.split_whitespace().nth(1)?.parse().ok()))
+        .unwrap_or(f64::NAN)
+}
+
+/// Deletes a generated folder when the benchmark ends (also on error).
+struct RemoveOnDrop(std::path::PathBuf);
+
+impl Drop for RemoveOnDrop {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
 }

@@ -202,7 +202,7 @@ pub fn probe_shapes(
     label: &Path,
     fixed_batch: bool,
 ) -> Result<bool, EngineError> {
-    let (probe, probes) =
+    let (probe, layout) =
         onnx::shapes::probe_model(analysis.model(), &analysis.probe_targets(), &analysis.computed_constants());
     let opts = SessionOptions { device: Device::Cpu, no_arena: true, ..SessionOptions::default() };
     let fail = |e: EngineError| match e {
@@ -215,7 +215,7 @@ pub fn probe_shapes(
     let mut ints = std::collections::HashMap::new();
     let mut run = |n: usize, ints: &mut std::collections::HashMap<String, Vec<i64>>| {
         let x = session::zeros(&dims(n));
-        s.run_probe(&[(input, x.view())], &probes, ints).map_err(fail)
+        s.run_probe(&[(input, x.view())], &layout, ints).map_err(fail)
     };
     let at1 = run(1, &mut ints)?;
     let at2 = if fixed_batch { None } else { run(2, &mut std::collections::HashMap::new()).ok() };

@@ -7,10 +7,10 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use ort::ep::ExecutionProvider;
 use ort::session::Session;
 use ort::session::builder::SessionBuilder;
-use ort::value::{TensorElementType, TensorRef, ValueType};
+use ort::value::TensorRef;
 
 use super::{EngineError, first_line, runtime};
-use crate::onnx::{ModelProto, dtype, encode_model};
+use crate::onnx::{ModelProto, encode_model};
 
 /// Where to run: `auto` tries CUDA and falls back to the CPU; `cuda` insists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -180,14 +180,14 @@ impl GraphSession {
             .collect()
     }
 
-    /// Run a probe graph ([`crate::onnx::shapes::probe_model`]): each probed tensor's element
-    /// type and dims, plus the values of the small integer constants among them.
+    /// Run a probe graph ([`crate::onnx::shapes::probe_model`]): each probed tensor's dims,
+    /// plus the values of the small integer constants the graph computes (into `ints`).
     pub fn run_probe(
         &mut self,
         inputs: &[(&str, ArrayViewD<'_, f32>)],
-        probes: &[crate::onnx::shapes::ProbeOutputs],
+        layout: &crate::onnx::shapes::ProbeLayout,
         ints: &mut HashMap<String, Vec<i64>>,
-    ) -> Result<HashMap<String, (i32, Vec<i64>)>, EngineError> {
+    ) -> Result<Vec<(String, Vec<i64>)>, EngineError> {
         let standard: Vec<_> = inputs.iter().map(|(_, a)| a.as_standard_layout()).collect();
         let mut feeds = Vec::with_capacity(inputs.len());
         for ((name, _), arr) in inputs.iter().zip(&standard) {
@@ -198,43 +198,25 @@ impl GraphSession {
         let err =
             |e: &dyn std::fmt::Display| EngineError::Run { path: label.clone(), detail: first_line(&e.to_string()) };
         let outs = self.session.run(feeds).map_err(|e| err(&e))?;
-        let mut shapes = HashMap::new();
-        for p in probes {
-            let (Some(shape), Some(sample)) = (outs.get(p.shape.as_str()), outs.get(p.sample.as_str())) else {
-                continue;
-            };
-            let dims: Vec<i64> = shape.try_extract_array::<i64>().map_err(|e| err(&e))?.iter().copied().collect();
-            let ty = match sample.dtype() {
-                ValueType::Tensor { ty, .. } => onnx_type(*ty),
-                _ => 0,
-            };
-            if let Some(v) = p.value.as_deref().and_then(|v| outs.get(v)) {
-                if ty == dtype::INT64 && dims.iter().product::<i64>() <= SMALL_INTS as i64 {
-                    if let Ok(a) = v.try_extract_array::<i64>() {
-                        ints.insert(p.tensor.clone(), a.iter().copied().collect());
+        let record: Vec<i64> = match outs.get(layout.shapes.as_str()) {
+            Some(v) => v.try_extract_array::<i64>().map_err(|e| err(&e))?.iter().copied().collect(),
+            None => Vec::new(),
+        };
+        for c in &layout.constants {
+            if let Some(v) = outs.get(c.as_str()) {
+                if let Ok(a) = v.try_extract_array::<i64>() {
+                    if a.len() <= SMALL_INTS {
+                        ints.insert(c.clone(), a.iter().copied().collect());
                     }
                 }
             }
-            shapes.insert(p.tensor.clone(), (ty, dims));
         }
-        Ok(shapes)
+        Ok(crate::onnx::shapes::decode_probe(layout, &record))
     }
 }
 
 /// Integer outputs up to this size are recorded by [`GraphSession::run_shapes`].
 const SMALL_INTS: usize = 64;
-
-/// ONNX's element type code for an ort element type (only the ones camscope tells apart).
-fn onnx_type(t: TensorElementType) -> i32 {
-    match t {
-        TensorElementType::Float32 => dtype::FLOAT,
-        TensorElementType::Int64 => dtype::INT64,
-        TensorElementType::Int32 => dtype::INT32,
-        TensorElementType::Bool => dtype::BOOL,
-        TensorElementType::Float64 => dtype::DOUBLE,
-        _ => 0,
-    }
-}
 
 /// Zeros of a shape (probe inputs).
 pub fn zeros(dims: &[usize]) -> ArrayD<f32> {

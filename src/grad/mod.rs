@@ -193,9 +193,10 @@ impl Analysis {
         self.probe_targets().into_iter().filter(|t| !dep.contains(t)).collect()
     }
 
-    /// Merge shapes measured at batch 1 and batch 2.
-    pub fn add_measured(&mut self, at1: &HashMap<String, (i32, Vec<i64>)>, at2: &HashMap<String, (i32, Vec<i64>)>) {
-        self.facts.add_measured(at1, at2);
+    /// Merge shapes measured at batch 1 and batch 2 (element types are inferred from the graph).
+    pub fn add_measured(&mut self, at1: &[(String, Vec<i64>)], at2: &[(String, Vec<i64>)]) {
+        let types = crate::onnx::types::infer_elem_types(self.graph(), &self.index);
+        self.facts.add_measured(at1, at2, &types);
     }
 
     /// Values of small integer tensors measured by running the model. Those that do not

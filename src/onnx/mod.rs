@@ -8,6 +8,7 @@ pub mod builder;
 pub mod graph;
 pub mod io;
 pub mod shapes;
+pub mod types;
 
 /// Types generated from the vendored `proto/onnx-ml.proto` (ONNX 1.23.2).
 #[allow(clippy::all, missing_docs)]

@@ -129,16 +129,25 @@ impl ShapeFacts {
         Self { facts }
     }
 
-    /// Merge measured shapes: `at1`/`at2` are (element type, dims) at batch 1 and 2.
-    /// Measurements override declarations (they are what actually runs).
-    pub fn add_measured(&mut self, at1: &HashMap<String, (i32, Vec<i64>)>, at2: &HashMap<String, (i32, Vec<i64>)>) {
-        for (name, (ty, d1)) in at1 {
-            let Some((_, d2)) = at2.get(name) else { continue };
+    /// Merge measured dims at batch 1 and 2 with element types (`types`). Measurements
+    /// override declarations (they are what actually runs); the axes that differ between
+    /// the two runs follow the batch.
+    pub fn add_measured(
+        &mut self,
+        at1: &[(String, Vec<i64>)],
+        at2: &[(String, Vec<i64>)],
+        types: &HashMap<String, i32>,
+    ) {
+        let second: HashMap<&str, &Vec<i64>> = at2.iter().map(|(n, d)| (n.as_str(), d)).collect();
+        for (name, d1) in at1 {
+            let Some(d2) = second.get(name.as_str()) else { continue };
             if d1.len() != d2.len() {
                 continue;
             }
-            let dims = d1.iter().zip(d2).map(|(&a, &b)| if a == b { Dim::Fixed(a) } else { Dim::Batch }).collect();
-            self.facts.insert(name.clone(), TensorFact { elem_type: *ty, dims });
+            let elem_type = types.get(name).copied().or_else(|| self.facts.get(name).map(|f| f.elem_type)).unwrap_or(0);
+            let dims =
+                d1.iter().zip(d2.iter()).map(|(&a, &b)| if a == b { Dim::Fixed(a) } else { Dim::Batch }).collect();
+            self.facts.insert(name.clone(), TensorFact { elem_type, dims });
         }
     }
 
@@ -165,44 +174,72 @@ pub fn fmt_dims(dims: &[Dim]) -> String {
     format!("[{}]", parts.join(", "))
 }
 
-/// What the probe graph outputs for one tensor.
+/// Where the probe graph puts its measurements.
 #[derive(Debug, Clone)]
-pub struct ProbeOutputs {
-    pub tensor: String,
-    /// `Shape(tensor)`: its dims.
-    pub shape: String,
-    /// Its first element (`Slice(Reshape(tensor, [-1]), 0, 1)`): its element type, cheaply.
-    pub sample: String,
-    /// The tensor itself, for `constants` (values of graph-computed constants).
-    pub value: Option<String>,
+pub struct ProbeLayout {
+    /// Probed tensors, in the order their `[rank, dims...]` records appear in `shapes`.
+    pub tensors: Vec<String>,
+    /// One int64 output: every probed tensor's rank followed by its dims, concatenated.
+    pub shapes: String,
+    /// Integer constants the graph computes, output as they are (their values are needed).
+    pub constants: Vec<String>,
 }
 
-/// A copy of `model` that also outputs, for each of `tensors`, its shape and one element
-/// (and the whole value for those in `constants`). Exposing only these keeps the probe's
-/// memory at that of a plain inference: every intermediate tensor as an output would hold
-/// them all at once (143 MB for EfficientNet-Lite0 at batch 2).
-pub fn probe_model(model: &ModelProto, tensors: &[String], constants: &[String]) -> (ModelProto, Vec<ProbeOutputs>) {
+/// A copy of `model` that also outputs the shape of each of `tensors`, as one chain of
+/// `Concat(previous, Shape(Shape(t)), Shape(t))` placed right after each tensor's producer,
+/// and the values of `constants`.
+///
+/// Why a chain: ONNX Runtime orders execution by a depth-first walk from the graph's leaves;
+/// with one leaf per probed tensor it would compute everything first and read the shapes at
+/// the end, holding every intermediate tensor at once (143 MB for EfficientNet-Lite0 at
+/// batch 2). Chained, each tensor can be freed as soon as its shape is read, so the probe
+/// costs what a plain inference costs.
+pub fn probe_model(model: &ModelProto, tensors: &[String], constants: &[String]) -> (ModelProto, ProbeLayout) {
     let mut m = model.clone();
-    let mut outs = Vec::new();
-    let Some(g) = m.graph.as_mut() else { return (m, outs) };
+    let mut layout = ProbeLayout { tensors: Vec::new(), shapes: String::new(), constants: Vec::new() };
+    let Some(g) = m.graph.as_mut() else { return (m, layout) };
     let mut b = super::builder::Builder::new(g, super::default_opset(model).unwrap_or(13), "camscope_probe");
-    let flat = b.const_i64("flat", &[1], &[-1]);
-    let (zero, one) = (b.const_i64("zero", &[1], &[0]), b.const_i64("one", &[1], &[1]));
-    let constants: std::collections::HashSet<&String> = constants.iter().collect();
     let existing: std::collections::HashSet<String> = g.output.iter().filter_map(|o| o.name.clone()).collect();
-    for name in tensors {
-        let shape = b.shape_of(name);
-        let reshaped = b.op("Reshape", &[name, &flat], vec![]);
-        let sample = b.op("Slice", &[&reshaped, &zero, &one], vec![]);
-        let value = (constants.contains(name) && !existing.contains(name)).then(|| name.clone());
-        outs.push(ProbeOutputs { tensor: name.clone(), shape, sample, value });
-    }
-    g.node.append(&mut b.nodes);
-    g.initializer.append(&mut b.initializers);
-    for o in &outs {
-        for n in [Some(&o.shape), Some(&o.sample), o.value.as_ref()].into_iter().flatten() {
-            g.output.push(ValueInfoProto { name: Some(n.clone()), ..Default::default() });
+    let wanted: std::collections::HashSet<&String> = tensors.iter().collect();
+    let mut chain: Option<String> = None;
+    let original = std::mem::take(&mut g.node);
+    for node in original {
+        let produced: Vec<String> = node.output.iter().filter(|o| wanted.contains(o)).cloned().collect();
+        g.node.push(node);
+        for name in produced {
+            let shape = b.shape_of(&name);
+            let rank = b.shape_of(&shape);
+            let mut parts: Vec<&str> = chain.iter().map(String::as_str).collect();
+            parts.extend([rank.as_str(), shape.as_str()]);
+            chain = Some(b.op("Concat", &parts, vec![super::attrs::int("axis", 0)]));
+            layout.tensors.push(name);
+            g.node.append(&mut b.nodes);
         }
     }
-    (m, outs)
+    g.initializer.append(&mut b.initializers);
+    if let Some(c) = chain {
+        g.output.push(ValueInfoProto { name: Some(c.clone()), ..Default::default() });
+        layout.shapes = c;
+    }
+    for c in constants {
+        if !existing.contains(c) {
+            g.output.push(ValueInfoProto { name: Some(c.clone()), ..Default::default() });
+            layout.constants.push(c.clone());
+        }
+    }
+    (m, layout)
+}
+
+/// Split the probe's shape record back into `(tensor, dims)` pairs.
+pub fn decode_probe(layout: &ProbeLayout, record: &[i64]) -> Vec<(String, Vec<i64>)> {
+    let mut out = Vec::with_capacity(layout.tensors.len());
+    let mut at = 0;
+    for t in &layout.tensors {
+        let Some(&rank) = record.get(at) else { break };
+        let end = at + 1 + rank.max(0) as usize;
+        let Some(dims) = record.get(at + 1..end) else { break };
+        out.push((t.clone(), dims.to_vec()));
+        at = end;
+    }
+    out
 }
