@@ -210,3 +210,14 @@ fn batch_refuses_overlapping_or_unwritable_output() {
     let line = one_line_error(&camscope(&["batch", "samples/nope", "-o", tmp.path().join("o").to_str().unwrap()]));
     assert!(line.contains("samples/nope"), "{line}");
 }
+
+#[test]
+fn explicit_cuda_fails_loudly_without_a_cuda_build_and_auto_reports_the_cpu() {
+    // The PyPI `onnxruntime` wheel these tests run on has no CUDA provider.
+    let line = one_line_error(&camscope(&["explain", "samples/espresso/coffee.png", "--device", "cuda"]));
+    assert!(line.contains("--device cuda") && line.contains("CUDA") && line.contains("--device cpu"), "{line}");
+    let v = json(&["explain", "samples/espresso/coffee.png", "--json", "--device", "auto"]);
+    assert_eq!(v[0]["device"], "CPU", "auto falls back to the CPU and says so");
+    let line = one_line_error(&camscope(&["explain", "samples/espresso/coffee.png", "--device", "tpu"]));
+    assert!(line.contains("tpu") && line.contains("auto, cuda or cpu"), "{line}");
+}
