@@ -94,7 +94,22 @@ fn load(explicit: Option<&Path>) -> Result<OrtLibrary, RuntimeError> {
         .with_name("camscope")
         .build()
         .map_err(|e| RuntimeError::Environment { path: path.clone(), detail: e.to_string() })?;
+    environment.set_log_level(log_level(std::env::var("CAMSCOPE_ORT_LOG").ok().as_deref()));
     Ok(OrtLibrary { path, version, origin, environment })
+}
+
+/// ONNX Runtime's own log level. camscope reports every failure itself, in one line; ORT's
+/// logger writes straight to stderr (it would garble the TUI and double every error), so it
+/// only speaks for fatal errors unless `CAMSCOPE_ORT_LOG=verbose|info|warning|error` asks.
+fn log_level(var: Option<&str>) -> ort::logging::LogLevel {
+    use ort::logging::LogLevel;
+    match var.map(str::to_ascii_lowercase).as_deref() {
+        Some("verbose") => LogLevel::Verbose,
+        Some("info") => LogLevel::Info,
+        Some("warning" | "warn") => LogLevel::Warning,
+        Some("error") => LogLevel::Error,
+        _ => LogLevel::Fatal,
+    }
 }
 
 /// Open the library on its own to read its version before handing it to ort, so that a
