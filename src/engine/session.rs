@@ -155,14 +155,17 @@ impl GraphSession {
         EngineError::Run { path: self.label.clone(), detail: first_line(&e.to_string()) }
     }
 
-    /// Run with float inputs; returns the named float outputs, in `wanted` order.
-    pub fn run(
+    /// Run with float inputs and hand the outputs to `read` (they borrow the session).
+    fn run_with<T>(
         &mut self,
         inputs: &[(&str, ArrayViewD<'_, f32>)],
-        wanted: &[&str],
-    ) -> Result<Vec<ArrayD<f32>>, EngineError> {
-        let mut feeds = Vec::with_capacity(inputs.len());
+        read: impl FnOnce(
+            &ort::session::SessionOutputs<'_>,
+            &dyn Fn(&dyn std::fmt::Display) -> EngineError,
+        ) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
         let standard: Vec<_> = inputs.iter().map(|(_, a)| a.as_standard_layout()).collect();
+        let mut feeds = Vec::with_capacity(inputs.len());
         for ((name, _), arr) in inputs.iter().zip(&standard) {
             let t = TensorRef::from_array_view(arr.view()).map_err(|e| self.run_err(e))?;
             feeds.push((name.to_string(), ort::session::SessionInputValue::from(t)));
@@ -171,13 +174,24 @@ impl GraphSession {
         let err =
             |e: &dyn std::fmt::Display| EngineError::Run { path: label.clone(), detail: first_line(&e.to_string()) };
         let outs = self.session.run(feeds).map_err(|e| err(&e))?;
-        wanted
-            .iter()
-            .map(|w| {
-                let v = outs.get(*w).ok_or_else(|| err(&format!("the graph has no output `{w}`")))?;
-                Ok(v.try_extract_array::<f32>().map_err(|e| err(&e))?.to_owned())
-            })
-            .collect()
+        read(&outs, &err)
+    }
+
+    /// Run with float inputs; returns the named float outputs, in `wanted` order.
+    pub fn run(
+        &mut self,
+        inputs: &[(&str, ArrayViewD<'_, f32>)],
+        wanted: &[&str],
+    ) -> Result<Vec<ArrayD<f32>>, EngineError> {
+        self.run_with(inputs, |outs, err| {
+            wanted
+                .iter()
+                .map(|w| {
+                    let v = outs.get(*w).ok_or_else(|| err(&format!("the graph has no output `{w}`")))?;
+                    Ok(v.try_extract_array::<f32>().map_err(|e| err(&e))?.to_owned())
+                })
+                .collect()
+        })
     }
 
     /// Run a probe graph ([`crate::onnx::shapes::probe_model`]): each probed tensor's dims,
@@ -188,30 +202,20 @@ impl GraphSession {
         layout: &crate::onnx::shapes::ProbeLayout,
         ints: &mut HashMap<String, Vec<i64>>,
     ) -> Result<Vec<(String, Vec<i64>)>, EngineError> {
-        let standard: Vec<_> = inputs.iter().map(|(_, a)| a.as_standard_layout()).collect();
-        let mut feeds = Vec::with_capacity(inputs.len());
-        for ((name, _), arr) in inputs.iter().zip(&standard) {
-            let t = TensorRef::from_array_view(arr.view()).map_err(|e| self.run_err(e))?;
-            feeds.push((name.to_string(), ort::session::SessionInputValue::from(t)));
-        }
-        let label = self.label.clone();
-        let err =
-            |e: &dyn std::fmt::Display| EngineError::Run { path: label.clone(), detail: first_line(&e.to_string()) };
-        let outs = self.session.run(feeds).map_err(|e| err(&e))?;
-        let record: Vec<i64> = match outs.get(layout.shapes.as_str()) {
-            Some(v) => v.try_extract_array::<i64>().map_err(|e| err(&e))?.iter().copied().collect(),
-            None => Vec::new(),
-        };
-        for c in &layout.constants {
-            if let Some(v) = outs.get(c.as_str()) {
-                if let Ok(a) = v.try_extract_array::<i64>() {
+        self.run_with(inputs, |outs, err| {
+            let record: Vec<i64> = match outs.get(layout.shapes.as_str()) {
+                Some(v) => v.try_extract_array::<i64>().map_err(|e| err(&e))?.iter().copied().collect(),
+                None => Vec::new(),
+            };
+            for c in &layout.constants {
+                if let Some(a) = outs.get(c.as_str()).and_then(|v| v.try_extract_array::<i64>().ok()) {
                     if a.len() <= SMALL_INTS {
                         ints.insert(c.clone(), a.iter().copied().collect());
                     }
                 }
             }
-        }
-        Ok(crate::onnx::shapes::decode_probe(layout, &record))
+            Ok(crate::onnx::shapes::decode_probe(layout, &record))
+        })
     }
 }
 
