@@ -159,11 +159,11 @@ mod tests {
     #[test]
     fn constant_or_nan_activations_give_an_all_zero_map() {
         let a = Array3::from_elem((4, 3, 3), 2.5f32);
-        assert_eq!(eigen_cam(a.view()).map, Array2::zeros((3, 3)));
+        assert_eq!(eigen_cam(a.view()).map, Array2::<f32>::zeros((3, 3)));
         let mut a = Array3::<f32>::zeros((2, 2, 2));
         a[[0, 0, 0]] = f32::NAN;
         let m = eigen_cam(a.view());
         assert!(m.map.iter().all(|v| *v == 0.0) && m.non_finite == 0);
-        assert_eq!(eigen_projection(Array3::<f32>::zeros((0, 2, 2)).view()), Array2::zeros((2, 2)));
+        assert_eq!(eigen_projection(Array3::<f32>::zeros((0, 2, 2)).view()), Array2::<f32>::zeros((2, 2)));
     }
 }

@@ -122,7 +122,7 @@ mod tests {
         assert_eq!(m.map, array![[0.5, 2.0], [1.5, 3.0]]);
         // Negative gradients (a contrastive seed) flip the map; the ReLU keeps none of it.
         let m = grad_cam(a.view(), (-&g).view()).unwrap();
-        assert_eq!(m.map, Array2::zeros((2, 2)));
+        assert_eq!(m.map, Array2::<f32>::zeros((2, 2)));
         assert_eq!((m.pre_relu_min, m.pre_relu_max), (-3.0, -0.5));
     }
 
@@ -176,7 +176,7 @@ mod tests {
         let g = Array3::zeros((2, 2, 2));
         for f in [grad_cam, grad_cam_plus_plus, xgrad_cam, hires_cam, layer_cam] {
             let m = f(a.view(), g.view()).unwrap();
-            assert_eq!(m.map, Array2::zeros((2, 2)));
+            assert_eq!(m.map, Array2::<f32>::zeros((2, 2)));
             assert_eq!((m.pre_relu_min, m.pre_relu_max), (0.0, 0.0));
         }
     }

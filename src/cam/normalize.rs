@@ -114,14 +114,14 @@ mod tests {
     fn all_zero_map_is_reported_not_divided() {
         let n = normalize(&raw(Array2::zeros((3, 3))));
         assert_eq!(n.status, MapStatus::AllZero);
-        assert_eq!(n.map, Array2::zeros((3, 3)));
+        assert_eq!(n.map, Array2::<f32>::zeros((3, 3)));
     }
 
     #[test]
     fn all_negative_map_is_reported() {
         let n = normalize(&raw(array![[-1.0, -2.0], [-0.5, -3.0]]));
         assert_eq!(n.status, MapStatus::AllNegative);
-        assert_eq!(n.map, Array2::zeros((2, 2)));
+        assert_eq!(n.map, Array2::<f32>::zeros((2, 2)));
         assert!(n.map.iter().all(|v| v.to_bits() == 0), "no -0.0");
         assert_eq!((n.raw_min, n.raw_max), (-3.0, -0.5));
         // Zero and negative values, nothing positive: still "all negative" for the user.
@@ -132,7 +132,7 @@ mod tests {
     fn constant_map_is_reported() {
         let n = normalize(&raw(Array2::from_elem((2, 3), 0.7)));
         assert_eq!(n.status, MapStatus::Constant);
-        assert_eq!(n.map, Array2::zeros((2, 3)));
+        assert_eq!(n.map, Array2::<f32>::zeros((2, 3)));
     }
 
     #[test]
@@ -164,7 +164,7 @@ mod tests {
         let s = scale_like_peer(array![[1.0, 2.0], [3.0, 5.0]].view());
         let d = 1e-7f32 + 4.0;
         assert_eq!(s, array![[0.0, 1.0 / d], [2.0 / d, 4.0 / d]]);
-        assert_eq!(scale_like_peer(Array2::from_elem((2, 2), 3.0).view()), Array2::zeros((2, 2)));
+        assert_eq!(scale_like_peer(Array2::from_elem((2, 2), 3.0).view()), Array2::<f32>::zeros((2, 2)));
         assert_eq!(scale_like_peer(array![[f32::NAN, 1.0]].view()), array![[0.0, 1.0 / (1e-7f32 + 1.0)]]);
     }
 }

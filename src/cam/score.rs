@@ -101,8 +101,8 @@ mod tests {
             assert!((x - y).abs() < 1e-7, "{m:?}");
         }
         // A constant channel gives an all-zero mask, never NaN.
-        assert_eq!(mask(Array2::from_elem((2, 2), 4.0).view(), 3, 3), Array2::zeros((3, 3)));
-        assert_eq!(mask(Array2::from_elem((2, 2), f32::NAN).view(), 2, 2), Array2::zeros((2, 2)));
+        assert_eq!(mask(Array2::from_elem((2, 2), 4.0).view(), 3, 3), Array2::<f32>::zeros((3, 3)));
+        assert_eq!(mask(Array2::from_elem((2, 2), f32::NAN).view(), 2, 2), Array2::<f32>::zeros((2, 2)));
     }
 
     #[test]

@@ -7,6 +7,7 @@ pub mod cache;
 pub mod explainer;
 pub mod metrics;
 pub mod pipeline;
+pub mod probe;
 pub mod runtime;
 pub mod session;
 
@@ -19,6 +20,7 @@ use crate::model::{CardError, Layout, ModelCard, OutputKind};
 use crate::onnx::{self, OnnxError, op, value_info_dims};
 
 pub use self::pipeline::{Engine, EngineConfig, ExplainError, Loaded, MapOutput, Seed};
+pub use self::probe::probe_shapes;
 pub use self::runtime::{OrtLibrary, RuntimeError};
 pub use self::session::{Device, GraphSession, Provider, SessionOptions};
 
@@ -142,7 +144,7 @@ impl LoadedModel {
         let grad_err = |source| EngineError::Grad { path: path.to_owned(), source };
         let mut analysis = Analysis::new(model.clone(), input, &output, layout).map_err(grad_err)?;
         let dims = |n: usize| input_dims(&card, n);
-        let fixed_batch = !probe_shapes(&mut analysis, input, &dims, path, declared_fixed)?;
+        let fixed_batch = !probe_shapes(&mut analysis, input, &dims, path, declared_fixed, opts.ort_lib.as_deref())?;
         let classes = analysis.classes().map_err(grad_err)?;
         card.resolve_labels(classes, path)?;
         let outputs_probabilities = match card.output.kind {
@@ -189,47 +191,9 @@ fn ends_in_softmax(model: &onnx::ModelProto, output: &str) -> bool {
     }
 }
 
-/// Measure every tensor's shape: run the graph with all intermediates exposed at batch 1
-/// and 2 (the axes that change follow the batch). Always on the CPU: it is one small run.
-/// `dims(n)` gives the input's dims at batch `n`; `label` names the model in errors.
-/// Returns whether the model runs at batch 2: a model that only runs at batch 1 (a constant
-/// concatenated along the batch axis, a hard-coded reshape) is measured at batch 1 alone and
-/// then fed one image at a time.
-pub fn probe_shapes(
-    analysis: &mut Analysis,
-    input: &str,
-    dims: &dyn Fn(usize) -> Vec<usize>,
-    label: &Path,
-    fixed_batch: bool,
-) -> Result<bool, EngineError> {
-    let (probe, layout) =
-        onnx::shapes::probe_model(analysis.model(), &analysis.probe_targets(), &analysis.computed_constants());
-    let opts = SessionOptions { device: Device::Cpu, no_arena: true, ..SessionOptions::default() };
-    let fail = |e: EngineError| match e {
-        EngineError::Run { detail, .. } | EngineError::BadModel { detail, .. } => {
-            EngineError::Probe { path: label.to_owned(), detail }
-        }
-        other => other,
-    };
-    let mut s = GraphSession::from_model(&probe, label, &opts).map_err(fail)?;
-    let mut ints = std::collections::HashMap::new();
-    let mut run = |n: usize, ints: &mut std::collections::HashMap<String, Vec<i64>>| {
-        let x = session::zeros(&dims(n));
-        s.run_probe(&[(input, x.view())], &layout, ints).map_err(fail)
-    };
-    let at1 = run(1, &mut ints)?;
-    let at2 = if fixed_batch { None } else { run(2, &mut std::collections::HashMap::new()).ok() };
-    let batches = at2.is_some();
-    analysis.add_measured(&at1, at2.as_ref().unwrap_or(&at1));
-    analysis.add_constant_values(&ints);
-    drop(s);
-    release_free_memory();
-    Ok(batches)
-}
-
-/// Give freed heap memory back to the system. The probe's one-off session and runs leave
-/// tens of MB free inside glibc's heap, which would otherwise count as resident memory for
-/// the whole life of a long-running TUI.
+/// Give freed heap memory back to the system. One-off sessions (the shape probe) leave tens
+/// of MB free inside glibc's heap, which would otherwise count as resident memory for the
+/// whole life of a long-running TUI.
 pub fn release_free_memory() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     // SAFETY: malloc_trim only returns unused heap pages to the kernel.

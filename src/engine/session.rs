@@ -130,6 +130,54 @@ impl GraphSession {
         Ok(Self { session, label: label.to_owned(), provider, fallback, outputs })
     }
 
+    /// A one-off CPU session that records every node's output shapes in ONNX Runtime's
+    /// profile (written under `profile_prefix`), with graph optimisations off so that the
+    /// profiled nodes are the model's own, and without arena or prepacking.
+    pub fn profiling(
+        model: &ModelProto,
+        label: &Path,
+        ort_lib: Option<&Path>,
+        profile_prefix: &Path,
+    ) -> Result<Self, EngineError> {
+        let lib = runtime::init(ort_lib)?;
+        let bad = |e: String| EngineError::BadModel { path: label.to_owned(), detail: first_line(&e) };
+        let mut b = Session::builder(&lib.environment).map_err(|e| bad(e.to_string()))?;
+        b = b.with_memory_pattern(false).map_err(|e| bad(e.to_string()))?;
+        b = b.with_prepacking(false).map_err(|e| bad(e.to_string()))?;
+        b = b
+            .with_optimization_level(ort::session::builder::GraphOptimizationLevel::Disable)
+            .map_err(|e| bad(e.to_string()))?;
+        ort::ep::CPU::default().with_arena_allocator(false).register(&mut b).map_err(|e| bad(e.to_string()))?;
+        b = b.with_profiling(profile_prefix).map_err(|e| bad(e.to_string()))?;
+        let session = b.commit_from_memory(&encode_model(model)).map_err(|e| bad(e.to_string()))?;
+        let outputs = session.outputs().iter().map(|o| o.name().to_owned()).collect();
+        Ok(Self { session, label: label.to_owned(), provider: Provider::Cpu, fallback: None, outputs })
+    }
+
+    /// Stop profiling and return the profile's path.
+    pub fn end_profiling(&mut self) -> Result<PathBuf, EngineError> {
+        self.session.end_profiling().map(PathBuf::from).map_err(|e| self.run_err(e))
+    }
+
+    /// Run with float inputs; returns the named int64 outputs that exist and have at most
+    /// `max_len` values (graph-computed constants).
+    pub fn run_small_ints(
+        &mut self,
+        inputs: &[(&str, ArrayViewD<'_, f32>)],
+        names: &[String],
+        max_len: usize,
+    ) -> Result<HashMap<String, Vec<i64>>, EngineError> {
+        self.run_with(inputs, |outs, _| {
+            Ok(names
+                .iter()
+                .filter_map(|n| {
+                    let a = outs.get(n.as_str())?.try_extract_array::<i64>().ok()?;
+                    (a.len() <= max_len).then(|| (n.clone(), a.iter().copied().collect()))
+                })
+                .collect())
+        })
+    }
+
     /// A session for a model file as is.
     pub fn from_file(path: &Path, opts: &SessionOptions) -> Result<Self, EngineError> {
         if !path.is_file() {

@@ -193,10 +193,22 @@ impl Analysis {
         self.probe_targets().into_iter().filter(|t| !dep.contains(t)).collect()
     }
 
-    /// Merge shapes measured at batch 1 and batch 2 (element types are inferred from the graph).
-    pub fn add_measured(&mut self, at1: &[(String, Vec<i64>)], at2: &[(String, Vec<i64>)]) {
-        let types = crate::onnx::types::infer_elem_types(self.graph(), &self.index);
-        self.facts.add_measured(at1, at2, &types);
+    /// Merge shapes measured at batch 1 and batch 2 with element types `types` (measured, or
+    /// [`Analysis::inferred_types`]); types not given are inferred from the graph.
+    pub fn add_measured(
+        &mut self,
+        at1: &[(String, Vec<i64>)],
+        at2: &[(String, Vec<i64>)],
+        types: &HashMap<String, i32>,
+    ) {
+        let mut all = self.inferred_types();
+        all.extend(types.iter().map(|(k, v)| (k.clone(), *v)));
+        self.facts.add_measured(at1, at2, &all);
+    }
+
+    /// Element types of every tensor, inferred from the graph.
+    pub fn inferred_types(&self) -> HashMap<String, i32> {
+        crate::onnx::types::infer_elem_types(self.graph(), &self.index)
     }
 
     /// Values of small integer tensors measured by running the model. Those that do not
@@ -396,6 +408,11 @@ impl Analysis {
         let rewrite_inits: Vec<crate::onnx::TensorProto> = b.initializers.drain(..).collect();
 
         // Backward: reverse topological walk over the region between target and score.
+        // Every tensor between the target and the score must have known facts: a missing
+        // one would silently cut the gradient's path.
+        if let Some(t) = dep.iter().find(|t| (anc.contains(*t) || **t == score) && facts.get(t).is_none()) {
+            return Err(GradError::ShapeUnknown { tensor: t.clone() });
+        }
         let region: HashSet<String> = dep
             .iter()
             .filter(|t| anc.contains(*t) || **t == score)

@@ -114,7 +114,7 @@ mod tests {
         // [0, 0.625, 0.625, 0], renormalised so the peak is 1 again.
         let up = upsample_map(array![[0.0, 1.0, 0.0]].view(), 1, 4);
         assert_eq!(up, array![[0.0, 1.0, 1.0, 0.0]]);
-        assert_eq!(upsample_map(Array2::zeros((2, 2)).view(), 3, 3), Array2::zeros((3, 3)));
+        assert_eq!(upsample_map(Array2::<f32>::zeros((2, 2)).view(), 3, 3), Array2::<f32>::zeros((3, 3)));
     }
 
     #[test]

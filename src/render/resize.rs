@@ -128,7 +128,7 @@ mod tests {
         assert_eq!(resize(src.view(), 2, 3), src);
         let c = resize(Array2::from_elem((3, 5), 0.25).view(), 17, 11);
         assert!(c.iter().all(|&v| (v - 0.25).abs() < 1e-7));
-        assert_eq!(resize(Array2::<f32>::zeros((0, 3)).view(), 2, 2), Array2::zeros((2, 2)));
+        assert_eq!(resize(Array2::<f32>::zeros((0, 3)).view(), 2, 2), Array2::<f32>::zeros((2, 2)));
     }
 
     #[test]
