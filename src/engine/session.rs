@@ -56,7 +56,7 @@ impl std::fmt::Display for Provider {
 pub struct SessionOptions {
     /// `--ort-lib`: an explicit ONNX Runtime library.
     pub ort_lib: Option<PathBuf>,
-    /// Intra-op threads; `None` lets ONNX Runtime use one per core.
+    /// Intra-op threads of the process-wide pool (set by the first session); `None`: one per core.
     pub threads: Option<usize>,
     pub device: Device,
     /// For one-off sessions (the shape probe): plain malloc/free instead of ONNX Runtime's
@@ -72,12 +72,9 @@ pub type FallbackReason = Option<String>;
 /// ONNX Runtime would otherwise fall back to the CPU silently when the CUDA provider library
 /// or its CUDA/cuDNN dependencies are missing.
 fn builder(opts: &SessionOptions, label: &Path) -> Result<(SessionBuilder, Provider, FallbackReason), EngineError> {
-    let lib = runtime::init(opts.ort_lib.as_deref())?;
+    let lib = runtime::init(opts.ort_lib.as_deref(), opts.threads)?;
     let bad = |e: String| EngineError::BadModel { path: label.to_owned(), detail: first_line(&e) };
     let mut b = Session::builder(&lib.environment).map_err(|e| bad(e.to_string()))?;
-    if let Some(n) = opts.threads {
-        b = b.with_intra_threads(n).map_err(|e| bad(e.to_string()))?;
-    }
     if opts.no_arena {
         b = b.with_memory_pattern(false).map_err(|e| bad(e.to_string()))?;
         b = b.with_prepacking(false).map_err(|e| bad(e.to_string()))?;
@@ -139,7 +136,7 @@ impl GraphSession {
         ort_lib: Option<&Path>,
         profile_prefix: &Path,
     ) -> Result<Self, EngineError> {
-        let lib = runtime::init(ort_lib)?;
+        let lib = runtime::init(ort_lib, None)?;
         let bad = |e: String| EngineError::BadModel { path: label.to_owned(), detail: first_line(&e) };
         let mut b = Session::builder(&lib.environment).map_err(|e| bad(e.to_string()))?;
         b = b.with_memory_pattern(false).map_err(|e| bad(e.to_string()))?;
