@@ -11,3 +11,4 @@ pub mod model;
 pub mod onnx;
 pub mod render;
 pub mod scores;
+pub mod tui;

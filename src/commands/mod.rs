@@ -3,6 +3,7 @@
 pub mod bench;
 pub mod explain;
 pub mod export;
+pub mod inspect;
 pub mod layers;
 
 use anyhow::{Context, Result};
