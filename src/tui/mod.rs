@@ -15,6 +15,8 @@
 pub mod image_view;
 pub mod state;
 pub mod terminal;
+#[cfg(test)]
+mod testing;
 pub mod update;
 pub mod view;
 pub mod worker;

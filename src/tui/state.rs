@@ -299,6 +299,7 @@ pub struct App {
 impl App {
     pub fn new(settings: Settings, info: EngineInfo) -> Self {
         Self {
+            message: info.fallback.as_ref().map(|why| format!("running on the CPU: CUDA unavailable ({why})")),
             method: settings.method,
             colormap: settings.colormap,
             alpha: settings.alpha,
@@ -315,7 +316,6 @@ impl App {
             picture: None,
             picture_serial: 0,
             size: (0, 0),
-            message: None,
             cache: (0, 0),
             frame_ms: 0.0,
             quit: false,

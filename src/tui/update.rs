@@ -486,3 +486,273 @@ pub fn save_name(image: &Path, label: &str, method: Method) -> String {
     }
     format!("{stem}.{}.{method}.png", slug.trim_matches('_'))
 }
+
+#[cfg(test)]
+mod tests {
+    use crossterm::event::{KeyEvent, MouseEvent};
+
+    use super::super::testing::*;
+    use super::*;
+
+    #[test]
+    fn the_first_listed_image_is_shown_and_its_neighbours_prefetched() {
+        let mut a = app();
+        let cmds =
+            update(&mut a, Msg::Listed { paths: vec![path("a.png"), path("b.png")], done: false, skipped: None });
+        assert_eq!(shows(&cmds), vec![(1, "a.png".into(), None)]);
+        assert!(
+            cmds.iter().any(|c| matches!(c, Cmd::Worker(Request::Prefetch { paths }) if paths == &vec![path("b.png")]))
+        );
+        assert_eq!(a.files.entries[0].name, "a.png");
+        assert!(!a.files.done);
+        // More of the listing does not change the selection.
+        let cmds = update(&mut a, Msg::Listed { paths: vec![path("c.png")], done: true, skipped: None });
+        assert!(cmds.is_empty());
+        assert_eq!((a.files.len(), a.files.cursor, a.files.done), (3, 0, true));
+    }
+
+    #[test]
+    fn down_moves_to_the_next_image_with_a_fresh_serial() {
+        let mut a = listed(&["a.png", "b.png", "c.png", "d.png"]);
+        let cmds = update(&mut a, ch('j'));
+        assert_eq!(shows(&cmds), vec![(2, "b.png".into(), None)]);
+        let prefetch = cmds.iter().find_map(|c| match c {
+            Cmd::Worker(Request::Prefetch { paths }) => Some(paths.clone()),
+            _ => None,
+        });
+        assert_eq!(prefetch, Some(vec![path("c.png"), path("a.png"), path("d.png")]), "nearest first");
+        assert_eq!(a.current.as_ref().unwrap().path, path("b.png"));
+        update(&mut a, press(KeyCode::Down));
+        update(&mut a, press(KeyCode::End));
+        assert_eq!(a.files.cursor, 3);
+        update(&mut a, ch('g'));
+        assert_eq!(a.files.cursor, 0);
+        // At the top, up stays and asks for nothing new.
+        assert!(shows(&update(&mut a, ch('k'))).is_empty());
+    }
+
+    #[test]
+    fn answers_for_an_image_the_user_left_are_dropped_but_fill_the_list() {
+        let mut a = listed(&["a.png", "b.png"]);
+        update(&mut a, ch('j')); // b.png, serial 2
+        update(&mut a, loaded_msg(1, "a.png"));
+        update(&mut a, map_msg(1, "a.png", 9, 0));
+        let cur = a.current.as_ref().unwrap();
+        assert_eq!(cur.path, path("b.png"));
+        assert!(cur.loaded.is_none() && cur.map.is_none() && a.picture.is_none());
+        assert_eq!(a.files.entries[0].prediction.map(|p| p.0), Some(9), "the stale result still predicts a.png");
+        // b's own answers are shown.
+        update(&mut a, loaded_msg(2, "b.png"));
+        update(&mut a, map_msg(2, "b.png", 9, 0));
+        assert_eq!(a.shown_serial(), Some(2));
+        assert!(a.picture.is_some() && !a.computing());
+        assert_eq!(a.current.as_ref().unwrap().top.iter().map(|p| p.index).collect::<Vec<_>>(), vec![9, 8, 7]);
+    }
+
+    #[test]
+    fn switching_class_asks_for_a_new_map_and_drops_the_older_one() {
+        let mut a = listed(&["a.png"]);
+        update(&mut a, loaded_msg(1, "a.png"));
+        update(&mut a, map_msg(1, "a.png", 9, 0));
+        assert_eq!(a.highlighted_class(), Some(9));
+        update(&mut a, press(KeyCode::Tab));
+        assert_eq!(a.focus, Focus::Classes);
+        let first = shows(&update(&mut a, ch('j')));
+        assert_eq!(first, vec![(2, "a.png".into(), Some(8))]);
+        assert_eq!(a.highlighted_class(), Some(8), "the highlight follows at once");
+        assert!(a.computing());
+        let second = shows(&update(&mut a, press(KeyCode::Down)));
+        assert_eq!(second, vec![(3, "a.png".into(), Some(7))]);
+        // The answer to serial 2 arrives late: dropped; the old map stays on screen meanwhile.
+        let before = a.picture.as_ref().unwrap().id;
+        update(&mut a, map_msg(2, "a.png", 8, 1));
+        assert_eq!(a.current.as_ref().unwrap().map.as_ref().unwrap().serial, 1);
+        assert_eq!(a.picture.as_ref().unwrap().id, before);
+        update(&mut a, map_msg(3, "a.png", 7, 3));
+        assert_eq!(a.shown_serial(), Some(3));
+        assert_eq!(a.target, Some(7));
+        assert_ne!(a.picture.as_ref().unwrap().id, before);
+        // Past the last row nothing changes.
+        assert!(shows(&update(&mut a, ch('j'))).is_empty());
+    }
+
+    #[test]
+    fn search_targets_a_class_outside_the_top_k() {
+        let mut a = listed(&["a.png"]);
+        update(&mut a, loaded_msg(1, "a.png"));
+        update(&mut a, ch('/'));
+        assert!(matches!(&a.popup, Popup::Search(s) if s.hits.len() == CLASSES), "empty query lists all");
+        for c in "class 2".chars() {
+            update(&mut a, ch(c));
+        }
+        let Popup::Search(s) = &a.popup else { panic!("search stays open while typing") };
+        assert_eq!(s.hits[0].0, 2);
+        let cmds = update(&mut a, press(KeyCode::Enter));
+        assert_eq!(shows(&cmds), vec![(2, "a.png".into(), Some(2))]);
+        assert_eq!(a.popup, Popup::None);
+        let rows: Vec<usize> = a.class_rows().iter().map(|p| p.index).collect();
+        assert_eq!(rows, vec![9, 8, 7, 2], "the searched class is listed after the top-k");
+        // Esc closes without changing the target; typing `q` in the search is text, not quit.
+        update(&mut a, ch('/'));
+        update(&mut a, ch('q'));
+        assert!(!a.quit);
+        update(&mut a, press(KeyCode::Esc));
+        assert_eq!((a.popup.clone(), a.target), (Popup::None, Some(2)));
+    }
+
+    #[test]
+    fn display_keys_recompose_without_asking_the_worker() {
+        let mut a = listed(&["a.png"]);
+        update(&mut a, loaded_msg(1, "a.png"));
+        update(&mut a, map_msg(1, "a.png", 9, 0));
+        let id = a.picture.as_ref().unwrap().id;
+        assert!(update(&mut a, ch('v')).is_empty());
+        assert_eq!(a.view, ViewMode::Heatmap);
+        update(&mut a, ch('v'));
+        update(&mut a, ch('v'));
+        assert_eq!(a.view, ViewMode::SideBySide);
+        assert_eq!(a.picture.as_ref().unwrap().images.len(), 2);
+        update(&mut a, ch('v'));
+        assert_eq!(a.view, ViewMode::Overlay);
+        update(&mut a, ch('c'));
+        assert_eq!(a.colormap, Colormap::Turbo);
+        for _ in 0..8 {
+            update(&mut a, ch('+'));
+        }
+        assert_eq!(a.alpha, 1.0);
+        update(&mut a, ch('-'));
+        assert_eq!(a.alpha, 0.9);
+        assert!(a.picture.as_ref().unwrap().id > id);
+    }
+
+    #[test]
+    fn method_layer_and_score_changes_go_to_the_worker() {
+        let mut a = listed(&["a.png"]);
+        update(&mut a, loaded_msg(1, "a.png"));
+        let cmds = update(&mut a, ch('m'));
+        assert_eq!(a.method, Method::GradCamPlusPlus);
+        assert_eq!(shows(&cmds).len(), 1);
+        update(&mut a, ch('M'));
+        update(&mut a, ch('M'));
+        assert_eq!(a.method, Method::GuidedGradCam, "M cycles backwards");
+        update(&mut a, ch('L'));
+        assert_eq!(a.popup, Popup::Layers(super::super::state::LayerPicker { cursor: 1, offset: 0 }));
+        update(&mut a, ch('k'));
+        let cmds = update(&mut a, press(KeyCode::Enter));
+        assert!(matches!(&cmds[0], Cmd::Worker(Request::SetLayer { tensor }) if tensor == "stem"));
+        assert_eq!(shows(&cmds).len(), 1, "the current image is explained again at the new layer");
+        update(&mut a, Msg::Worker(Response::LayerSet { result: Ok(layer("stem", false)) }));
+        assert_eq!(a.info.layer.tensor, "stem");
+        let cmds = update(&mut a, ch('p'));
+        assert!(matches!(cmds[0], Cmd::Worker(Request::SetScore { score: ScoreKind::Prob })));
+        update(&mut a, Msg::Worker(Response::ScoreSet { result: Ok(ScoreKind::Prob) }));
+        assert_eq!(a.info.score, ScoreKind::Prob);
+    }
+
+    #[test]
+    fn an_unreadable_image_shows_its_error_and_browsing_goes_on() {
+        let mut a = listed(&["bad.png", "b.png"]);
+        update(
+            &mut a,
+            Msg::Worker(Response::Failed { serial: Some(1), path: path("bad.png"), error: "corrupt".into() }),
+        );
+        assert_eq!(a.current.as_ref().unwrap().error.as_deref(), Some("corrupt"));
+        assert_eq!(a.files.entries[0].error.as_deref(), Some("corrupt"));
+        assert!(!a.computing());
+        assert_eq!(shows(&update(&mut a, ch('j'))), vec![(2, "b.png".into(), None)]);
+        // A failed prefetch marks its file only.
+        update(&mut a, Msg::Worker(Response::Failed { serial: None, path: path("b.png"), error: "gone".into() }));
+        assert_eq!(a.files.entries[1].error.as_deref(), Some("gone"));
+    }
+
+    #[test]
+    fn save_writes_the_overlay_under_a_descriptive_name() {
+        let mut a = listed(&["cat.png"]);
+        update(&mut a, ch('s'));
+        assert!(a.message.as_deref().unwrap().contains("nothing to save"));
+        update(&mut a, loaded_msg(1, "cat.png"));
+        update(&mut a, map_msg(1, "cat.png", 9, 0));
+        let cmds = update(&mut a, ch('s'));
+        match &cmds[..] {
+            [Cmd::Save { image, path }] => {
+                assert_eq!(path, &PathBuf::from("/out/cat.class_9.gradcam.png"));
+                assert_eq!(image.dimensions(), (8, 8));
+            }
+            other => panic!("expected one save, got {other:?}"),
+        }
+        update(&mut a, Msg::Saved(Ok(PathBuf::from("/out/cat.class_9.gradcam-1.png"))));
+        assert_eq!(a.message.as_deref(), Some("saved /out/cat.class_9.gradcam-1.png"));
+        assert_eq!(
+            save_name(Path::new("x/Tabby Cat.jpg"), "tiger cat, Panthera", Method::ScoreCam),
+            "Tabby Cat.tiger_cat_panthera.scorecam.png"
+        );
+    }
+
+    #[test]
+    fn quit_keys_and_popups() {
+        let mut a = listed(&["a.png"]);
+        update(&mut a, ch('?'));
+        assert_eq!(a.popup, Popup::Help);
+        update(&mut a, press(KeyCode::Esc));
+        assert_eq!(a.popup, Popup::None, "Esc closes the help first");
+        assert!(!a.quit);
+        update(&mut a, ch('?'));
+        update(&mut a, Msg::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)));
+        assert!(a.quit, "Ctrl-C quits from anywhere");
+        for m in [ch('q'), press(KeyCode::Esc), Msg::Quit] {
+            let mut a = listed(&["a.png"]);
+            update(&mut a, m);
+            assert!(a.quit);
+        }
+    }
+
+    #[test]
+    fn mouse_clicks_select_files_and_classes() {
+        let names: Vec<String> = (0..100).map(|i| format!("{i:03}.png")).collect();
+        let mut a = listed(&names.iter().map(String::as_str).collect::<Vec<_>>());
+        update(&mut a, loaded_msg(1, "000.png"));
+        let panes = view::layout(Rect::new(0, 0, 120, 40)).unwrap();
+        let files = view::inner(panes.files);
+        let click = |x, y| {
+            Msg::Mouse(MouseEvent {
+                kind: MouseEventKind::Down(MouseButton::Left),
+                column: x,
+                row: y,
+                modifiers: KeyModifiers::NONE,
+            })
+        };
+        let cmds = update(&mut a, click(files.x + 1, files.y + 4));
+        assert_eq!(shows(&cmds), vec![(2, "004.png".into(), None)]);
+        update(&mut a, loaded_msg(2, "004.png"));
+        let classes = view::inner(panes.classes);
+        let cmds = update(&mut a, click(classes.x + 2, classes.y + 2 * CLASS_LINES + 1));
+        assert_eq!(shows(&cmds), vec![(3, "004.png".into(), Some(7))], "third class row");
+        assert_eq!(a.focus, Focus::Classes);
+        // The wheel scrolls the file list without changing the selection.
+        let wheel = Msg::Mouse(MouseEvent {
+            kind: MouseEventKind::ScrollDown,
+            column: files.x + 1,
+            row: files.y + 1,
+            modifiers: KeyModifiers::NONE,
+        });
+        update(&mut a, wheel);
+        assert_eq!((a.files.offset, a.files.cursor), (3, 4));
+    }
+
+    #[test]
+    fn the_file_list_scrolls_with_the_cursor() {
+        let names: Vec<String> = (0..100).map(|i| format!("{i:03}.png")).collect();
+        let mut a = listed(&names.iter().map(String::as_str).collect::<Vec<_>>());
+        let h = files_height(&a);
+        for _ in 0..h + 5 {
+            update(&mut a, ch('j'));
+        }
+        assert_eq!(a.files.offset, 6);
+        update(&mut a, press(KeyCode::PageDown));
+        assert_eq!(a.files.cursor, h + 5 + h - 1);
+        // A smaller terminal keeps the cursor visible.
+        update(&mut a, Msg::Resize(80, 20));
+        let h = files_height(&a);
+        assert!(a.files.cursor >= a.files.offset && a.files.cursor < a.files.offset + h);
+    }
+}

@@ -81,10 +81,12 @@ pub fn draw(frame: &mut Frame<'_>, app: &App, images: &mut ImageView) {
     let area = frame.area();
     let Some(panes) = layout(area) else {
         let msg = format!(
-            "camscope needs a terminal of at least {MIN_WIDTH}×{MIN_HEIGHT} (this one is {}×{}).\nEnlarge the window, or press q to quit.",
+            "terminal too small\nneeds {MIN_WIDTH}×{MIN_HEIGHT}, is {}×{}\nenlarge it, or press q",
             area.width, area.height
         );
-        frame.render_widget(Paragraph::new(msg).wrap(Wrap { trim: true }), area);
+        let y = area.height.saturating_sub(3) / 2;
+        let r = Rect::new(area.x, area.y + y, area.width, area.height - y);
+        frame.render_widget(Paragraph::new(msg).alignment(Alignment::Center).wrap(Wrap { trim: true }), r);
         return;
     };
     draw_files(frame, app, panes.files);
@@ -281,21 +283,24 @@ pub fn bar(fraction: f32, width: usize) -> String {
 
 fn draw_status(frame: &mut Frame<'_>, app: &App, area: Rect, images: &ImageView) {
     let info = &app.info;
-    let sep = Span::styled(" │ ", Style::default().fg(Color::DarkGray));
-    let mut first = vec![
+    let sep = || Span::styled(" │ ", Style::default().fg(Color::DarkGray));
+    let first = vec![
         Span::styled(info.model_name.clone(), Style::default().add_modifier(Modifier::BOLD)),
-        sep.clone(),
+        sep(),
         Span::raw(format!("layer {} {}", info.layer.tensor, info.layer.shape)),
-        sep.clone(),
+        sep(),
         Span::styled(app.method.to_string(), Style::default().fg(Color::Cyan)),
-        sep.clone(),
+        sep(),
         Span::raw(format!("{} score", info.score)),
-        sep.clone(),
+        sep(),
         Span::styled(
             info.provider.clone(),
             Style::default().fg(if info.provider == "CPU" { Color::Yellow } else { Color::Green }),
         ),
+        sep(),
+        Span::raw(images.renderer.describe()),
     ];
+    let mut second = Vec::new();
     if let Some(m) = app.current.as_ref().and_then(|c| c.map.as_ref()) {
         let t = &m.timings;
         let render = app.picture.as_ref().map_or(0.0, |p| p.compose_ms);
@@ -304,30 +309,27 @@ fn draw_status(frame: &mut Frame<'_>, app: &App, area: Rect, images: &ImageView)
         } else {
             format!("{:.1} ms", t.body_ms)
         };
-        first.push(sep.clone());
-        first.push(Span::raw(format!(
+        second.push(Span::raw(format!(
             "body {body} · head {:.1} ms · map {:.1} ms · render {render:.1} ms",
             t.head_ms, t.map_ms
         )));
+        second.push(sep());
     }
     let (n, bytes) = app.cache;
-    let mut second = vec![Span::raw(format!(
-        "cache {n} img {:.0} MB · {} {} · α {:.1} · {}",
+    let listing = if app.files.done { "" } else { " (listing…)" };
+    second.push(Span::raw(format!(
+        "cache {n} img {:.0} MB · {} images{listing} · {} α {:.1}",
         bytes as f64 / 1e6,
         app.files.len(),
-        if app.files.done { "images" } else { "images, listing…" },
-        app.alpha,
         app.colormap,
-    ))];
-    second.push(sep.clone());
-    second.push(Span::raw(images.renderer.describe()));
-    second.push(sep);
+        app.alpha,
+    )));
+    second.push(sep());
     match &app.message {
         Some(m) => second.push(Span::styled(m.clone(), Style::default().fg(Color::Yellow))),
         None => second.push(Span::styled("? help · q quit", Style::default().fg(Color::DarkGray))),
     }
-    let text = vec![Line::from(first), Line::from(second)];
-    frame.render_widget(Paragraph::new(text).style(Style::default().bg(Color::Reset)), area);
+    frame.render_widget(Paragraph::new(vec![Line::from(first), Line::from(second)]), area);
 }
 
 /// A centred rectangle of at most `w × h` inside `area`.
@@ -425,4 +427,158 @@ fn draw_layers(frame: &mut Frame<'_>, app: &App, area: Rect) {
         })
         .collect();
     frame.render_widget(Paragraph::new(lines), inner);
+}
+
+#[cfg(test)]
+mod tests {
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    use ratatui::buffer::Buffer;
+    use std::collections::HashSet;
+
+    use super::super::image_view::{ColorDepth, Renderer};
+    use super::super::state::ViewMode;
+    use super::super::testing::*;
+    use super::super::update::{Msg, update};
+    use super::*;
+
+    fn render(app: &App, w: u16, h: u16) -> Buffer {
+        let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+        let mut images = ImageView::new(Renderer::HalfBlocks(ColorDepth::TrueColor));
+        t.draw(|f| draw(f, app, &mut images)).unwrap();
+        t.backend().buffer().clone()
+    }
+
+    fn text(buf: &Buffer) -> String {
+        let a = buf.area;
+        (a.top()..a.bottom())
+            .map(|y| (a.left()..a.right()).map(|x| buf[(x, y)].symbol()).collect::<String>())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Background colours of half-block cells inside `r`.
+    fn image_colours(buf: &Buffer, r: Rect) -> HashSet<Color> {
+        let mut out = HashSet::new();
+        for y in r.top()..r.bottom() {
+            for x in r.left()..r.right() {
+                let c = &buf[(x, y)];
+                if c.symbol() == "▀" || c.symbol() == "▄" {
+                    out.extend([c.fg, c.bg].into_iter().filter(|&c| c != Color::Reset));
+                }
+            }
+        }
+        out
+    }
+
+    fn shown() -> App {
+        let mut a = listed(&["a.png", "b.png"]);
+        update(&mut a, loaded_msg(1, "a.png"));
+        update(&mut a, map_msg(1, "a.png", 9, 0));
+        a
+    }
+
+    #[test]
+    fn three_panes_and_a_status_bar() {
+        let a = shown();
+        let s = text(&render(&a, 120, 40));
+        assert!(s.contains("Files 1/2"), "{s}");
+        assert!(s.contains("a.png · overlay"), "{s}");
+        assert!(s.contains("Top 3 classes"), "{s}");
+        assert!(s.contains("▶ class 9"), "highlighted target: {s}");
+        assert!(s.contains("class 8") && s.contains("class 7"));
+        assert!(s.contains("Tiny │ layer features [N, 8, 7, 7] │ gradcam │ logit score │ CPU │ half-blocks"), "{s}");
+        assert!(s.contains("head 0.5 ms"), "{s}");
+        assert!(s.contains("a.png") && s.contains("class 9 "), "the file row shows its prediction");
+    }
+
+    #[test]
+    fn help_search_and_layer_popups() {
+        let mut a = shown();
+        update(&mut a, ch('?'));
+        let s = text(&render(&a, 120, 40));
+        assert!(s.contains("camscope keys"));
+        for (k, what) in KEYS {
+            assert!(s.contains(k) && s.contains(what), "help lists {k}");
+        }
+        update(&mut a, ch('?'));
+        update(&mut a, ch('/'));
+        update(&mut a, ch('3'));
+        let s = text(&render(&a, 120, 40));
+        assert!(s.contains("Target a class") && s.contains("class 3"), "{s}");
+        update(&mut a, press(crossterm::event::KeyCode::Esc));
+        update(&mut a, ch('L'));
+        let s = text(&render(&a, 120, 40));
+        assert!(s.contains("Target layer") && s.contains("stem") && s.contains("[N, 8, 7, 7]"), "{s}");
+    }
+
+    #[test]
+    fn a_small_terminal_gets_a_message_instead_of_a_layout() {
+        let a = shown();
+        let s = text(&render(&a, 50, 10));
+        assert!(s.contains("terminal too small"), "{s}");
+        assert!(s.contains("needs 60×12, is 50×10"), "{s}");
+        assert!(!s.contains("Files"));
+        assert!(layout(Rect::new(0, 0, MIN_WIDTH, MIN_HEIGHT)).is_some());
+    }
+
+    #[test]
+    fn empty_folder_and_unreadable_image_messages() {
+        let mut a = app();
+        update(&mut a, Msg::Listed { paths: vec![], done: true, skipped: Some("2 non-image files skipped".into()) });
+        let s = text(&render(&a, 120, 40));
+        assert!(s.contains("no images under /data"), "{s}");
+        assert!(s.contains("2 non-image files skipped"), "{s}");
+        let mut a = listed(&["bad.png"]);
+        update(
+            &mut a,
+            Msg::Worker(super::super::worker::Response::Failed {
+                serial: Some(1),
+                path: path("bad.png"),
+                error: "bad.png: corrupt".into(),
+            }),
+        );
+        let s = text(&render(&a, 120, 40));
+        assert!(s.contains("cannot show this image") && s.contains("bad.png: corrupt"), "{s}");
+        assert!(s.contains("unreadable"), "the file row is marked: {s}");
+    }
+
+    #[test]
+    fn view_modes_draw_what_they_say() {
+        let mut a = shown();
+        let panes = layout(Rect::new(0, 0, 120, 40)).unwrap();
+        let img = inner(panes.image);
+        let red = Color::Rgb(200, 0, 0);
+        // Overlay: blended colours, not the plain view.
+        let overlay = image_colours(&render(&a, 120, 40), img);
+        assert!(!overlay.is_empty() && !overlay.contains(&red), "{overlay:?}");
+        update(&mut a, ch('v'));
+        assert_eq!(a.view, ViewMode::Heatmap);
+        let heat = image_colours(&render(&a, 120, 40), img);
+        assert!(heat.contains(&Color::Rgb(0, 0, 128)), "jet's bottom colour where the map is 0: {heat:?}");
+        update(&mut a, ch('v'));
+        let orig = image_colours(&render(&a, 120, 40), img);
+        assert_eq!(orig, HashSet::from([red]));
+        update(&mut a, ch('v'));
+        assert_eq!(a.view, ViewMode::SideBySide);
+        let buf = render(&a, 120, 40);
+        let (left, right) =
+            (Rect { width: img.width / 2, ..img }, Rect { x: img.x + img.width / 2, width: img.width / 2, ..img });
+        assert_eq!(image_colours(&buf, left), HashSet::from([red]));
+        let right = image_colours(&buf, right);
+        assert!(right.len() > 5 && !right.contains(&red), "the overlay on the right: {right:?}");
+    }
+
+    #[test]
+    fn file_rows_and_bars_fit_their_width() {
+        assert_eq!(file_line("a.png", "cat 90%", 20), ("a.png       ".into(), " cat 90%".into()));
+        let (name, note) = file_line("some/long/folder/picture.png", "cat 90%", 20);
+        assert_eq!((name.as_str(), note.as_str()), ("…picture.png", " cat 90%"));
+        assert_eq!(name.chars().count() + note.chars().count(), 20);
+        assert_eq!(file_line("a.png", "a very long label 99%", 20).1, "", "no room: the note goes first");
+        assert_eq!(bar(1.0, 4), "████");
+        assert_eq!(bar(0.5, 4), "██");
+        assert_eq!(bar(0.1, 4), "▍");
+        assert_eq!(bar(0.0, 4), "");
+    }
 }
