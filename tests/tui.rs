@@ -219,3 +219,129 @@ fn subcommands_still_work_beside_the_path_argument() {
     let out = camscope(&["--top", "3", "layers"]);
     assert!(!out.status.success());
 }
+
+/// Responsiveness and memory while browsing 1,000 images with the bundled model: generates the
+/// images (crops of the samples, 320×240 JPEG) in a temporary folder, drives the inspector with
+/// `--trace`, and prints latency percentiles and peak memory. Slow (about 3 minutes) and only
+/// meaningful in release mode:
+/// `cargo test --release --test tui -- --ignored --nocapture browse_1000`.
+#[test]
+#[ignore = "benchmark: run in release mode with --ignored --nocapture"]
+fn browse_1000_images_benchmark() {
+    let dir = tempfile::tempdir().unwrap();
+    make_images(dir.path(), 1000);
+    let trace = dir.path().join("trace.jsonl");
+    let t = Tmux::start(
+        &root(),
+        &[dir.path().to_str().unwrap(), "--graphics", "halfblocks", "--trace", trace.to_str().unwrap()],
+        &[],
+    );
+    t.wait("the first map", |_, s| map_shown(s) && s.contains("1000 images"));
+    let pause = |ms| std::thread::sleep(Duration::from_millis(ms));
+    // Class switches on the first image.
+    t.keys(&["Tab"]);
+    for _ in 0..20 {
+        t.keys(&["j"]);
+        pause(100);
+        t.keys(&["k"]);
+        pause(100);
+    }
+    t.keys(&["Tab"]);
+    // Cold images: jumps beyond the prefetched neighbours.
+    for _ in 0..15 {
+        t.keys(&["PageDown"]);
+        pause(400);
+    }
+    t.keys(&["g"]);
+    pause(400);
+    // Browse every image, one key every 120 ms (the prefetch keeps ahead).
+    for _ in 0..999 {
+        t.keys(&["j"]);
+        pause(120);
+    }
+    t.wait("the last image", |_, s| s.contains("Files 1000/1000") && map_shown(s));
+    t.keys(&["q"]);
+    t.wait("camscope to exit", |_, s| s.contains("RAW="));
+    report(&std::fs::read_to_string(&trace).unwrap());
+}
+
+fn make_images(dir: &Path, n: usize) {
+    let sources: Vec<image::RgbImage> = [
+        "astronaut/astronaut.png",
+        "dahlia/flower.jpg",
+        "espresso/coffee.png",
+        "tabby/chelsea.png",
+        "tripod/camera.png",
+    ]
+    .iter()
+    .map(|p| image::open(sample(p)).unwrap().to_rgb8())
+    .collect();
+    for i in 0..n {
+        let src = &sources[i % sources.len()];
+        let (w, h) = src.dimensions();
+        let (cw, ch) = (w * (5 + (i % 4) as u32) / 10, h * (5 + (i % 3) as u32) / 10);
+        let (x, y) = ((i as u32 * 37) % (w - cw + 1), (i as u32 * 53) % (h - ch + 1));
+        let crop = image::imageops::crop_imm(src, x, y, cw, ch).to_image();
+        let small = image::imageops::resize(&crop, 320, 240, image::imageops::FilterType::Triangle);
+        let sub = dir.join(format!("class{}", i % 10));
+        std::fs::create_dir_all(&sub).unwrap();
+        small.save(sub.join(format!("img{i:04}.jpg"))).unwrap();
+    }
+}
+
+/// Print the trace's latencies (p50 / p95 / max) by kind, and memory.
+fn report(trace: &str) {
+    let events: Vec<serde_json::Value> = trace.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let lat = |kind: &str, cached: Option<bool>| -> Vec<f64> {
+        let mut v: Vec<f64> = events
+            .iter()
+            .filter(|e| e["ev"] == "shown" && e["kind"] == kind && cached.is_none_or(|c| e["cached"] == c))
+            .map(|e| e["latency_ms"].as_f64().unwrap())
+            .collect();
+        v.sort_by(f64::total_cmp);
+        v
+    };
+    let pct = |v: &[f64], p: f64| v.get(((v.len() as f64 - 1.0) * p).round() as usize).copied().unwrap_or(f64::NAN);
+    for (name, v) in [
+        ("class switch (new map, same image)", lat("map", None)),
+        ("move to a prefetched image", lat("image", Some(true))),
+        ("move to a cold image", lat("image", Some(false))),
+    ] {
+        println!(
+            "{name:<38} n={:<4} p50 {:6.1} ms  p95 {:6.1} ms  max {:6.1} ms",
+            v.len(),
+            pct(&v, 0.5),
+            pct(&v, 0.95),
+            v.last().copied().unwrap_or(f64::NAN)
+        );
+    }
+    let cold: Vec<&serde_json::Value> =
+        events.iter().filter(|e| e["ev"] == "shown" && e["kind"] == "image" && e["cached"] == false).collect();
+    let mean = |k: &str| cold.iter().map(|e| e[k].as_f64().unwrap_or(0.0)).sum::<f64>() / cold.len().max(1) as f64;
+    println!(
+        "cold images, mean: decode {:.1} ms, body {:.1} ms, head {:.1} ms, map {:.1} ms",
+        mean("decode_ms"),
+        mean("body_ms"),
+        mean("head_ms"),
+        mean("map_ms")
+    );
+    let shown: Vec<&serde_json::Value> = events.iter().filter(|e| e["ev"] == "shown").collect();
+    let avg = |k: &str| shown.iter().map(|e| e[k].as_f64().unwrap_or(0.0)).sum::<f64>() / shown.len().max(1) as f64;
+    let max = |k: &str| shown.iter().map(|e| e[k].as_f64().unwrap_or(0.0)).fold(0.0, f64::max);
+    println!(
+        "per shown frame: draw mean {:.1} ms (max {:.1}), compose mean {:.1} ms, head mean {:.1} ms",
+        avg("frame_ms"),
+        max("frame_ms"),
+        avg("compose_ms"),
+        avg("head_ms")
+    );
+    let first_rss = shown.first().and_then(|e| e["vm_rss_kb"].as_u64()).unwrap_or(0);
+    println!("memory: VmRSS at the first map {:.0} MB", first_rss as f64 / 1024.0);
+    let rss = events.iter().filter_map(|e| e["vm_rss_kb"].as_u64()).max().unwrap_or(0);
+    let exit = events.iter().find(|e| e["ev"] == "exit").expect("an exit event");
+    println!(
+        "memory: VmRSS max while browsing {:.0} MB, VmHWM at exit {:.0} MB",
+        rss as f64 / 1024.0,
+        exit["vm_hwm_kb"].as_f64().unwrap() / 1024.0
+    );
+}

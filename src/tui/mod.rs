@@ -128,6 +128,11 @@ pub fn run(engine: Engine, scan: Scan, opts: Options) -> Result<(), TuiError> {
                 Ok(m) => m,
                 Err(RecvTimeoutError::Timeout) => {
                     check_worker(&worker)?;
+                    // The input thread may be stuck inside crossterm when the terminal is gone
+                    // (it spins on a hung-up tty), so signals and hang-ups are checked here too.
+                    if terminal::quit_requested() || terminal::hung_up() {
+                        return Ok(());
+                    }
                     continue;
                 }
                 Err(RecvTimeoutError::Disconnected) => return Ok(()),

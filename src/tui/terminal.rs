@@ -104,6 +104,20 @@ pub fn quit_requested() -> bool {
     QUIT_SIGNAL.load(Ordering::SeqCst)
 }
 
+/// Whether the terminal on stdin has hung up (its window closed, the SSH connection dropped).
+#[cfg(unix)]
+pub fn hung_up() -> bool {
+    let mut fds = libc::pollfd { fd: libc::STDIN_FILENO, events: 0, revents: 0 };
+    // SAFETY: one valid pollfd, no waiting; poll does not consume input.
+    let n = unsafe { libc::poll(&mut fds, 1, 0) };
+    n > 0 && fds.revents & (libc::POLLHUP | libc::POLLERR | libc::POLLNVAL) != 0
+}
+
+#[cfg(not(unix))]
+pub fn hung_up() -> bool {
+    false
+}
+
 #[cfg(unix)]
 fn install_signal_handlers() {
     extern "C" fn on_signal(_: libc::c_int) {

@@ -373,6 +373,10 @@ fn worker(app: &mut App, r: Response) {
             let k = app.settings.top_k;
             let labels = app.info.labels.clone();
             if let Some(c) = app.current.as_mut().filter(|c| c.path == path && serial >= c.serial) {
+                // A class or method switch reloads the same (cached) results: nothing to redraw.
+                if c.loaded.as_ref().is_some_and(|l| Arc::ptr_eq(l, &loaded)) {
+                    return;
+                }
                 c.top = loaded.scores.top_k(k, &labels);
                 c.loaded = Some(loaded);
                 c.cached = cached;

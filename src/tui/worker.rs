@@ -200,7 +200,12 @@ fn show(
         Err(e) => return answer(Response::Failed { serial: Some(serial), path, error: e.to_string() }),
     };
     let cache = engine.cache_usage();
-    if !answer(Response::Loaded { serial, path: path.clone(), loaded: loaded.clone(), cached, cache }) {
+    let loaded_answer = Response::Loaded { serial, path: path.clone(), loaded: loaded.clone(), cached, cache };
+    // A fast map follows its image at once, so both reach the UI together and are drawn in one
+    // frame; a slow one (extra model runs) lets the image show first, marked "computing…".
+    let slow = is_slow(method);
+    let mut pending = Some(loaded_answer);
+    if slow && !answer(pending.take().expect("not sent yet")) {
         return false;
     }
     // The user may have moved on while the image loaded: then its map is not wanted.
@@ -208,10 +213,16 @@ fn show(
         return false;
     }
     if q.show.is_some() || !q.settings.is_empty() {
-        return true;
+        return pending.is_none_or(|a| answer(a));
     }
     let class = class.unwrap_or_else(|| loaded.scores.argmax());
-    match engine.map(&loaded, method, &Seed::Class(class)) {
+    let map = engine.map(&loaded, method, &Seed::Class(class));
+    if let Some(a) = pending {
+        if !answer(a) {
+            return false;
+        }
+    }
+    match map {
         Ok(out) => {
             let mut timings = out.timings;
             if !cached {
@@ -230,6 +241,12 @@ fn show(
         }
         Err(e) => answer(Response::Failed { serial: Some(serial), path, error: e.to_string() }),
     }
+}
+
+/// Whether a method needs many extra model runs (seconds rather than milliseconds).
+fn is_slow(method: Method) -> bool {
+    let needs = method.needs();
+    needs.model_runs != crate::cam::ModelRuns::None || needs.input_gradients
 }
 
 fn prefetch(engine: &mut Engine, path: PathBuf, answer: &dyn Fn(Response) -> bool) -> bool {
