@@ -108,6 +108,7 @@ pub fn run(engine: Engine, scan: Scan, opts: Options) -> Result<(), TuiError> {
 
     let result = (|| -> Result<(), TuiError> {
         let mut dirty = true;
+        let mut prefetch: Option<Request> = None;
         loop {
             if dirty {
                 let t0 = Instant::now();
@@ -117,6 +118,13 @@ pub fn run(engine: Engine, scan: Scan, opts: Options) -> Result<(), TuiError> {
                     t.frame(&app);
                 }
                 dirty = false;
+                // Prefetching waits until what the user asked for is on screen: on two cores a
+                // background model run next to the frame being drawn delays that frame.
+                if !app.computing() {
+                    if let Some(r) = prefetch.take() {
+                        worker.send(r);
+                    }
+                }
                 if test_panic {
                     panic!("CAMSCOPE_TEST_PANIC=1: deliberate panic after the first frame (terminal restoration test)");
                 }
@@ -146,7 +154,10 @@ pub fn run(engine: Engine, scan: Scan, opts: Options) -> Result<(), TuiError> {
                     if let Some(t) = &mut trace {
                         t.command(&app, &cmd);
                     }
-                    run_cmd(cmd, &worker, &tx);
+                    match cmd {
+                        Cmd::Worker(r @ Request::Prefetch { .. }) => prefetch = Some(r),
+                        other => run_cmd(other, &worker, &tx),
+                    }
                 }
                 next = rx.try_recv().ok();
             }

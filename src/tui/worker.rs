@@ -213,7 +213,7 @@ fn show(
         return false;
     }
     if q.show.is_some() || !q.settings.is_empty() {
-        return pending.is_none_or(|a| answer(a));
+        return pending.is_none_or(answer);
     }
     let class = class.unwrap_or_else(|| loaded.scores.argmax());
     let map = engine.map(&loaded, method, &Seed::Class(class));
