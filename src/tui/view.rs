@@ -301,6 +301,11 @@ fn draw_status(frame: &mut Frame<'_>, app: &App, area: Rect, images: &ImageView)
         Span::raw(images.renderer.describe()),
     ];
     let mut second = Vec::new();
+    // Messages (a saved file's path, an error) come first: they must not be cut off.
+    if let Some(m) = &app.message {
+        second.push(Span::styled(m.clone(), Style::default().fg(Color::Yellow)));
+        second.push(sep());
+    }
     if let Some(m) = app.current.as_ref().and_then(|c| c.map.as_ref()) {
         let t = &m.timings;
         let render = app.picture.as_ref().map_or(0.0, |p| p.compose_ms);
@@ -324,10 +329,9 @@ fn draw_status(frame: &mut Frame<'_>, app: &App, area: Rect, images: &ImageView)
         app.colormap,
         app.alpha,
     )));
-    second.push(sep());
-    match &app.message {
-        Some(m) => second.push(Span::styled(m.clone(), Style::default().fg(Color::Yellow))),
-        None => second.push(Span::styled("? help · q quit", Style::default().fg(Color::DarkGray))),
+    if app.message.is_none() {
+        second.push(sep());
+        second.push(Span::styled("? help · q quit", Style::default().fg(Color::DarkGray)));
     }
     frame.render_widget(Paragraph::new(vec![Line::from(first), Line::from(second)]), area);
 }
