@@ -268,4 +268,35 @@ mod tests {
         view.render(&mut buf, Rect::new(0, 0, 2, 1), 1, 0, &img);
         assert_eq!(buf[(1, 0)].fg, Color::Indexed(196));
     }
+
+    /// The graphics protocols reach the frame buffer: the escape data in the first cell of the
+    /// centred image, the cells under it left for the terminal. No terminal here speaks them,
+    /// so this is as far as they are tested (see the README). `Picker` runs `tmux set` when it
+    /// thinks it is inside tmux, so the test steps aside there.
+    #[test]
+    fn protocols_put_their_escape_data_in_the_buffer() {
+        let in_tmux = std::env::var("TERM").is_ok_and(|t| t.starts_with("tmux") || t.starts_with("screen"))
+            || std::env::var("TERM_PROGRAM").is_ok_and(|t| t == "tmux")
+            || std::env::var_os("TMUX").is_some();
+        if in_tmux {
+            return;
+        }
+        let img = RgbImage::from_fn(40, 40, |x, y| image::Rgb([x as u8 * 6, y as u8 * 6, 128]));
+        for (proto, prefix) in
+            [(ProtocolType::Sixel, "\x1bP"), (ProtocolType::Kitty, "\x1b_G"), (ProtocolType::Iterm2, "\x1b]1337;")]
+        {
+            let mut picker = Picker::halfblocks();
+            picker.set_protocol_type(proto);
+            let mut view = ImageView::new(Renderer::Protocol(Box::new(picker)));
+            let area = Rect::new(0, 0, 30, 10);
+            let mut buf = Buffer::empty(area);
+            view.render(&mut buf, area, 1, 0, &img);
+            let first = (0..10).flat_map(|y| (0..30).map(move |x| (x, y))).find(|&p| buf[p].symbol().len() > 4);
+            let (x, y) = first.unwrap_or_else(|| panic!("{proto:?}: no escape data in the buffer"));
+            assert!(buf[(x, y)].symbol().contains(prefix), "{proto:?}: {:?}", &buf[(x, y)].symbol()[..12]);
+            // Scaled up to the area's height (10 rows of 20-pixel cells: 200x200 pixels, 20 columns of
+            // 10 pixels), centred in its 30 columns.
+            assert_eq!((x, y), (5, 0), "{proto:?}");
+        }
+    }
 }
