@@ -345,3 +345,17 @@ fn report(trace: &str) {
         exit["vm_hwm_kb"].as_f64().unwrap() / 1024.0
     );
 }
+
+#[test]
+fn auto_graphics_falls_back_to_half_blocks_without_eating_a_key() {
+    // A detached tmux answers no graphics query (it forwards them to an outer terminal that is
+    // not there): camscope must fall back to half-blocks and still get the very first key.
+    let t = Tmux::start(&root(), &["samples/tabby"], &[]);
+    let s = t.wait("the first map", |_, s| map_shown(s));
+    assert!(s.contains("half-blocks"), "{s}");
+    t.keys(&["v"]);
+    t.wait("the heatmap view after one key", |_, s| s.contains("chelsea.png · heatmap"));
+    t.keys(&["q"]);
+    let s = t.wait("camscope to exit", |_, s| s.contains("RAW="));
+    assert!(s.contains("EXITED=0") && s.contains("RAW=off"), "{s}");
+}

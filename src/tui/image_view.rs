@@ -9,13 +9,16 @@
 
 use std::collections::HashMap;
 use std::fmt;
+use std::io::Write;
 use std::str::FromStr;
+use std::time::{Duration, Instant};
 
 use image::{DynamicImage, RgbImage};
 use ratatui::buffer::Buffer;
 use ratatui::layout::{Rect, Size};
 use ratatui::style::Color;
 use ratatui::widgets::Widget;
+use ratatui_image::picker::cap_parser::QueryStdioOptions;
 use ratatui_image::picker::{Picker, ProtocolType};
 use ratatui_image::protocol::Protocol;
 use ratatui_image::{Image, Resize};
@@ -101,7 +104,12 @@ impl Renderer {
         if graphics == Graphics::Halfblocks {
             return Self::HalfBlocks(depth);
         }
-        let picker = Picker::from_query_stdio().ok();
+        let t0 = Instant::now();
+        let options = QueryStdioOptions { timeout: QUERY_TIMEOUT, ..QueryStdioOptions::default() };
+        let picker = Picker::from_query_stdio_with_options(options).ok();
+        if t0.elapsed() >= QUERY_TIMEOUT {
+            release_query_reader();
+        }
         match (choose(graphics, picker.as_ref().map(Picker::protocol_type)), picker) {
             (Some(proto), Some(mut p)) => {
                 p.set_protocol_type(proto);
@@ -124,6 +132,20 @@ impl Renderer {
             },
         }
     }
+}
+
+/// How long the terminal may take to answer the graphics query.
+const QUERY_TIMEOUT: Duration = Duration::from_millis(1000);
+
+/// After an unanswered query, `ratatui-image`'s reader thread stays blocked on stdin and would
+/// swallow the user's first key. Inside tmux its query travels through passthrough, which only
+/// an attached outer terminal answers; a plain status request is answered by tmux itself (and by
+/// any terminal), so the reader gets its end marker and stops before camscope reads events.
+fn release_query_reader() {
+    let mut out = std::io::stdout();
+    let _ = out.write_all(b"\x1b[5n");
+    let _ = out.flush();
+    std::thread::sleep(Duration::from_millis(150));
 }
 
 /// The protocol to use given `--graphics` and what the terminal reported (`None`: half-blocks).
