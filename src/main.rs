@@ -91,7 +91,12 @@ pub struct ModelArgs {
 
 impl ModelArgs {
     pub fn session_options(&self) -> SessionOptions {
-        SessionOptions { ort_lib: self.ort_lib.clone(), threads: self.threads, device: self.device }
+        SessionOptions {
+            ort_lib: self.ort_lib.clone(),
+            threads: self.threads,
+            device: self.device,
+            ..SessionOptions::default()
+        }
     }
 }
 

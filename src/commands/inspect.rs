@@ -9,7 +9,7 @@ use anyhow::{Result, bail};
 
 use camscope::cam::Method;
 use camscope::dataset::scan::Scan;
-use camscope::engine::{Engine, EngineConfig, LoadedModel};
+use camscope::engine::{Engine, EngineConfig, LoadedModel, SessionOptions};
 use camscope::grad::ScoreKind;
 use camscope::render::Colormap;
 use camscope::tui::{self, Graphics};
@@ -64,7 +64,8 @@ pub fn run(args: &InspectArgs, model: &ModelArgs) -> Result<ExitCode> {
     let config = EngineConfig {
         layer: args.layer.clone(),
         score: args.score,
-        session: model.session_options(),
+        // Idle ONNX Runtime threads must not spin on the cores the UI draws with.
+        session: SessionOptions { intra_op_spinning: Some(false), ..model.session_options() },
         cache_bytes: CACHE_BYTES,
         ..EngineConfig::default()
     };
