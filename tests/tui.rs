@@ -359,3 +359,26 @@ fn auto_graphics_falls_back_to_half_blocks_without_eating_a_key() {
     let s = t.wait("camscope to exit", |_, s| s.contains("RAW="));
     assert!(s.contains("EXITED=0") && s.contains("RAW=off"), "{s}");
 }
+
+#[test]
+fn an_unreadable_image_shows_its_error_and_resizes_redraw() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::copy(data("bad/truncated.png"), dir.path().join("a_broken.png")).unwrap();
+    std::fs::copy(sample("tabby/chelsea.png"), dir.path().join("b_cat.png")).unwrap();
+    let t = Tmux::start(&root(), &[dir.path().to_str().unwrap(), "--graphics", "halfblocks"], &[]);
+    let s = t.wait("the broken image's error", |_, s| s.contains("cannot show this image"));
+    assert!(s.contains("a_broken.png"), "{s}");
+    t.keys(&["j"]);
+    t.wait("the next image's map", |_, s| map_shown(s) && s.contains("b_cat.png ·"));
+    // A storm of resizes, through a too-small size, ends in a clean frame of the last size.
+    for (w, h) in [("100", "30"), ("50", "10"), ("120", "40"), ("70", "20"), ("50", "10")] {
+        t.tmux(&["resize-window", "-t", "t", "-x", w, "-y", h]);
+    }
+    t.wait("the too-small message", |_, s| s.contains("terminal too small"));
+    t.tmux(&["resize-window", "-t", "t", "-x", "130", "-y", "40"]);
+    let s = t.wait("the layout at 130x40", |_, s| map_shown(s) && !s.contains("terminal too small"));
+    assert!(s.lines().next().is_some_and(|l| l.chars().count() == 130), "{s}");
+    t.keys(&["q"]);
+    let s = t.wait("camscope to exit", |_, s| s.contains("RAW="));
+    assert!(s.contains("EXITED=0") && s.contains("RAW=off"), "{s}");
+}
