@@ -12,3 +12,4 @@ pub mod onnx;
 pub mod render;
 pub mod scores;
 pub mod triage;
+pub mod tui;

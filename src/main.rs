@@ -12,16 +12,61 @@ use camscope::cam::Method;
 use camscope::engine::{Device, SessionOptions};
 use camscope::grad::ScoreKind;
 use camscope::render::Colormap;
+use camscope::tui::Graphics;
 
 #[derive(Parser)]
 #[command(
     name = "camscope",
     version,
-    about = "Explain image classifiers (Grad-CAM) for any ONNX model, in the terminal"
+    about = "Explain image classifiers (Grad-CAM) for any ONNX model, in the terminal",
+    long_about = "Explain image classifiers (Grad-CAM) for any ONNX model, in the terminal.\n\n\
+                  Without a command, `camscope [PATH]` opens the interactive inspector on the images under PATH \
+                  (a folder or one image; default: the current folder). Press ? inside it for the keys.",
+    args_conflicts_with_subcommands = true,
+    subcommand_negates_reqs = true
 )]
 struct Cli {
     #[command(subcommand)]
-    command: Command,
+    command: Option<Command>,
+    #[command(flatten)]
+    inspect: InspectCli,
+}
+
+/// `camscope [PATH]`: the interactive inspector.
+#[derive(Args, Debug)]
+struct InspectCli {
+    /// Image or folder to inspect (folders are listed recursively)
+    #[arg(value_name = "PATH")]
+    path: Option<PathBuf>,
+    #[command(flatten)]
+    model: ModelArgs,
+    /// Target layer: tensor name, node name, or a unique part of one (default: the last map before pooling)
+    #[arg(long, short = 'l')]
+    layer: Option<String>,
+    /// gradcam, gradcam++, xgradcam, hirescam, layercam, eigencam, scorecam, ablationcam, guided-gradcam
+    #[arg(long, default_value = "gradcam")]
+    method: Method,
+    /// Differentiate the pre-softmax logit or the probability
+    #[arg(long, default_value = "logit", value_name = "logit|prob")]
+    score: ScoreKind,
+    /// How many classes to list
+    #[arg(long, short = 'k', default_value_t = 5)]
+    top: usize,
+    /// jet, turbo, viridis, inferno, grey
+    #[arg(long, default_value = "jet")]
+    colormap: Colormap,
+    /// Weight of the heatmap in the overlay, 0..1
+    #[arg(long, default_value_t = 0.5)]
+    alpha: f64,
+    /// How images are drawn: ask the terminal, or force a protocol (SSH often hides the terminal's identity)
+    #[arg(long, default_value = "auto", value_name = "auto|kitty|sixel|iterm2|halfblocks")]
+    graphics: Graphics,
+    /// Folder where `s` saves overlays (default: the current folder)
+    #[arg(long, value_name = "DIR")]
+    save_dir: Option<PathBuf>,
+    /// Write event and frame timings to FILE (JSON lines), for measuring responsiveness
+    #[arg(long, value_name = "FILE")]
+    trace: Option<PathBuf>,
 }
 
 /// Options every command that loads a model shares.
@@ -46,7 +91,12 @@ pub struct ModelArgs {
 
 impl ModelArgs {
     pub fn session_options(&self) -> SessionOptions {
-        SessionOptions { ort_lib: self.ort_lib.clone(), threads: self.threads, device: self.device, no_arena: false }
+        SessionOptions {
+            ort_lib: self.ort_lib.clone(),
+            threads: self.threads,
+            device: self.device,
+            ..SessionOptions::default()
+        }
     }
 }
 
@@ -246,7 +296,23 @@ fn main() -> ExitCode {
             return ExitCode::SUCCESS;
         }
     };
-    let result = match cli.command {
+    let Some(command) = cli.command else {
+        let i = cli.inspect;
+        let args = commands::inspect::InspectArgs {
+            path: i.path.unwrap_or_else(|| PathBuf::from(".")),
+            layer: i.layer,
+            method: i.method,
+            score: i.score,
+            top: i.top,
+            colormap: i.colormap,
+            alpha: i.alpha,
+            graphics: i.graphics,
+            save_dir: i.save_dir,
+            trace: i.trace,
+        };
+        return finish(commands::inspect::run(&args, &i.model));
+    };
+    let result = match command {
         Command::Explain {
             images,
             model,
@@ -329,6 +395,11 @@ fn main() -> ExitCode {
             commands::export::run(&model, layer.as_deref(), score, &out, force)
         }
     };
+    finish(result)
+}
+
+/// The exit code of a command, or its error as one line on stderr (exit 1).
+fn finish(result: anyhow::Result<ExitCode>) -> ExitCode {
     match result {
         Ok(code) => code,
         Err(e) => {

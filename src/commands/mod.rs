@@ -4,6 +4,7 @@ pub mod batch;
 pub mod bench;
 pub mod explain;
 pub mod export;
+pub mod inspect;
 pub mod layers;
 pub mod progress;
 pub mod triage;

@@ -74,7 +74,7 @@ impl LoadedModel {
     /// Read `path`, find its card (explicit, sidecar, metadata, or inferred), check it
     /// against the model, and measure every tensor's shape with two short CPU runs.
     pub fn open(path: &Path, card_path: Option<&Path>, opts: &SessionOptions) -> Result<Self, EngineError> {
-        runtime::init(opts.ort_lib.as_deref(), opts.threads)?;
+        runtime::init(opts.ort_lib.as_deref(), opts.threads, opts.intra_op_spinning)?;
         let model = onnx::read_model(path)?;
         let graph = model.graph.as_ref().expect("decode_model checks the graph");
         let metadata = model.metadata_props.iter().find(|p| p.key.as_deref() == Some("camscope.card"));

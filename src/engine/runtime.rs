@@ -70,10 +70,14 @@ pub enum RuntimeError {
 static LOADED: OnceLock<Result<OrtLibrary, RuntimeError>> = OnceLock::new();
 
 /// Load ONNX Runtime once per process; later calls return the same library (or error).
-/// `threads` sizes the process-wide intra-op thread pool (first call wins; `None`: one
-/// thread per core).
-pub fn init(explicit: Option<&Path>, threads: Option<usize>) -> Result<&'static OrtLibrary, RuntimeError> {
-    let result = LOADED.get_or_init(|| load(explicit, threads));
+/// `threads` sizes the process-wide intra-op thread pool and `spinning` sets whether its idle
+/// threads busy-wait (first call wins; `None`: one thread per core, ONNX Runtime's default).
+pub fn init(
+    explicit: Option<&Path>,
+    threads: Option<usize>,
+    spinning: Option<bool>,
+) -> Result<&'static OrtLibrary, RuntimeError> {
+    let result = LOADED.get_or_init(|| load(explicit, threads, spinning));
     match (result, explicit) {
         (Ok(lib), Some(wanted)) if lib.origin != Origin::Flag && lib.path != wanted => {
             Err(RuntimeError::AlreadyLoaded { loaded: lib.path.clone(), wanted: wanted.to_owned() })
@@ -83,7 +87,7 @@ pub fn init(explicit: Option<&Path>, threads: Option<usize>) -> Result<&'static 
     }
 }
 
-fn load(explicit: Option<&Path>, threads: Option<usize>) -> Result<OrtLibrary, RuntimeError> {
+fn load(explicit: Option<&Path>, threads: Option<usize>, spinning: Option<bool>) -> Result<OrtLibrary, RuntimeError> {
     let (path, origin) = locate(explicit, std::env::var_os("ORT_DYLIB_PATH").map(PathBuf::from))?;
     let version = probe_version(&path)?;
     let minor: u32 = version.split('.').nth(1).and_then(|m| m.parse().ok()).unwrap_or(0);
@@ -99,6 +103,10 @@ fn load(explicit: Option<&Path>, threads: Option<usize>) -> Result<OrtLibrary, R
     let pool = ort::environment::GlobalThreadPoolOptions::default()
         .with_intra_threads(threads.unwrap_or(0))
         .and_then(|p| p.with_inter_threads(1))
+        .and_then(|p| match spinning {
+            Some(spin) => p.with_spin_control(spin),
+            None => Ok(p),
+        })
         .map_err(env_err)?;
     let environment = builder.with_name("camscope").with_global_thread_pool(pool).build().map_err(env_err)?;
     environment.set_log_level(log_level(std::env::var("CAMSCOPE_ORT_LOG").ok().as_deref()));

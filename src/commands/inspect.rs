@@ -1,0 +1,84 @@
+//! `camscope [PATH]`: check the arguments, list PATH and load the model *before* the terminal
+//! is taken over (so mistakes read as one line in the shell), then hand over to the inspector.
+
+use std::io::IsTerminal;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+
+use camscope::cam::Method;
+use camscope::dataset::scan::Scan;
+use camscope::engine::{Engine, EngineConfig, LoadedModel, SessionOptions};
+use camscope::grad::ScoreKind;
+use camscope::render::Colormap;
+use camscope::tui::{self, Graphics};
+
+use crate::ModelArgs;
+
+/// Options of the inspector beyond the model's.
+#[derive(Debug, Clone)]
+pub struct InspectArgs {
+    pub path: PathBuf,
+    pub layer: Option<String>,
+    pub method: Method,
+    pub score: ScoreKind,
+    pub top: usize,
+    pub colormap: Colormap,
+    pub alpha: f64,
+    pub graphics: Graphics,
+    pub save_dir: Option<PathBuf>,
+    pub trace: Option<PathBuf>,
+}
+
+/// Body-result cache of the inspector: the selected image, its prefetched neighbours and the
+/// last few visited (about 1 MB each with the bundled model) fit with room to spare; a larger
+/// cache only raises the resident memory while browsing.
+const CACHE_BYTES: usize = 32 << 20;
+
+pub fn run(args: &InspectArgs, model: &ModelArgs) -> Result<ExitCode> {
+    if args.top == 0 {
+        bail!("--top 0 lists nothing; use --top 1 or more");
+    }
+    if !(0.0..=1.0).contains(&args.alpha) {
+        bail!("--alpha {} is outside 0..1; 0 shows the image only, 1 the heatmap only", args.alpha);
+    }
+    let scan = Scan::new(&args.path)?;
+    let path = super::model_path(model)?;
+    if std::io::stderr().is_terminal() {
+        // Loading takes a moment; a progress line (not when stderr is captured: errors stay one line).
+        eprintln!("camscope: loading {} …", path.display());
+    }
+    let config = EngineConfig {
+        layer: args.layer.clone(),
+        score: args.score,
+        // Idle ONNX Runtime threads must not spin on the cores the UI draws with.
+        session: SessionOptions { intra_op_spinning: Some(false), ..model.session_options() },
+        cache_bytes: CACHE_BYTES,
+        ..EngineConfig::default()
+    };
+    let loaded = LoadedModel::open(&path, model.card.as_deref(), &config.session)?;
+    let engine = Engine::from_model(loaded, config)?;
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        bail!(
+            "the inspector needs an interactive terminal; use `camscope explain {}` in scripts and pipes",
+            args.path.display()
+        );
+    }
+    let save_dir = match &args.save_dir {
+        Some(d) => d.clone(),
+        None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
+    };
+    let opts = tui::Options {
+        root: args.path.clone(),
+        top_k: args.top,
+        method: args.method,
+        colormap: args.colormap,
+        alpha: args.alpha,
+        graphics: args.graphics,
+        save_dir,
+        trace: args.trace.clone(),
+    };
+    tui::run(engine, scan, opts)?;
+    Ok(ExitCode::SUCCESS)
+}

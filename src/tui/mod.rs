@@ -1,0 +1,402 @@
+//! The interactive inspector (`camscope [PATH]`): files | image | classes, with instant class
+//! switching. The only module that knows ratatui and crossterm.
+//!
+//! Threads: the UI thread (this run loop) owns the [`state::App`] and the terminal; the engine
+//! thread ([`worker`]) owns the model; the listing thread walks PATH; the input thread turns
+//! terminal events (and quit signals) into messages; a short thread per save writes the PNG.
+//! Everything reaches the UI thread through one channel of [`update::Msg`]s, which the loop
+//! drains completely before drawing one frame: a storm of resizes or key repeats costs one
+//! redraw, and a frame is drawn only after something changed.
+//!
+//! Testing hook: with `CAMSCOPE_TEST_PANIC=1` in the environment the UI thread panics right
+//! after drawing its first frame. The end-to-end tests use it to check that a panic restores the
+//! terminal; nothing else reads it.
+
+pub mod image_view;
+pub mod state;
+pub mod terminal;
+#[cfg(test)]
+mod testing;
+pub mod update;
+pub mod view;
+pub mod worker;
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufWriter, IsTerminal, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Mutex;
+use std::sync::mpsc::{RecvTimeoutError, Sender};
+use std::time::{Duration, Instant};
+
+use crossterm::event::{self, Event};
+
+use crate::cam::Method;
+use crate::dataset::scan::Scan;
+use crate::engine::Engine;
+use crate::render::{self, Colormap};
+
+pub use self::image_view::{ColorDepth, Graphics, Renderer};
+use self::state::{App, Settings};
+use self::update::{Cmd, Msg};
+use self::worker::{Request, Response, Worker};
+
+/// Why the inspector could not run or stopped.
+#[derive(Debug, thiserror::Error)]
+pub enum TuiError {
+    #[error("the inspector needs an interactive terminal on stdin and stdout; use `camscope explain` in scripts")]
+    NotATerminal,
+    #[error("terminal error: {0}; check that the terminal is still open")]
+    Terminal(#[from] std::io::Error),
+    #[error("{}: cannot write the trace: {source}; choose a writable --trace path", path.display())]
+    Trace { path: PathBuf, source: std::io::Error },
+    #[error("the engine thread stopped: {0}; this is a bug, please report it with the image that caused it")]
+    WorkerStopped(String),
+}
+
+/// What `camscope [PATH]` was asked for.
+#[derive(Debug, Clone)]
+pub struct Options {
+    pub root: PathBuf,
+    pub top_k: usize,
+    pub method: Method,
+    pub colormap: Colormap,
+    pub alpha: f64,
+    pub graphics: Graphics,
+    /// Where `s` writes overlays.
+    pub save_dir: PathBuf,
+    /// Write event and frame timings here (JSON lines).
+    pub trace: Option<PathBuf>,
+}
+
+/// Images sent per listing message after the first (small) one.
+const LIST_CHUNK: usize = 512;
+/// The first listing message is small so the first image is selected at once.
+const FIRST_CHUNK: usize = 32;
+
+/// Run the inspector until the user quits. `engine` is already loaded (so a bad model is
+/// reported before the terminal is taken over) and `scan` already started on the root.
+pub fn run(engine: Engine, scan: Scan, opts: Options) -> Result<(), TuiError> {
+    if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
+        return Err(TuiError::NotATerminal);
+    }
+    let mut trace = match &opts.trace {
+        Some(p) => Some(Trace::create(p)?),
+        None => None,
+    };
+    let settings = Settings {
+        root: opts.root.clone(),
+        top_k: opts.top_k,
+        method: opts.method,
+        colormap: opts.colormap,
+        alpha: opts.alpha,
+        save_dir: opts.save_dir.clone(),
+    };
+    let mut app = App::new(settings, worker::engine_info(&engine));
+    let (tx, rx) = std::sync::mpsc::channel::<Msg>();
+    let worker = Worker::spawn(engine, tx.clone(), Msg::Worker);
+    spawn_lister(scan, tx.clone());
+
+    let mut session = terminal::Session::start()?;
+    // The terminal is queried before the input thread starts reading events.
+    let depth = ColorDepth::from_env(std::env::var("COLORTERM").ok().as_deref());
+    let mut images = image_view::ImageView::new(Renderer::detect(opts.graphics, depth));
+    spawn_input(tx.clone());
+    let size = session.terminal.size()?;
+    app.size = (size.width, size.height);
+    let test_panic = std::env::var_os("CAMSCOPE_TEST_PANIC").is_some_and(|v| v == "1");
+
+    let result = (|| -> Result<(), TuiError> {
+        let mut dirty = true;
+        let mut prefetch: Option<Request> = None;
+        loop {
+            if dirty {
+                let t0 = Instant::now();
+                session.draw(|f| view::draw(f, &app, &mut images))?;
+                app.frame_ms = t0.elapsed().as_secs_f64() * 1e3;
+                if let Some(t) = &mut trace {
+                    t.frame(&app);
+                }
+                dirty = false;
+                // Prefetching waits until what the user asked for is on screen: on two cores a
+                // background model run next to the frame being drawn delays that frame.
+                if !app.computing() {
+                    if let Some(r) = prefetch.take() {
+                        worker.send(r);
+                    }
+                }
+                if test_panic {
+                    panic!("CAMSCOPE_TEST_PANIC=1: deliberate panic after the first frame (terminal restoration test)");
+                }
+            }
+            if app.quit {
+                return Ok(());
+            }
+            let first = match rx.recv_timeout(Duration::from_millis(500)) {
+                Ok(m) => m,
+                Err(RecvTimeoutError::Timeout) => {
+                    check_worker(&worker)?;
+                    // The input thread may be stuck inside crossterm when the terminal is gone
+                    // (it spins on a hung-up tty), so signals and hang-ups are checked here too.
+                    if terminal::quit_requested() || terminal::hung_up() {
+                        return Ok(());
+                    }
+                    continue;
+                }
+                Err(RecvTimeoutError::Disconnected) => return Ok(()),
+            };
+            let mut next = Some(first);
+            while let Some(msg) = next {
+                if let Some(t) = &mut trace {
+                    t.message(&msg);
+                }
+                for cmd in update::update(&mut app, msg) {
+                    if let Some(t) = &mut trace {
+                        t.command(&app, &cmd);
+                    }
+                    match cmd {
+                        Cmd::Worker(r @ Request::Prefetch { .. }) => prefetch = Some(r),
+                        other => run_cmd(other, &worker, &tx),
+                    }
+                }
+                next = rx.try_recv().ok();
+            }
+            dirty = true;
+        }
+    })();
+    drop(session);
+    if let Some(t) = &mut trace {
+        t.exit();
+    }
+    // Dropping the channel ends the worker after its current run; do not wait for a slow one.
+    drop(worker);
+    result
+}
+
+fn check_worker(worker: &Worker) -> Result<(), TuiError> {
+    if worker.is_finished() {
+        let why = worker_panic().unwrap_or_else(|| "it ended without saying why".into());
+        return Err(TuiError::WorkerStopped(why));
+    }
+    Ok(())
+}
+
+/// A panic on another thread than the UI's, kept for the error message: printing it while the
+/// terminal is taken over would be lost (or garble the frame).
+static THREAD_PANIC: Mutex<Option<String>> = Mutex::new(None);
+
+fn worker_panic() -> Option<String> {
+    THREAD_PANIC.lock().ok()?.clone()
+}
+
+/// Record panics of the engine thread instead of printing them (see [`THREAD_PANIC`]); the UI
+/// thread's panics go to the terminal hook, which restores the terminal first.
+pub(crate) fn note_thread_panic(info: &std::panic::PanicHookInfo<'_>) -> bool {
+    if std::thread::current().name() == Some("main") {
+        return false;
+    }
+    if let Ok(mut slot) = THREAD_PANIC.lock() {
+        slot.get_or_insert_with(|| info.to_string().replace('\n', " "));
+    }
+    true
+}
+
+fn run_cmd(cmd: Cmd, worker: &Worker, tx: &Sender<Msg>) {
+    match cmd {
+        Cmd::Worker(r) => worker.send(r),
+        Cmd::Save { image, path } => {
+            let tx = tx.clone();
+            std::thread::spawn(move || {
+                let r = render::png::write_png_new(&image, &path).map_err(|e| e.to_string());
+                let _ = tx.send(Msg::Saved(r));
+            });
+        }
+    }
+}
+
+fn spawn_lister(mut scan: Scan, tx: Sender<Msg>) {
+    std::thread::Builder::new()
+        .name("camscope-listing".into())
+        .spawn(move || {
+            let mut chunk = FIRST_CHUNK;
+            loop {
+                let paths = scan.next_chunk(chunk);
+                chunk = LIST_CHUNK;
+                let done = scan.is_done();
+                let skipped = done.then(|| scan.stats().skipped_summary());
+                if tx.send(Msg::Listed { paths, done, skipped }).is_err() || done {
+                    return;
+                }
+            }
+        })
+        .expect("spawn the listing thread");
+}
+
+fn spawn_input(tx: Sender<Msg>) {
+    std::thread::Builder::new()
+        .name("camscope-input".into())
+        .spawn(move || {
+            loop {
+                if terminal::quit_requested() {
+                    let _ = tx.send(Msg::Quit);
+                    return;
+                }
+                let msg = match event::poll(Duration::from_millis(100)) {
+                    Ok(false) => continue,
+                    Ok(true) => match event::read() {
+                        Ok(Event::Key(k)) => Msg::Key(k),
+                        Ok(Event::Mouse(m)) => Msg::Mouse(m),
+                        Ok(Event::Resize(w, h)) => Msg::Resize(w, h),
+                        Ok(_) => continue,
+                        Err(_) => Msg::Quit,
+                    },
+                    Err(_) => Msg::Quit,
+                };
+                if tx.send(msg).is_err() {
+                    return;
+                }
+            }
+        })
+        .expect("spawn the input thread");
+}
+
+/// `--trace`: one JSON object per line. `key` for each key press; `shown` when the frame
+/// answering a request (a new image or a new map) has been drawn, with the latency from the
+/// event that caused it; `exit` with the process's peak memory.
+struct Trace {
+    path: PathBuf,
+    out: BufWriter<File>,
+    t0: Instant,
+    /// Requests not yet on screen: serial -> (when the event arrived, what it was).
+    pending: HashMap<u64, (Instant, &'static str)>,
+    /// Serials whose image was already cached when loaded.
+    cached: HashMap<u64, bool>,
+    event_at: Instant,
+}
+
+impl Trace {
+    fn create(path: &Path) -> Result<Self, TuiError> {
+        let file = File::create(path).map_err(|source| TuiError::Trace { path: path.to_owned(), source })?;
+        let now = Instant::now();
+        Ok(Self {
+            path: path.to_owned(),
+            out: BufWriter::new(file),
+            t0: now,
+            pending: HashMap::new(),
+            cached: HashMap::new(),
+            event_at: now,
+        })
+    }
+
+    fn write(&mut self, fields: &[(&str, Field)]) {
+        let body: Vec<String> = fields.iter().map(|(k, v)| format!("\"{k}\":{v}")).collect();
+        let _ = writeln!(self.out, "{{{}}}", body.join(","));
+    }
+
+    fn ms(&self, t: Instant) -> f64 {
+        t.duration_since(self.t0).as_secs_f64() * 1e3
+    }
+
+    fn message(&mut self, msg: &Msg) {
+        match msg {
+            Msg::Key(k) => {
+                self.event_at = Instant::now();
+                let t = self.ms(self.event_at);
+                self.write(&[
+                    ("ev", Field::Str("key".into())),
+                    ("t_ms", Field::Num(t)),
+                    ("key", Field::Str(format!("{:?}", k.code))),
+                ]);
+            }
+            Msg::Mouse(_) | Msg::Resize(..) | Msg::Listed { .. } => self.event_at = Instant::now(),
+            Msg::Worker(Response::Loaded { serial, cached, .. }) => {
+                self.cached.insert(*serial, *cached);
+            }
+            _ => {}
+        }
+    }
+
+    fn command(&mut self, app: &App, cmd: &Cmd) {
+        if let Cmd::Worker(Request::Show { serial, .. }) = cmd {
+            let kind = if app.current.as_ref().is_some_and(|c| c.serial == *serial) { "image" } else { "map" };
+            self.pending.insert(*serial, (self.event_at, kind));
+        }
+    }
+
+    fn frame(&mut self, app: &App) {
+        let Some(serial) = app.shown_serial() else { return };
+        let Some((at, kind)) = self.pending.remove(&serial) else { return };
+        let image_serial = app.current.as_ref().map_or(serial, |c| c.serial);
+        let cached = self.cached.get(&serial).or_else(|| self.cached.get(&image_serial)).copied();
+        let t = app.current.as_ref().and_then(|c| c.map.as_ref()).map(|m| m.timings).unwrap_or_default();
+        let now = self.ms(Instant::now());
+        self.write(&[
+            ("ev", Field::Str("shown".into())),
+            ("t_ms", Field::Num(now)),
+            ("kind", Field::Str(kind.into())),
+            ("serial", Field::Int(Some(serial))),
+            ("cached", cached.map_or(Field::Int(None), Field::Bool)),
+            ("latency_ms", Field::Num(at.elapsed().as_secs_f64() * 1e3)),
+            ("frame_ms", Field::Num(app.frame_ms)),
+            ("compose_ms", Field::Num(app.picture.as_ref().map_or(0.0, |p| p.compose_ms))),
+            ("decode_ms", Field::Num(t.decode_ms)),
+            ("body_ms", Field::Num(t.body_ms)),
+            ("head_ms", Field::Num(t.head_ms)),
+            ("map_ms", Field::Num(t.map_ms)),
+            ("vm_rss_kb", Field::Int(proc_status_kb("VmRSS"))),
+        ]);
+        // Older requests can no longer be shown.
+        self.pending.retain(|&s, _| s > serial);
+    }
+
+    fn exit(&mut self) {
+        let now = self.ms(Instant::now());
+        self.write(&[
+            ("ev", Field::Str("exit".into())),
+            ("t_ms", Field::Num(now)),
+            ("vm_rss_kb", Field::Int(proc_status_kb("VmRSS"))),
+            ("vm_hwm_kb", Field::Int(proc_status_kb("VmHWM"))),
+        ]);
+        if let Err(e) = self.out.flush() {
+            eprintln!("camscope: warning: {}: trace not complete: {e}", self.path.display());
+        }
+    }
+}
+
+/// A JSON value of the trace (the library does without a JSON dependency).
+enum Field {
+    Str(String),
+    Num(f64),
+    Int(Option<u64>),
+    Bool(bool),
+}
+
+impl std::fmt::Display for Field {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Field::Bool(b) => write!(f, "{b}"),
+            Field::Str(s) => {
+                f.write_str("\"")?;
+                for ch in s.chars() {
+                    match ch {
+                        '"' => f.write_str("\\\"")?,
+                        '\\' => f.write_str("\\\\")?,
+                        c if (c as u32) < 0x20 => write!(f, "\\u{:04x}", c as u32)?,
+                        c => write!(f, "{c}")?,
+                    }
+                }
+                f.write_str("\"")
+            }
+            Field::Num(v) if v.is_finite() => write!(f, "{v:.3}"),
+            Field::Num(_) | Field::Int(None) => f.write_str("null"),
+            Field::Int(Some(v)) => write!(f, "{v}"),
+        }
+    }
+}
+
+/// A `kB` field of `/proc/self/status` (Linux), e.g. `VmRSS`, `VmHWM`.
+pub fn proc_status_kb(field: &str) -> Option<u64> {
+    let s = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = s.lines().find(|l| l.starts_with(field) && l[field.len()..].starts_with(':'))?;
+    line[field.len() + 1..].trim().trim_end_matches("kB").trim().parse().ok()
+}

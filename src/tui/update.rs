@@ -1,0 +1,762 @@
+//! Events in, new state and commands out: the inspector's behaviour as one pure function.
+//!
+//! [`update`] takes a [`Msg`] (a key, a mouse event, a resize, an answer from the worker, a
+//! chunk of the listing) and changes the [`App`]; what must happen outside (ask the worker,
+//! write a file, quit) comes back as [`Cmd`]s for the run loop. No I/O, no clock except the
+//! compose timing shown in the status bar.
+//!
+//! Stale answers: every request to the worker carries a fresh serial. A map is shown only if it
+//! answers the latest request ([`App::map_serial`]); body results only if they are for the
+//! selected image. Anything else still fills in the file list's predictions, and is dropped.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::Instant;
+
+use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+use image::RgbImage;
+use ratatui::layout::{Position, Rect};
+
+use crate::cam::Method;
+use crate::grad::ScoreKind;
+use crate::render::{self, Colormap};
+
+use super::state::{App, Current, Focus, Picture, Popup, Search, ShownMap, ViewMode};
+use super::view;
+use super::worker::{Request, Response};
+
+/// How many neighbours of the selected image are prefetched on each side.
+pub const PREFETCH_RADIUS: usize = 2;
+/// Classes listed by the search popup.
+pub const SEARCH_LIMIT: usize = 200;
+/// Alpha step of `+`/`-`.
+pub const ALPHA_STEP: f64 = 0.1;
+/// Lines per class in the classes pane (label line, bar line).
+pub const CLASS_LINES: u16 = 2;
+
+/// Everything the inspector reacts to.
+#[derive(Debug, Clone)]
+pub enum Msg {
+    Key(KeyEvent),
+    Mouse(MouseEvent),
+    Resize(u16, u16),
+    Worker(Response),
+    /// More images listed; `done` once the scan has finished (with what it skipped).
+    Listed {
+        paths: Vec<PathBuf>,
+        done: bool,
+        skipped: Option<String>,
+    },
+    /// The listing stopped with an error.
+    ListingFailed(String),
+    /// A save finished: the path written, or why not.
+    Saved(Result<PathBuf, String>),
+    /// A signal asked to quit.
+    Quit,
+}
+
+/// What the run loop must do for the state.
+#[derive(Debug, Clone)]
+pub enum Cmd {
+    Worker(Request),
+    /// Write `image` as a new PNG at `path` (or the next free name beside it).
+    Save {
+        image: Arc<RgbImage>,
+        path: PathBuf,
+    },
+}
+
+/// Apply one message.
+pub fn update(app: &mut App, msg: Msg) -> Vec<Cmd> {
+    let mut cmds = Vec::new();
+    match msg {
+        Msg::Key(k) if k.kind != KeyEventKind::Release => key(app, k, &mut cmds),
+        Msg::Key(_) => {}
+        Msg::Mouse(m) => mouse(app, m, &mut cmds),
+        Msg::Resize(w, h) => {
+            app.size = (w, h);
+            scroll_to_cursor(app);
+        }
+        Msg::Worker(r) => worker(app, r),
+        Msg::Listed { paths, done, skipped } => {
+            let root = app.settings.root.clone();
+            app.files.extend(&root, paths);
+            app.files.done = done;
+            if done {
+                app.files.skipped = skipped;
+            }
+            if app.current.is_none() && !app.files.is_empty() {
+                select(app, app.files.cursor, &mut cmds);
+            }
+        }
+        Msg::ListingFailed(e) => {
+            app.files.done = true;
+            app.message = Some(e);
+        }
+        Msg::Saved(Ok(path)) => app.message = Some(format!("saved {}", path.display())),
+        Msg::Saved(Err(e)) => app.message = Some(format!("not saved: {e}")),
+        Msg::Quit => app.quit = true,
+    }
+    cmds
+}
+
+fn key(app: &mut App, k: KeyEvent, cmds: &mut Vec<Cmd>) {
+    if k.modifiers.contains(KeyModifiers::CONTROL) && matches!(k.code, KeyCode::Char('c' | 'q')) {
+        app.quit = true;
+        return;
+    }
+    match &mut app.popup {
+        Popup::None => {}
+        Popup::Help => {
+            app.popup = Popup::None;
+            return;
+        }
+        Popup::Search(_) => return search_key(app, k, cmds),
+        Popup::Layers(_) => return layers_key(app, k, cmds),
+    }
+    match k.code {
+        KeyCode::Char('q') | KeyCode::Esc => app.quit = true,
+        KeyCode::Char('?') => app.popup = Popup::Help,
+        KeyCode::Tab | KeyCode::BackTab | KeyCode::Enter | KeyCode::Char(' ') => {
+            app.focus = match app.focus {
+                Focus::Files => Focus::Classes,
+                Focus::Classes => Focus::Files,
+            }
+        }
+        KeyCode::Left | KeyCode::Char('h') => app.focus = Focus::Files,
+        KeyCode::Right | KeyCode::Char('l') => app.focus = Focus::Classes,
+        KeyCode::Up | KeyCode::Char('k') => step(app, -1, cmds),
+        KeyCode::Down | KeyCode::Char('j') => step(app, 1, cmds),
+        KeyCode::PageUp => step(app, -(page(app) as isize), cmds),
+        KeyCode::PageDown => step(app, page(app) as isize, cmds),
+        KeyCode::Home | KeyCode::Char('g') => step(app, isize::MIN / 2, cmds),
+        KeyCode::End | KeyCode::Char('G') => step(app, isize::MAX / 2, cmds),
+        KeyCode::Char('m') => set_method(app, cycle(&Method::ALL, app.method, 1), cmds),
+        KeyCode::Char('M') => set_method(app, cycle(&Method::ALL, app.method, -1), cmds),
+        KeyCode::Char('L') => {
+            let cursor = app.info.layers.iter().position(|l| l.tensor == app.info.layer.tensor).unwrap_or(0);
+            app.popup = Popup::Layers(super::state::LayerPicker { cursor, offset: 0 });
+        }
+        KeyCode::Char('v') => {
+            app.view = app.view.next();
+            compose(app);
+        }
+        KeyCode::Char('c') => {
+            app.colormap = cycle(&Colormap::ALL, app.colormap, 1);
+            compose(app);
+        }
+        KeyCode::Char('+') | KeyCode::Char('=') => set_alpha(app, app.alpha + ALPHA_STEP),
+        KeyCode::Char('-') | KeyCode::Char('_') => set_alpha(app, app.alpha - ALPHA_STEP),
+        KeyCode::Char('p') => {
+            let score = match app.info.score {
+                ScoreKind::Logit => ScoreKind::Prob,
+                ScoreKind::Prob => ScoreKind::Logit,
+            };
+            cmds.push(Cmd::Worker(Request::SetScore { score }));
+            request_map(app, cmds);
+        }
+        KeyCode::Char('s') => save(app, cmds),
+        KeyCode::Char('/') => {
+            let mut s = Search::default();
+            refresh_search(app, &mut s);
+            app.popup = Popup::Search(s);
+        }
+        _ => {}
+    }
+}
+
+fn search_key(app: &mut App, k: KeyEvent, cmds: &mut Vec<Cmd>) {
+    let Popup::Search(mut s) = std::mem::replace(&mut app.popup, Popup::None) else { return };
+    match k.code {
+        KeyCode::Esc => return,
+        KeyCode::Enter => {
+            if let Some(&(class, _)) = s.hits.get(s.cursor) {
+                set_target(app, class, cmds);
+                app.focus = Focus::Classes;
+            }
+            return;
+        }
+        KeyCode::Up => s.cursor = s.cursor.saturating_sub(1),
+        KeyCode::Down => s.cursor = (s.cursor + 1).min(s.hits.len().saturating_sub(1)),
+        KeyCode::PageUp => s.cursor = s.cursor.saturating_sub(10),
+        KeyCode::PageDown => s.cursor = (s.cursor + 10).min(s.hits.len().saturating_sub(1)),
+        KeyCode::Backspace => {
+            s.query.pop();
+            refresh_search(app, &mut s);
+        }
+        KeyCode::Char(ch) => {
+            s.query.push(ch);
+            refresh_search(app, &mut s);
+        }
+        _ => {}
+    }
+    app.popup = Popup::Search(s);
+}
+
+fn refresh_search(app: &App, s: &mut Search) {
+    s.hits = app.info.labels.search(&s.query, SEARCH_LIMIT).into_iter().map(|h| (h.index, h.matched)).collect();
+    s.cursor = 0;
+}
+
+fn layers_key(app: &mut App, k: KeyEvent, cmds: &mut Vec<Cmd>) {
+    let Popup::Layers(mut p) = std::mem::replace(&mut app.popup, Popup::None) else { return };
+    let n = app.info.layers.len();
+    match k.code {
+        KeyCode::Esc | KeyCode::Char('q') | KeyCode::Char('L') => return,
+        KeyCode::Enter | KeyCode::Char(' ') => {
+            if let Some(l) = app.info.layers.get(p.cursor) {
+                if l.tensor != app.info.layer.tensor {
+                    cmds.push(Cmd::Worker(Request::SetLayer { tensor: l.tensor.clone() }));
+                    app.message = Some(format!("switching to layer {} …", l.tensor));
+                    request_map(app, cmds);
+                }
+            }
+            return;
+        }
+        KeyCode::Up | KeyCode::Char('k') => p.cursor = p.cursor.saturating_sub(1),
+        KeyCode::Down | KeyCode::Char('j') => p.cursor = (p.cursor + 1).min(n.saturating_sub(1)),
+        KeyCode::PageUp => p.cursor = p.cursor.saturating_sub(10),
+        KeyCode::PageDown => p.cursor = (p.cursor + 10).min(n.saturating_sub(1)),
+        KeyCode::Home | KeyCode::Char('g') => p.cursor = 0,
+        KeyCode::End | KeyCode::Char('G') => p.cursor = n.saturating_sub(1),
+        _ => {}
+    }
+    app.popup = Popup::Layers(p);
+}
+
+fn mouse(app: &mut App, m: MouseEvent, cmds: &mut Vec<Cmd>) {
+    let Some(panes) = view::layout(Rect::new(0, 0, app.size.0, app.size.1)) else { return };
+    let at = Position::new(m.column, m.row);
+    let files = view::inner(panes.files);
+    let classes = view::inner(panes.classes);
+    match m.kind {
+        MouseEventKind::Down(MouseButton::Left) => {
+            if app.popup != Popup::None {
+                if app.popup == Popup::Help {
+                    app.popup = Popup::None;
+                }
+                return;
+            }
+            if files.contains(at) {
+                app.focus = Focus::Files;
+                let pos = app.files.offset + usize::from(at.y - files.y);
+                if pos < app.files.len() {
+                    select(app, pos, cmds);
+                }
+            } else if classes.contains(at) {
+                app.focus = Focus::Classes;
+                let row = usize::from((at.y - classes.y) / CLASS_LINES);
+                if let Some(p) = app.class_rows().get(row) {
+                    set_target(app, p.index, cmds);
+                }
+            }
+        }
+        MouseEventKind::ScrollDown | MouseEventKind::ScrollUp => {
+            let down = m.kind == MouseEventKind::ScrollDown;
+            if files.contains(at) {
+                let max = app.files.len().saturating_sub(usize::from(files.height));
+                app.files.offset =
+                    if down { (app.files.offset + 3).min(max) } else { app.files.offset.saturating_sub(3) };
+            } else if classes.contains(at) {
+                step_class(app, if down { 1 } else { -1 }, cmds);
+            }
+        }
+        _ => {}
+    }
+}
+
+fn page(app: &App) -> usize {
+    files_height(app).saturating_sub(1).max(1)
+}
+
+fn files_height(app: &App) -> usize {
+    view::layout(Rect::new(0, 0, app.size.0, app.size.1)).map_or(1, |p| usize::from(view::inner(p.files).height))
+}
+
+/// Move the focused list by `delta` rows (clamped).
+fn step(app: &mut App, delta: isize, cmds: &mut Vec<Cmd>) {
+    match app.focus {
+        Focus::Files => {
+            if app.files.is_empty() {
+                return;
+            }
+            let pos = (app.files.cursor as isize).saturating_add(delta).clamp(0, app.files.len() as isize - 1);
+            select(app, pos as usize, cmds);
+        }
+        Focus::Classes => step_class(app, delta.clamp(-1000, 1000), cmds),
+    }
+}
+
+fn step_class(app: &mut App, delta: isize, cmds: &mut Vec<Cmd>) {
+    let rows = app.class_rows();
+    if rows.is_empty() {
+        return;
+    }
+    let at = app.highlighted_class().and_then(|c| rows.iter().position(|p| p.index == c)).unwrap_or(0);
+    let to = (at as isize + delta).clamp(0, rows.len() as isize - 1) as usize;
+    if to != at || app.target.is_none() {
+        set_target(app, rows[to].index, cmds);
+    }
+}
+
+/// Select row `pos` of the file list: ask for its image and prefetch its neighbours.
+pub fn select(app: &mut App, pos: usize, cmds: &mut Vec<Cmd>) {
+    app.files.cursor = pos;
+    scroll_to_cursor(app);
+    let Some(entry) = app.files.selected() else { return };
+    let path = entry.path.clone();
+    if app.current.as_ref().is_some_and(|c| c.path == path) {
+        return;
+    }
+    let serial = app.next_serial();
+    app.current = Some(Current::new(path.clone(), serial));
+    app.map_serial = serial;
+    app.target = None;
+    app.picture = None;
+    cmds.push(Cmd::Worker(Request::Show { serial, path, class: None, method: app.method }));
+    cmds.push(Cmd::Worker(Request::Prefetch { paths: app.files.neighbours(PREFETCH_RADIUS) }));
+}
+
+fn scroll_to_cursor(app: &mut App) {
+    let h = files_height(app).max(1);
+    let f = &mut app.files;
+    if f.cursor < f.offset {
+        f.offset = f.cursor;
+    } else if f.cursor >= f.offset + h {
+        f.offset = f.cursor + 1 - h;
+    }
+    f.offset = f.offset.min(f.len().saturating_sub(h));
+}
+
+/// Explain `class` for the selected image.
+pub fn set_target(app: &mut App, class: usize, cmds: &mut Vec<Cmd>) {
+    app.target = Some(class);
+    request_map(app, cmds);
+}
+
+fn set_method(app: &mut App, method: Method, cmds: &mut Vec<Cmd>) {
+    app.method = method;
+    request_map(app, cmds);
+}
+
+/// Ask for the map of the current image, target and method (a fresh serial: older answers
+/// become stale).
+fn request_map(app: &mut App, cmds: &mut Vec<Cmd>) {
+    let Some(path) = app.current.as_ref().map(|c| c.path.clone()) else { return };
+    let serial = app.next_serial();
+    app.map_serial = serial;
+    if let Some(c) = &mut app.current {
+        c.error = None;
+    }
+    cmds.push(Cmd::Worker(Request::Show { serial, path, class: app.target, method: app.method }));
+}
+
+fn set_alpha(app: &mut App, alpha: f64) {
+    app.alpha = (alpha.clamp(0.0, 1.0) * 10.0).round() / 10.0;
+    compose(app);
+}
+
+fn cycle<T: Copy + PartialEq>(all: &[T], now: T, delta: isize) -> T {
+    let i = all.iter().position(|&x| x == now).unwrap_or(0) as isize;
+    all[(i + delta).rem_euclid(all.len() as isize) as usize]
+}
+
+fn worker(app: &mut App, r: Response) {
+    match r {
+        Response::Loaded { serial, path, loaded, cached, cache } => {
+            app.cache = cache;
+            let class = loaded.scores.argmax();
+            if let Some(e) = app.files.entry_mut(&path) {
+                e.prediction = Some((class, loaded.scores.probabilities[class]));
+                e.error = None;
+            }
+            let k = app.settings.top_k;
+            let labels = app.info.labels.clone();
+            if let Some(c) = app.current.as_mut().filter(|c| c.path == path && serial >= c.serial) {
+                // A class or method switch reloads the same (cached) results: nothing to redraw.
+                if c.loaded.as_ref().is_some_and(|l| Arc::ptr_eq(l, &loaded)) {
+                    return;
+                }
+                c.top = loaded.scores.top_k(k, &labels);
+                c.loaded = Some(loaded);
+                c.cached = cached;
+                compose(app);
+            }
+        }
+        Response::Map { serial, path, class, method, map, status, timings } => {
+            if serial != app.map_serial || app.current.as_ref().is_none_or(|c| c.path != path) {
+                return;
+            }
+            app.target = Some(class);
+            if let Some(c) = &mut app.current {
+                c.map = Some(ShownMap { serial, class, method, map, status, timings });
+            }
+            compose(app);
+        }
+        Response::Failed { serial, path, error } => {
+            if let Some(e) = app.files.entry_mut(&path) {
+                e.error = Some(error.clone());
+            }
+            let current = app.current.as_mut().filter(|c| c.path == path && serial.is_none_or(|s| s >= c.serial));
+            if let Some(c) = current {
+                c.error = Some(error);
+            }
+        }
+        Response::Predicted { path, class, probability, cache } => {
+            app.cache = cache;
+            if let Some(e) = app.files.entry_mut(&path) {
+                e.prediction = Some((class, probability));
+                e.error = None;
+            }
+        }
+        Response::LayerSet { result } => match result {
+            Ok(layer) => {
+                app.message = Some(format!("layer {} {}", layer.tensor, layer.shape));
+                app.info.layer = layer;
+                app.cache = (0, 0);
+            }
+            Err(e) => app.message = Some(format!("layer not changed: {e}")),
+        },
+        Response::ScoreSet { result } => match result {
+            Ok(score) => app.info.score = score,
+            Err(e) => app.message = Some(format!("score not changed: {e}")),
+        },
+    }
+}
+
+/// Recompose the picture from the current image, map and display settings.
+pub fn compose(app: &mut App) {
+    let Some(cur) = &app.current else {
+        app.picture = None;
+        return;
+    };
+    let Some(loaded) = &cur.loaded else {
+        app.picture = None;
+        return;
+    };
+    let t0 = Instant::now();
+    let view = Arc::new(loaded.view.clone());
+    // While a new map is computed the previous one stays on screen (marked "computing…").
+    let map = cur.map.as_ref();
+    let overlay = || -> Arc<RgbImage> {
+        match map {
+            Some(m) => render::overlay(&loaded.view, m.map.view(), app.colormap, app.alpha)
+                .map(Arc::new)
+                .unwrap_or_else(|_| view.clone()),
+            None => view.clone(),
+        }
+    };
+    let images = match app.view {
+        ViewMode::Original => vec![view.clone()],
+        ViewMode::Overlay => vec![overlay()],
+        ViewMode::Heatmap => vec![match map {
+            Some(m) => {
+                let (w, h) = (loaded.view.width() as usize, loaded.view.height() as usize);
+                Arc::new(render::heatmap_image(render::upsample_map(m.map.view(), h, w).view(), app.colormap))
+            }
+            None => view.clone(),
+        }],
+        ViewMode::SideBySide => vec![view.clone(), overlay()],
+    };
+    app.picture_serial += 1;
+    app.picture = Some(Picture { id: app.picture_serial, images, compose_ms: t0.elapsed().as_secs_f64() * 1e3 });
+}
+
+fn save(app: &mut App, cmds: &mut Vec<Cmd>) {
+    let Some(cur) = &app.current else { return };
+    let (Some(loaded), Some(map)) = (&cur.loaded, &cur.map) else {
+        app.message = Some("nothing to save yet: the map is still being computed".into());
+        return;
+    };
+    match render::overlay(&loaded.view, map.map.view(), app.colormap, app.alpha) {
+        Ok(img) => {
+            let name = save_name(&cur.path, &app.info.labels.name(map.class), map.method);
+            cmds.push(Cmd::Save { image: Arc::new(img), path: app.settings.save_dir.join(name) });
+        }
+        Err(e) => app.message = Some(format!("not saved: {e}")),
+    }
+}
+
+/// `IMAGE-STEM.CLASS.METHOD.png`, the name `explain --out DIR` uses too.
+pub fn save_name(image: &Path, label: &str, method: Method) -> String {
+    let stem = image.file_stem().map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned());
+    let mut slug = String::new();
+    for ch in label.chars() {
+        if ch.is_alphanumeric() {
+            slug.extend(ch.to_lowercase());
+        } else if !slug.ends_with('_') {
+            slug.push('_');
+        }
+    }
+    format!("{stem}.{}.{method}.png", slug.trim_matches('_'))
+}
+
+#[cfg(test)]
+mod tests {
+    use crossterm::event::{KeyEvent, MouseEvent};
+
+    use super::super::testing::*;
+    use super::*;
+
+    #[test]
+    fn the_first_listed_image_is_shown_and_its_neighbours_prefetched() {
+        let mut a = app();
+        let cmds =
+            update(&mut a, Msg::Listed { paths: vec![path("a.png"), path("b.png")], done: false, skipped: None });
+        assert_eq!(shows(&cmds), vec![(1, "a.png".into(), None)]);
+        assert!(
+            cmds.iter().any(|c| matches!(c, Cmd::Worker(Request::Prefetch { paths }) if paths == &vec![path("b.png")]))
+        );
+        assert_eq!(a.files.entries[0].name, "a.png");
+        assert!(!a.files.done);
+        // More of the listing does not change the selection.
+        let cmds = update(&mut a, Msg::Listed { paths: vec![path("c.png")], done: true, skipped: None });
+        assert!(cmds.is_empty());
+        assert_eq!((a.files.len(), a.files.cursor, a.files.done), (3, 0, true));
+    }
+
+    #[test]
+    fn down_moves_to_the_next_image_with_a_fresh_serial() {
+        let mut a = listed(&["a.png", "b.png", "c.png", "d.png"]);
+        let cmds = update(&mut a, ch('j'));
+        assert_eq!(shows(&cmds), vec![(2, "b.png".into(), None)]);
+        let prefetch = cmds.iter().find_map(|c| match c {
+            Cmd::Worker(Request::Prefetch { paths }) => Some(paths.clone()),
+            _ => None,
+        });
+        assert_eq!(prefetch, Some(vec![path("c.png"), path("a.png"), path("d.png")]), "nearest first");
+        assert_eq!(a.current.as_ref().unwrap().path, path("b.png"));
+        update(&mut a, press(KeyCode::Down));
+        update(&mut a, press(KeyCode::End));
+        assert_eq!(a.files.cursor, 3);
+        update(&mut a, ch('g'));
+        assert_eq!(a.files.cursor, 0);
+        // At the top, up stays and asks for nothing new.
+        assert!(shows(&update(&mut a, ch('k'))).is_empty());
+    }
+
+    #[test]
+    fn answers_for_an_image_the_user_left_are_dropped_but_fill_the_list() {
+        let mut a = listed(&["a.png", "b.png"]);
+        update(&mut a, ch('j')); // b.png, serial 2
+        update(&mut a, loaded_msg(1, "a.png"));
+        update(&mut a, map_msg(1, "a.png", 9, 0));
+        let cur = a.current.as_ref().unwrap();
+        assert_eq!(cur.path, path("b.png"));
+        assert!(cur.loaded.is_none() && cur.map.is_none() && a.picture.is_none());
+        assert_eq!(a.files.entries[0].prediction.map(|p| p.0), Some(9), "the stale result still predicts a.png");
+        // b's own answers are shown.
+        update(&mut a, loaded_msg(2, "b.png"));
+        update(&mut a, map_msg(2, "b.png", 9, 0));
+        assert_eq!(a.shown_serial(), Some(2));
+        assert!(a.picture.is_some() && !a.computing());
+        assert_eq!(a.current.as_ref().unwrap().top.iter().map(|p| p.index).collect::<Vec<_>>(), vec![9, 8, 7]);
+    }
+
+    #[test]
+    fn switching_class_asks_for_a_new_map_and_drops_the_older_one() {
+        let mut a = listed(&["a.png"]);
+        update(&mut a, loaded_msg(1, "a.png"));
+        update(&mut a, map_msg(1, "a.png", 9, 0));
+        assert_eq!(a.highlighted_class(), Some(9));
+        update(&mut a, press(KeyCode::Tab));
+        assert_eq!(a.focus, Focus::Classes);
+        let first = shows(&update(&mut a, ch('j')));
+        assert_eq!(first, vec![(2, "a.png".into(), Some(8))]);
+        assert_eq!(a.highlighted_class(), Some(8), "the highlight follows at once");
+        assert!(a.computing());
+        let second = shows(&update(&mut a, press(KeyCode::Down)));
+        assert_eq!(second, vec![(3, "a.png".into(), Some(7))]);
+        // The answer to serial 2 arrives late: dropped; the old map stays on screen meanwhile.
+        let before = a.picture.as_ref().unwrap().id;
+        update(&mut a, map_msg(2, "a.png", 8, 1));
+        assert_eq!(a.current.as_ref().unwrap().map.as_ref().unwrap().serial, 1);
+        assert_eq!(a.picture.as_ref().unwrap().id, before);
+        update(&mut a, map_msg(3, "a.png", 7, 3));
+        assert_eq!(a.shown_serial(), Some(3));
+        assert_eq!(a.target, Some(7));
+        assert_ne!(a.picture.as_ref().unwrap().id, before);
+        // Past the last row nothing changes.
+        assert!(shows(&update(&mut a, ch('j'))).is_empty());
+    }
+
+    #[test]
+    fn search_targets_a_class_outside_the_top_k() {
+        let mut a = listed(&["a.png"]);
+        update(&mut a, loaded_msg(1, "a.png"));
+        update(&mut a, ch('/'));
+        assert!(matches!(&a.popup, Popup::Search(s) if s.hits.len() == CLASSES), "empty query lists all");
+        for c in "class 2".chars() {
+            update(&mut a, ch(c));
+        }
+        let Popup::Search(s) = &a.popup else { panic!("search stays open while typing") };
+        assert_eq!(s.hits[0].0, 2);
+        let cmds = update(&mut a, press(KeyCode::Enter));
+        assert_eq!(shows(&cmds), vec![(2, "a.png".into(), Some(2))]);
+        assert_eq!(a.popup, Popup::None);
+        let rows: Vec<usize> = a.class_rows().iter().map(|p| p.index).collect();
+        assert_eq!(rows, vec![9, 8, 7, 2], "the searched class is listed after the top-k");
+        // Esc closes without changing the target; typing `q` in the search is text, not quit.
+        update(&mut a, ch('/'));
+        update(&mut a, ch('q'));
+        assert!(!a.quit);
+        update(&mut a, press(KeyCode::Esc));
+        assert_eq!((a.popup.clone(), a.target), (Popup::None, Some(2)));
+    }
+
+    #[test]
+    fn display_keys_recompose_without_asking_the_worker() {
+        let mut a = listed(&["a.png"]);
+        update(&mut a, loaded_msg(1, "a.png"));
+        update(&mut a, map_msg(1, "a.png", 9, 0));
+        let id = a.picture.as_ref().unwrap().id;
+        assert!(update(&mut a, ch('v')).is_empty());
+        assert_eq!(a.view, ViewMode::Heatmap);
+        update(&mut a, ch('v'));
+        update(&mut a, ch('v'));
+        assert_eq!(a.view, ViewMode::SideBySide);
+        assert_eq!(a.picture.as_ref().unwrap().images.len(), 2);
+        update(&mut a, ch('v'));
+        assert_eq!(a.view, ViewMode::Overlay);
+        update(&mut a, ch('c'));
+        assert_eq!(a.colormap, Colormap::Turbo);
+        for _ in 0..8 {
+            update(&mut a, ch('+'));
+        }
+        assert_eq!(a.alpha, 1.0);
+        update(&mut a, ch('-'));
+        assert_eq!(a.alpha, 0.9);
+        assert!(a.picture.as_ref().unwrap().id > id);
+    }
+
+    #[test]
+    fn method_layer_and_score_changes_go_to_the_worker() {
+        let mut a = listed(&["a.png"]);
+        update(&mut a, loaded_msg(1, "a.png"));
+        let cmds = update(&mut a, ch('m'));
+        assert_eq!(a.method, Method::GradCamPlusPlus);
+        assert_eq!(shows(&cmds).len(), 1);
+        update(&mut a, ch('M'));
+        update(&mut a, ch('M'));
+        assert_eq!(a.method, Method::GuidedGradCam, "M cycles backwards");
+        update(&mut a, ch('L'));
+        assert_eq!(a.popup, Popup::Layers(super::super::state::LayerPicker { cursor: 1, offset: 0 }));
+        update(&mut a, ch('k'));
+        let cmds = update(&mut a, press(KeyCode::Enter));
+        assert!(matches!(&cmds[0], Cmd::Worker(Request::SetLayer { tensor }) if tensor == "stem"));
+        assert_eq!(shows(&cmds).len(), 1, "the current image is explained again at the new layer");
+        update(&mut a, Msg::Worker(Response::LayerSet { result: Ok(layer("stem", false)) }));
+        assert_eq!(a.info.layer.tensor, "stem");
+        let cmds = update(&mut a, ch('p'));
+        assert!(matches!(cmds[0], Cmd::Worker(Request::SetScore { score: ScoreKind::Prob })));
+        update(&mut a, Msg::Worker(Response::ScoreSet { result: Ok(ScoreKind::Prob) }));
+        assert_eq!(a.info.score, ScoreKind::Prob);
+    }
+
+    #[test]
+    fn an_unreadable_image_shows_its_error_and_browsing_goes_on() {
+        let mut a = listed(&["bad.png", "b.png"]);
+        update(
+            &mut a,
+            Msg::Worker(Response::Failed { serial: Some(1), path: path("bad.png"), error: "corrupt".into() }),
+        );
+        assert_eq!(a.current.as_ref().unwrap().error.as_deref(), Some("corrupt"));
+        assert_eq!(a.files.entries[0].error.as_deref(), Some("corrupt"));
+        assert!(!a.computing());
+        assert_eq!(shows(&update(&mut a, ch('j'))), vec![(2, "b.png".into(), None)]);
+        // A failed prefetch marks its file only.
+        update(&mut a, Msg::Worker(Response::Failed { serial: None, path: path("b.png"), error: "gone".into() }));
+        assert_eq!(a.files.entries[1].error.as_deref(), Some("gone"));
+    }
+
+    #[test]
+    fn save_writes_the_overlay_under_a_descriptive_name() {
+        let mut a = listed(&["cat.png"]);
+        update(&mut a, ch('s'));
+        assert!(a.message.as_deref().unwrap().contains("nothing to save"));
+        update(&mut a, loaded_msg(1, "cat.png"));
+        update(&mut a, map_msg(1, "cat.png", 9, 0));
+        let cmds = update(&mut a, ch('s'));
+        match &cmds[..] {
+            [Cmd::Save { image, path }] => {
+                assert_eq!(path, &PathBuf::from("/out/cat.class_9.gradcam.png"));
+                assert_eq!(image.dimensions(), (8, 8));
+            }
+            other => panic!("expected one save, got {other:?}"),
+        }
+        update(&mut a, Msg::Saved(Ok(PathBuf::from("/out/cat.class_9.gradcam-1.png"))));
+        assert_eq!(a.message.as_deref(), Some("saved /out/cat.class_9.gradcam-1.png"));
+        assert_eq!(
+            save_name(Path::new("x/Tabby Cat.jpg"), "tiger cat, Panthera", Method::ScoreCam),
+            "Tabby Cat.tiger_cat_panthera.scorecam.png"
+        );
+    }
+
+    #[test]
+    fn quit_keys_and_popups() {
+        let mut a = listed(&["a.png"]);
+        update(&mut a, ch('?'));
+        assert_eq!(a.popup, Popup::Help);
+        update(&mut a, press(KeyCode::Esc));
+        assert_eq!(a.popup, Popup::None, "Esc closes the help first");
+        assert!(!a.quit);
+        update(&mut a, ch('?'));
+        update(&mut a, Msg::Key(KeyEvent::new(KeyCode::Char('c'), KeyModifiers::CONTROL)));
+        assert!(a.quit, "Ctrl-C quits from anywhere");
+        for m in [ch('q'), press(KeyCode::Esc), Msg::Quit] {
+            let mut a = listed(&["a.png"]);
+            update(&mut a, m);
+            assert!(a.quit);
+        }
+    }
+
+    #[test]
+    fn mouse_clicks_select_files_and_classes() {
+        let names: Vec<String> = (0..100).map(|i| format!("{i:03}.png")).collect();
+        let mut a = listed(&names.iter().map(String::as_str).collect::<Vec<_>>());
+        update(&mut a, loaded_msg(1, "000.png"));
+        let panes = view::layout(Rect::new(0, 0, 120, 40)).unwrap();
+        let files = view::inner(panes.files);
+        let click = |x, y| {
+            Msg::Mouse(MouseEvent {
+                kind: MouseEventKind::Down(MouseButton::Left),
+                column: x,
+                row: y,
+                modifiers: KeyModifiers::NONE,
+            })
+        };
+        let cmds = update(&mut a, click(files.x + 1, files.y + 4));
+        assert_eq!(shows(&cmds), vec![(2, "004.png".into(), None)]);
+        update(&mut a, loaded_msg(2, "004.png"));
+        let classes = view::inner(panes.classes);
+        let cmds = update(&mut a, click(classes.x + 2, classes.y + 2 * CLASS_LINES + 1));
+        assert_eq!(shows(&cmds), vec![(3, "004.png".into(), Some(7))], "third class row");
+        assert_eq!(a.focus, Focus::Classes);
+        // The wheel scrolls the file list without changing the selection.
+        let wheel = Msg::Mouse(MouseEvent {
+            kind: MouseEventKind::ScrollDown,
+            column: files.x + 1,
+            row: files.y + 1,
+            modifiers: KeyModifiers::NONE,
+        });
+        update(&mut a, wheel);
+        assert_eq!((a.files.offset, a.files.cursor), (3, 4));
+    }
+
+    #[test]
+    fn the_file_list_scrolls_with_the_cursor() {
+        let names: Vec<String> = (0..100).map(|i| format!("{i:03}.png")).collect();
+        let mut a = listed(&names.iter().map(String::as_str).collect::<Vec<_>>());
+        let h = files_height(&a);
+        for _ in 0..h + 5 {
+            update(&mut a, ch('j'));
+        }
+        assert_eq!(a.files.offset, 6);
+        update(&mut a, press(KeyCode::PageDown));
+        assert_eq!(a.files.cursor, h + 5 + h - 1);
+        // A smaller terminal keeps the cursor visible.
+        update(&mut a, Msg::Resize(80, 20));
+        let h = files_height(&a);
+        assert!(a.files.cursor >= a.files.offset && a.files.cursor < a.files.offset + h);
+    }
+}

@@ -1,0 +1,588 @@
+//! The state drawn as ratatui widgets: files | image | classes above a status bar, popups
+//! (help, class search, layer picker) over them, and a plain message when the terminal is too
+//! small for the layout.
+//!
+//! [`layout`] is shared with `update` so mouse clicks hit exactly what was drawn.
+
+use ratatui::Frame;
+use ratatui::layout::{Alignment, Constraint, Layout, Rect};
+use ratatui::style::{Color, Modifier, Style};
+use ratatui::text::{Line, Span};
+use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Wrap};
+
+use super::image_view::ImageView;
+use super::state::{App, Focus, Popup};
+use super::update::CLASS_LINES;
+
+/// Smallest terminal the layout is drawn in.
+pub const MIN_WIDTH: u16 = 60;
+pub const MIN_HEIGHT: u16 = 12;
+/// Lines of the status bar.
+pub const STATUS_LINES: u16 = 2;
+
+/// The keys, as the help popup and the README list them.
+pub const KEYS: &[(&str, &str)] = &[
+    ("↑ ↓ / k j", "move in the focused list: images, or the target class"),
+    ("← → / h l, Tab", "focus the files / classes pane (Tab toggles)"),
+    ("Enter / Space", "toggle focus between files and classes"),
+    ("PgUp PgDn, g G, Home End", "page, first, last"),
+    ("/", "search all classes by name or index; Enter targets it"),
+    ("m / M", "next / previous method"),
+    ("L", "layer picker (candidate layers with shapes)"),
+    ("v", "view: overlay, heatmap, original, original | overlay"),
+    ("c", "next colormap"),
+    ("+ / -", "overlay alpha up / down"),
+    ("p", "score: logit / probability"),
+    ("s", "save the overlay as PNG (never overwrites)"),
+    ("?", "this help"),
+    ("q / Esc / Ctrl-C", "quit"),
+    ("mouse", "click a file or class to select it; wheel scrolls"),
+];
+
+/// Where each pane is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Panes {
+    pub files: Rect,
+    pub image: Rect,
+    pub classes: Rect,
+    pub status: Rect,
+}
+
+/// The panes for a terminal area, or `None` when it is too small to draw them legibly.
+pub fn layout(area: Rect) -> Option<Panes> {
+    if area.width < MIN_WIDTH || area.height < MIN_HEIGHT {
+        return None;
+    }
+    let [body, status] = Layout::vertical([Constraint::Min(0), Constraint::Length(STATUS_LINES)]).areas(area);
+    let files_w = (area.width * 27 / 100).clamp(18, 48);
+    let classes_w = (area.width * 24 / 100).clamp(22, 40);
+    let [files, image, classes] =
+        Layout::horizontal([Constraint::Length(files_w), Constraint::Min(10), Constraint::Length(classes_w)])
+            .areas(body);
+    Some(Panes { files, image, classes, status })
+}
+
+/// A bordered pane's content area.
+pub fn inner(r: Rect) -> Rect {
+    Block::default().borders(Borders::ALL).inner(r)
+}
+
+fn pane<'a>(title: impl Into<Line<'a>>, focused: bool) -> Block<'a> {
+    let style = if focused { Style::default().fg(Color::Cyan) } else { Style::default().fg(Color::DarkGray) };
+    Block::default()
+        .borders(Borders::ALL)
+        .border_type(if focused { BorderType::Thick } else { BorderType::Plain })
+        .border_style(style)
+        .title(title)
+}
+
+/// Draw the whole frame.
+pub fn draw(frame: &mut Frame<'_>, app: &App, images: &mut ImageView) {
+    let area = frame.area();
+    let Some(panes) = layout(area) else {
+        let msg = format!(
+            "terminal too small\nneeds {MIN_WIDTH}×{MIN_HEIGHT}, is {}×{}\nenlarge it, or press q",
+            area.width, area.height
+        );
+        let y = area.height.saturating_sub(3) / 2;
+        let r = Rect::new(area.x, area.y + y, area.width, area.height - y);
+        frame.render_widget(Paragraph::new(msg).alignment(Alignment::Center).wrap(Wrap { trim: true }), r);
+        return;
+    };
+    draw_files(frame, app, panes.files);
+    draw_image(frame, app, panes.image, images);
+    draw_classes(frame, app, panes.classes);
+    draw_status(frame, app, panes.status, images);
+    match &app.popup {
+        Popup::None => {}
+        Popup::Help => draw_help(frame, area),
+        Popup::Search(_) => draw_search(frame, app, area),
+        Popup::Layers(_) => draw_layers(frame, app, area),
+    }
+}
+
+fn draw_files(frame: &mut Frame<'_>, app: &App, area: Rect) {
+    let f = &app.files;
+    let listing = if f.done { "" } else { " listing…" };
+    let title = format!(" Files {}/{}{listing} ", if f.is_empty() { 0 } else { f.cursor + 1 }, f.len());
+    let block = pane(title, app.focus == Focus::Files);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    if f.is_empty() {
+        let msg =
+            if f.done { format!("no images under {}", app.settings.root.display()) } else { "listing…".to_owned() };
+        frame.render_widget(
+            Paragraph::new(msg).wrap(Wrap { trim: true }).style(Style::default().fg(Color::Yellow)),
+            inner,
+        );
+        return;
+    }
+    let width = usize::from(inner.width);
+    let lines: Vec<Line<'_>> = f
+        .order
+        .iter()
+        .enumerate()
+        .skip(f.offset)
+        .take(usize::from(inner.height))
+        .map(|(pos, &i)| {
+            let e = &f.entries[i];
+            let (note, note_style) = match (&e.error, e.prediction) {
+                (Some(_), _) => ("unreadable".to_owned(), Style::default().fg(Color::Red)),
+                (None, Some((class, p))) => {
+                    (format!("{} {:.0}%", app.info.labels.name(class), p * 100.0), Style::default().fg(Color::Gray))
+                }
+                (None, None) => (String::new(), Style::default()),
+            };
+            let line = file_line(&e.name, &note, width);
+            let selected = pos == f.cursor;
+            let base = match (selected, app.focus == Focus::Files) {
+                (true, true) => Style::default().fg(Color::Black).bg(Color::Cyan).add_modifier(Modifier::BOLD),
+                (true, false) => Style::default().add_modifier(Modifier::REVERSED),
+                _ => Style::default(),
+            };
+            Line::from(vec![Span::styled(line.0, base), Span::styled(line.1, if selected { base } else { note_style })])
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// A file row: the name left, the prediction right, cut to `width` columns (the name loses its
+/// start first: the file name matters more than the folder).
+pub fn file_line(name: &str, note: &str, width: usize) -> (String, String) {
+    let note_len = note.chars().count();
+    let note = if note_len + 8 > width { String::new() } else { format!(" {note}") };
+    let room = width.saturating_sub(note.chars().count());
+    let chars: Vec<char> = name.chars().collect();
+    let name = if chars.len() > room && room > 1 {
+        format!("…{}", chars[chars.len() - (room - 1)..].iter().collect::<String>())
+    } else {
+        chars.iter().take(room).collect()
+    };
+    let pad = room.saturating_sub(name.chars().count());
+    (format!("{name}{}", " ".repeat(pad)), note)
+}
+
+fn draw_image(frame: &mut Frame<'_>, app: &App, area: Rect, images: &mut ImageView) {
+    let mut title = vec![Span::raw(" ")];
+    if let Some(c) = &app.current {
+        title.push(Span::styled(
+            super::state::display_name(&app.settings.root, &c.path),
+            Style::default().add_modifier(Modifier::BOLD),
+        ));
+        title.push(Span::raw(format!(" · {} ", app.view.name())));
+        if app.computing() {
+            title.push(Span::styled("computing… ", Style::default().fg(Color::Yellow)));
+        }
+    } else {
+        title.push(Span::raw("Image "));
+    }
+    let block = pane(Line::from(title), false);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let text = |msg: String, color: Color| {
+        Paragraph::new(msg).wrap(Wrap { trim: true }).style(Style::default().fg(color)).alignment(Alignment::Center)
+    };
+    let Some(cur) = &app.current else {
+        let msg = if app.files.done && app.files.is_empty() {
+            let skipped = app.files.skipped.as_deref().map(|s| format!(" ({s})")).unwrap_or_default();
+            format!(
+                "no images under {}{skipped}\ncamscope reads PNG, JPEG, GIF, BMP, TIFF, WebP, PNM and ICO files.\nPress q to quit.",
+                app.settings.root.display()
+            )
+        } else {
+            "waiting for the listing…".into()
+        };
+        frame.render_widget(text(msg, Color::Yellow), inner);
+        return;
+    };
+    if let Some(e) = &cur.error {
+        frame.render_widget(text(format!("cannot show this image:\n{e}"), Color::Red), inner);
+        return;
+    }
+    let Some(pic) = &app.picture else {
+        frame.render_widget(text("loading…".into(), Color::Yellow), inner);
+        return;
+    };
+    let mut img_area = inner;
+    if let Some(m) = &cur.map {
+        if m.status != crate::cam::MapStatus::Ok && inner.height > 3 {
+            let [top, rest] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
+            frame.render_widget(text(format!("note: {}", m.status.describe()), Color::Yellow), top);
+            img_area = rest;
+        }
+    }
+    let n = pic.images.len() as u32;
+    let cols = Layout::horizontal(vec![Constraint::Ratio(1, n); n as usize]).split(img_area);
+    for (i, (img, r)) in pic.images.iter().zip(cols.iter()).enumerate() {
+        images.render(frame.buffer_mut(), *r, pic.id, i, img);
+    }
+}
+
+fn draw_classes(frame: &mut Frame<'_>, app: &App, area: Rect) {
+    let k = app.settings.top_k;
+    let block = pane(format!(" Top {k} classes "), app.focus == Focus::Classes);
+    let inner = block.inner(area);
+    frame.render_widget(block, area);
+    let rows = app.class_rows();
+    if rows.is_empty() {
+        let msg = match &app.current {
+            Some(c) if c.error.is_some() => "",
+            Some(_) => "computing…",
+            None => "",
+        };
+        frame.render_widget(Paragraph::new(msg).style(Style::default().fg(Color::Yellow)), inner);
+        return;
+    }
+    let hl = app.highlighted_class();
+    let width = usize::from(inner.width);
+    let mut lines = Vec::new();
+    for (i, p) in rows.iter().enumerate() {
+        let on = Some(p.index) == hl;
+        let searched = i >= app.current.as_ref().map_or(0, |c| c.top.len());
+        let mark = if on { "▶ " } else { "  " };
+        let pct = format!("{:5.1}%", p.probability * 100.0);
+        let label = if searched { format!("{} (#{})", p.label, p.index) } else { p.label.clone() };
+        let room = width.saturating_sub(2 + pct.len() + 1);
+        let label: String = if label.chars().count() > room {
+            label.chars().take(room.saturating_sub(1)).chain(['…']).collect()
+        } else {
+            format!("{label:<room$}")
+        };
+        let style = if on {
+            let s = Style::default().add_modifier(Modifier::BOLD);
+            if app.focus == Focus::Classes {
+                s.fg(Color::Black).bg(Color::Cyan)
+            } else {
+                s.add_modifier(Modifier::REVERSED)
+            }
+        } else if searched {
+            Style::default().fg(Color::Magenta)
+        } else {
+            Style::default()
+        };
+        lines.push(Line::from(Span::styled(format!("{mark}{label} {pct}"), style)));
+        lines.push(Line::from(Span::styled(
+            format!("  {}", bar(p.probability, width.saturating_sub(2))),
+            Style::default().fg(if on { Color::Cyan } else { Color::Blue }),
+        )));
+    }
+    debug_assert_eq!(CLASS_LINES, 2);
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// A horizontal bar of `width` cells filled to `fraction`, in eighths of a cell.
+pub fn bar(fraction: f32, width: usize) -> String {
+    const EIGHTHS: [char; 8] = [' ', '▏', '▎', '▍', '▌', '▋', '▊', '▉'];
+    let eighths = (f64::from(fraction.clamp(0.0, 1.0)) * width as f64 * 8.0).round() as usize;
+    let mut s: String = "█".repeat(eighths / 8);
+    if eighths % 8 > 0 && eighths / 8 < width {
+        s.push(EIGHTHS[eighths % 8]);
+    }
+    s
+}
+
+fn draw_status(frame: &mut Frame<'_>, app: &App, area: Rect, images: &ImageView) {
+    let info = &app.info;
+    let sep = || Span::styled(" │ ", Style::default().fg(Color::DarkGray));
+    let first = vec![
+        Span::styled(info.model_name.clone(), Style::default().add_modifier(Modifier::BOLD)),
+        sep(),
+        Span::raw(format!("layer {} {}", info.layer.tensor, info.layer.shape)),
+        sep(),
+        Span::styled(app.method.to_string(), Style::default().fg(Color::Cyan)),
+        sep(),
+        Span::raw(format!("{} score", info.score)),
+        sep(),
+        Span::styled(
+            info.provider.clone(),
+            Style::default().fg(if info.provider == "CPU" { Color::Yellow } else { Color::Green }),
+        ),
+        sep(),
+        Span::raw(images.renderer.describe()),
+    ];
+    let mut second = Vec::new();
+    // Messages (a saved file's path, an error) come first: they must not be cut off.
+    if let Some(m) = &app.message {
+        second.push(Span::styled(m.clone(), Style::default().fg(Color::Yellow)));
+        second.push(sep());
+    }
+    if let Some(m) = app.current.as_ref().and_then(|c| c.map.as_ref()) {
+        let t = &m.timings;
+        let render = app.picture.as_ref().map_or(0.0, |p| p.compose_ms);
+        let body = if app.current.as_ref().is_some_and(|c| c.cached) {
+            "cached".to_owned()
+        } else {
+            format!("{:.1} ms", t.body_ms)
+        };
+        second.push(Span::raw(format!(
+            "body {body} · head {:.1} ms · map {:.1} ms · render {render:.1} ms",
+            t.head_ms, t.map_ms
+        )));
+        second.push(sep());
+    }
+    let (n, bytes) = app.cache;
+    let listing = if app.files.done { "" } else { " (listing…)" };
+    second.push(Span::raw(format!(
+        "cache {n} img {:.0} MB · {} images{listing} · {} α {:.1}",
+        bytes as f64 / 1e6,
+        app.files.len(),
+        app.colormap,
+        app.alpha,
+    )));
+    if app.message.is_none() {
+        second.push(sep());
+        second.push(Span::styled("? help · q quit", Style::default().fg(Color::DarkGray)));
+    }
+    frame.render_widget(Paragraph::new(vec![Line::from(first), Line::from(second)]), area);
+}
+
+/// A centred rectangle of at most `w × h` inside `area`.
+fn centered(area: Rect, w: u16, h: u16) -> Rect {
+    let (w, h) = (w.min(area.width), h.min(area.height));
+    Rect::new(area.x + (area.width - w) / 2, area.y + (area.height - h) / 2, w, h)
+}
+
+fn popup_block(title: &str) -> Block<'_> {
+    Block::default()
+        .borders(Borders::ALL)
+        .border_type(BorderType::Double)
+        .border_style(Style::default().fg(Color::Cyan))
+        .title(title)
+}
+
+fn draw_help(frame: &mut Frame<'_>, area: Rect) {
+    let key_w = KEYS.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
+    let mut lines: Vec<Line<'_>> = KEYS
+        .iter()
+        .map(|(k, what)| {
+            Line::from(vec![
+                Span::styled(format!(" {k:<key_w$}  "), Style::default().fg(Color::Cyan)),
+                Span::raw(*what),
+            ])
+        })
+        .collect();
+    lines.push(Line::from(""));
+    lines.push(Line::from(Span::styled(" any key closes this help", Style::default().fg(Color::DarkGray))));
+    let w = (KEYS.iter().map(|(_, v)| key_w + v.chars().count() + 5).max().unwrap_or(40) + 2) as u16;
+    let r = centered(area, w, lines.len() as u16 + 2);
+    frame.render_widget(Clear, r);
+    frame.render_widget(Paragraph::new(lines).block(popup_block(" camscope keys ")), r);
+}
+
+fn draw_search(frame: &mut Frame<'_>, app: &App, area: Rect) {
+    let Popup::Search(s) = &app.popup else { return };
+    let r = centered(area, 60, area.height.saturating_sub(6).max(8));
+    frame.render_widget(Clear, r);
+    let block = popup_block(" Target a class: type a name or an index, Enter to explain it, Esc to close ");
+    let inner = block.inner(r);
+    frame.render_widget(block, r);
+    let [input, list] = Layout::vertical([Constraint::Length(2), Constraint::Min(0)]).areas(inner);
+    frame.render_widget(
+        Paragraph::new(Line::from(vec![Span::styled("/ ", Style::default().fg(Color::Cyan)), Span::raw(&s.query)])),
+        input,
+    );
+    let h = usize::from(list.height);
+    let offset = s.cursor.saturating_sub(h.saturating_sub(1));
+    let probs = app.current.as_ref().and_then(|c| c.loaded.as_ref()).map(|l| &l.scores.probabilities);
+    let lines: Vec<Line<'_>> = s
+        .hits
+        .iter()
+        .enumerate()
+        .skip(offset)
+        .take(h)
+        .map(|(i, (class, matched))| {
+            let name = app.info.labels.name(*class);
+            let also = if *matched != name { format!(" ({matched})") } else { String::new() };
+            let p = probs.and_then(|p| p.get(*class)).map(|p| format!("{:6.2}%", p * 100.0)).unwrap_or_default();
+            let style =
+                if i == s.cursor { Style::default().fg(Color::Black).bg(Color::Cyan) } else { Style::default() };
+            Line::from(Span::styled(format!("{class:>5}  {p}  {name}{also}"), style))
+        })
+        .collect();
+    if lines.is_empty() {
+        frame.render_widget(Paragraph::new("no class matches").style(Style::default().fg(Color::Yellow)), list);
+    } else {
+        frame.render_widget(Paragraph::new(lines), list);
+    }
+}
+
+fn draw_layers(frame: &mut Frame<'_>, app: &App, area: Rect) {
+    let Popup::Layers(p) = &app.popup else { return };
+    let r = centered(area, area.width.saturating_sub(8).min(100), area.height.saturating_sub(4));
+    frame.render_widget(Clear, r);
+    let block = popup_block(" Target layer: Enter to use it, Esc to close (* default, ● current) ");
+    let inner = block.inner(r);
+    frame.render_widget(block, r);
+    let h = usize::from(inner.height);
+    let offset = p.cursor.saturating_sub(h.saturating_sub(1));
+    let lines: Vec<Line<'_>> = app
+        .info
+        .layers
+        .iter()
+        .enumerate()
+        .skip(offset)
+        .take(h)
+        .map(|(i, l)| {
+            let cur = if l.tensor == app.info.layer.tensor { "●" } else { " " };
+            let def = if l.is_default { "*" } else { " " };
+            let style =
+                if i == p.cursor { Style::default().fg(Color::Black).bg(Color::Cyan) } else { Style::default() };
+            Line::from(Span::styled(format!("{cur}{def} {:<16} {:<22} {}", l.op, l.shape, l.tensor), style))
+        })
+        .collect();
+    frame.render_widget(Paragraph::new(lines), inner);
+}
+
+#[cfg(test)]
+mod tests {
+    use ratatui::Terminal;
+    use ratatui::backend::TestBackend;
+    use ratatui::buffer::Buffer;
+    use std::collections::HashSet;
+
+    use super::super::image_view::{ColorDepth, Renderer};
+    use super::super::state::ViewMode;
+    use super::super::testing::*;
+    use super::super::update::{Msg, update};
+    use super::*;
+
+    fn render(app: &App, w: u16, h: u16) -> Buffer {
+        let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
+        let mut images = ImageView::new(Renderer::HalfBlocks(ColorDepth::TrueColor));
+        t.draw(|f| draw(f, app, &mut images)).unwrap();
+        t.backend().buffer().clone()
+    }
+
+    fn text(buf: &Buffer) -> String {
+        let a = buf.area;
+        (a.top()..a.bottom())
+            .map(|y| (a.left()..a.right()).map(|x| buf[(x, y)].symbol()).collect::<String>())
+            .collect::<Vec<_>>()
+            .join("\n")
+    }
+
+    /// Background colours of half-block cells inside `r`.
+    fn image_colours(buf: &Buffer, r: Rect) -> HashSet<Color> {
+        let mut out = HashSet::new();
+        for y in r.top()..r.bottom() {
+            for x in r.left()..r.right() {
+                let c = &buf[(x, y)];
+                if c.symbol() == "▀" || c.symbol() == "▄" {
+                    out.extend([c.fg, c.bg].into_iter().filter(|&c| c != Color::Reset));
+                }
+            }
+        }
+        out
+    }
+
+    fn shown() -> App {
+        let mut a = listed(&["a.png", "b.png"]);
+        update(&mut a, loaded_msg(1, "a.png"));
+        update(&mut a, map_msg(1, "a.png", 9, 0));
+        a
+    }
+
+    #[test]
+    fn three_panes_and_a_status_bar() {
+        let a = shown();
+        let s = text(&render(&a, 120, 40));
+        assert!(s.contains("Files 1/2"), "{s}");
+        assert!(s.contains("a.png · overlay"), "{s}");
+        assert!(s.contains("Top 3 classes"), "{s}");
+        assert!(s.contains("▶ class 9"), "highlighted target: {s}");
+        assert!(s.contains("class 8") && s.contains("class 7"));
+        assert!(s.contains("Tiny │ layer features [N, 8, 7, 7] │ gradcam │ logit score │ CPU │ half-blocks"), "{s}");
+        assert!(s.contains("head 0.5 ms"), "{s}");
+        assert!(s.contains("a.png") && s.contains("class 9 "), "the file row shows its prediction");
+    }
+
+    #[test]
+    fn help_search_and_layer_popups() {
+        let mut a = shown();
+        update(&mut a, ch('?'));
+        let s = text(&render(&a, 120, 40));
+        assert!(s.contains("camscope keys"));
+        for (k, what) in KEYS {
+            assert!(s.contains(k) && s.contains(what), "help lists {k}");
+        }
+        update(&mut a, ch('?'));
+        update(&mut a, ch('/'));
+        update(&mut a, ch('3'));
+        let s = text(&render(&a, 120, 40));
+        assert!(s.contains("Target a class") && s.contains("class 3"), "{s}");
+        update(&mut a, press(crossterm::event::KeyCode::Esc));
+        update(&mut a, ch('L'));
+        let s = text(&render(&a, 120, 40));
+        assert!(s.contains("Target layer") && s.contains("stem") && s.contains("[N, 8, 7, 7]"), "{s}");
+    }
+
+    #[test]
+    fn a_small_terminal_gets_a_message_instead_of_a_layout() {
+        let a = shown();
+        let s = text(&render(&a, 50, 10));
+        assert!(s.contains("terminal too small"), "{s}");
+        assert!(s.contains("needs 60×12, is 50×10"), "{s}");
+        assert!(!s.contains("Files"));
+        assert!(layout(Rect::new(0, 0, MIN_WIDTH, MIN_HEIGHT)).is_some());
+    }
+
+    #[test]
+    fn empty_folder_and_unreadable_image_messages() {
+        let mut a = app();
+        update(&mut a, Msg::Listed { paths: vec![], done: true, skipped: Some("2 non-image files skipped".into()) });
+        let s = text(&render(&a, 120, 40));
+        assert!(s.contains("no images under /data"), "{s}");
+        assert!(s.contains("2 non-image files skipped"), "{s}");
+        let mut a = listed(&["bad.png"]);
+        update(
+            &mut a,
+            Msg::Worker(super::super::worker::Response::Failed {
+                serial: Some(1),
+                path: path("bad.png"),
+                error: "bad.png: corrupt".into(),
+            }),
+        );
+        let s = text(&render(&a, 120, 40));
+        assert!(s.contains("cannot show this image") && s.contains("bad.png: corrupt"), "{s}");
+        assert!(s.contains("unreadable"), "the file row is marked: {s}");
+    }
+
+    #[test]
+    fn view_modes_draw_what_they_say() {
+        let mut a = shown();
+        let panes = layout(Rect::new(0, 0, 120, 40)).unwrap();
+        let img = inner(panes.image);
+        let red = Color::Rgb(200, 0, 0);
+        // Overlay: blended colours, not the plain view.
+        let overlay = image_colours(&render(&a, 120, 40), img);
+        assert!(!overlay.is_empty() && !overlay.contains(&red), "{overlay:?}");
+        update(&mut a, ch('v'));
+        assert_eq!(a.view, ViewMode::Heatmap);
+        let heat = image_colours(&render(&a, 120, 40), img);
+        assert!(heat.contains(&Color::Rgb(0, 0, 128)), "jet's bottom colour where the map is 0: {heat:?}");
+        update(&mut a, ch('v'));
+        let orig = image_colours(&render(&a, 120, 40), img);
+        assert_eq!(orig, HashSet::from([red]));
+        update(&mut a, ch('v'));
+        assert_eq!(a.view, ViewMode::SideBySide);
+        let buf = render(&a, 120, 40);
+        let (left, right) =
+            (Rect { width: img.width / 2, ..img }, Rect { x: img.x + img.width / 2, width: img.width / 2, ..img });
+        assert_eq!(image_colours(&buf, left), HashSet::from([red]));
+        let right = image_colours(&buf, right);
+        assert!(right.len() > 5 && !right.contains(&red), "the overlay on the right: {right:?}");
+    }
+
+    #[test]
+    fn file_rows_and_bars_fit_their_width() {
+        assert_eq!(file_line("a.png", "cat 90%", 20), ("a.png       ".into(), " cat 90%".into()));
+        let (name, note) = file_line("some/long/folder/picture.png", "cat 90%", 20);
+        assert_eq!((name.as_str(), note.as_str()), ("…picture.png", " cat 90%"));
+        assert_eq!(name.chars().count() + note.chars().count(), 20);
+        assert_eq!(file_line("a.png", "a very long label 99%", 20).1, "", "no room: the note goes first");
+        assert_eq!(bar(1.0, 4), "████");
+        assert_eq!(bar(0.5, 4), "██");
+        assert_eq!(bar(0.1, 4), "▍");
+        assert_eq!(bar(0.0, 4), "");
+    }
+}
