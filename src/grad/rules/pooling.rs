@@ -7,18 +7,17 @@ use crate::onnx::{attr_int, attr_ints, attrs, dtype, tensors};
 
 type Grads = Result<Vec<Option<String>>, GradError>;
 
-/// Spatial element count of `x` (axes 2..).
-fn spatial_count(c: &RuleCtx<'_>, x: &str) -> Result<i64, GradError> {
-    let r = c.rank(x)?;
-    (2..r).map(|a| c.fixed_dim(x, a)).product()
-}
-
-/// dx = expand(g) / (H·W).
+/// dx = g ⊙ (1/(H·W)) broadcast over the spatial axes: one broadcasting Mul by a constant
+/// `[1, 1, H, W]` (ONNX Runtime's Mul is vectorised; Expand then Mul took three times longer).
 pub fn global_average_pool(c: &mut RuleCtx<'_>) -> Grads {
     let (g, x) = (c.grad(), c.input(0).to_owned());
-    let n = spatial_count(c, &x)?;
-    let e = c.b.expand_like(&g, &x);
-    Ok(vec![Some(c.b.mul_scalar(&e, 1.0 / n as f32))])
+    let r = c.rank(&x)?;
+    let spatial: Vec<i64> = (2..r).map(|a| c.fixed_dim(&x, a)).collect::<Result<_, _>>()?;
+    let n: i64 = spatial.iter().product();
+    let mut dims = vec![1, 1];
+    dims.extend(&spatial);
+    let share = c.b.const_f32("mean_share", &dims, &vec![1.0 / n as f32; n as usize]);
+    Ok(vec![Some(c.b.mul(&g, &share))])
 }
 
 /// The gradient goes to the maximum, split evenly among ties (PyTorch's `amax` rule).
@@ -59,14 +58,14 @@ fn reduce_back(c: &mut RuleCtx<'_>, axes_input_since: i64, mean: bool) -> Grads 
     };
     let keep = attr_int(c.node, "keepdims").unwrap_or(1) != 0;
     let gk = if keep { g } else { c.b.unsqueeze(&g, &axes) };
-    let e = c.b.expand_like(&gk, &x);
-    let gx = if mean {
+    // Scale the reduced gradient, then expand: fewer values to multiply.
+    let gs = if mean {
         let n: i64 = axes.iter().map(|&a| c.fixed_dim(&x, a as usize)).product::<Result<i64, _>>()?;
-        c.b.mul_scalar(&e, 1.0 / n as f32)
+        c.b.mul_scalar(&gk, 1.0 / n as f32)
     } else {
-        e
+        gk
     };
-    Ok(vec![Some(gx), None])
+    Ok(vec![Some(c.b.expand_like(&gs, &x)), None])
 }
 
 pub fn reduce_mean(c: &mut RuleCtx<'_>) -> Grads {
