@@ -143,7 +143,9 @@ pub fn run(args: &BenchArgs, model: &ModelArgs) -> Result<ExitCode> {
         });
         r?;
         if round > 0 {
-            (tf.push(f), tb.push(b), tg.push(g));
+            tf.push(f);
+            tb.push(b);
+            tg.push(g);
         }
     }
     let (forward_i, body_i, gradcam_ms) = (median(tf), median(tb), median(tg));
