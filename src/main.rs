@@ -104,118 +104,24 @@ impl ModelArgs {
 enum Command {
     /// Explain images: top-k classes and a heatmap per class (text, PNG, JSON)
     Explain {
-        /// Image files
-        #[arg(required = true, value_name = "IMAGE")]
-        images: Vec<PathBuf>,
+        #[command(flatten)]
+        args: commands::explain::ExplainArgs,
         #[command(flatten)]
         model: ModelArgs,
-        /// Target layer: tensor name, node name, or a unique part of one (default: the last map before pooling)
-        #[arg(long, short = 'l')]
-        layer: Option<String>,
-        /// gradcam, gradcam++, xgradcam, hirescam, layercam, eigencam, scorecam, ablationcam, guided-gradcam
-        #[arg(long, default_value = "gradcam")]
-        method: Method,
-        /// Class to explain, by index or label (repeatable; default: the top-1 class)
-        #[arg(long = "class", short = 'c', value_name = "CLASS")]
-        classes: Vec<String>,
-        /// Contrastive map: evidence for --class against this class
-        #[arg(long, value_name = "CLASS")]
-        versus: Option<String>,
-        /// Differentiate the pre-softmax logit or the probability
-        #[arg(long, default_value = "logit", value_name = "logit|prob")]
-        score: ScoreKind,
-        /// How many classes to list
-        #[arg(long, short = 'k', default_value_t = 5)]
-        top: usize,
-        /// jet, turbo, viridis, inferno, grey
-        #[arg(long, default_value = "jet")]
-        colormap: Colormap,
-        /// Weight of the heatmap in the overlay, 0..1
-        #[arg(long, default_value_t = 0.5)]
-        alpha: f64,
-        /// Write the overlay PNG here (a folder when there are several images or classes)
-        #[arg(long, short = 'o', value_name = "FILE.png|DIR")]
-        out: Option<PathBuf>,
-        /// Replace an existing --out file
-        #[arg(long)]
-        force: bool,
-        /// Print explanations as JSON (top-k, map at feature resolution, timings, ...)
-        #[arg(long)]
-        json: bool,
-        /// Also compute deletion/insertion AUC and average drop (extra model runs)
-        #[arg(long)]
-        metrics: bool,
-        /// Do not show the overlay inline on a terminal
-        #[arg(long)]
-        no_show: bool,
     },
     /// Explain every image under DIR: overlays mirroring the tree in OUTDIR, report.json and report.csv
     Batch {
-        /// Folder of images (searched recursively; non-images are skipped)
-        #[arg(value_name = "DIR")]
-        dir: PathBuf,
-        /// Output folder (created; must not overlap DIR)
-        #[arg(long, short = 'o', value_name = "OUTDIR")]
-        out: PathBuf,
+        #[command(flatten)]
+        args: commands::batch::BatchArgs,
         #[command(flatten)]
         model: ModelArgs,
-        /// Target layer (default: the last map before pooling)
-        #[arg(long, short = 'l')]
-        layer: Option<String>,
-        /// CAM method
-        #[arg(long, default_value = "gradcam")]
-        method: Method,
-        /// Class to explain in every image, by index or label (default: each image's top-1)
-        #[arg(long = "class", short = 'c', value_name = "CLASS")]
-        class: Option<String>,
-        /// Differentiate the pre-softmax logit or the probability
-        #[arg(long, default_value = "logit", value_name = "logit|prob")]
-        score: ScoreKind,
-        /// Classes listed per image in the report
-        #[arg(long, short = 'k', default_value_t = 5)]
-        top: usize,
-        #[arg(long, default_value = "jet")]
-        colormap: Colormap,
-        #[arg(long, default_value_t = 0.5)]
-        alpha: f64,
-        /// Recompute and replace outputs of a previous run (default: resume, skipping them)
-        #[arg(long)]
-        overwrite: bool,
-        /// Images per model run
-        #[arg(long, default_value_t = 4)]
-        batch: usize,
     },
     /// Triage misclassifications: accuracy, confusions, and maps (predicted / true / contrast) for each mistake
     Triage {
-        /// Dataset folder (ImageFolder layout: the parent folder names the true class)
-        #[arg(value_name = "DIR")]
-        dir: PathBuf,
-        /// Ground truth from a CSV with columns path,label (label as name or index) instead of folder names
-        #[arg(long, value_name = "FILE.csv")]
-        labels: Option<PathBuf>,
-        /// Output folder (created; must not overlap DIR)
-        #[arg(long, short = 'o', value_name = "OUTDIR")]
-        out: PathBuf,
+        #[command(flatten)]
+        args: commands::triage::TriageArgs,
         #[command(flatten)]
         model: ModelArgs,
-        /// Target layer for the maps (default: the last map before pooling)
-        #[arg(long, short = 'l')]
-        layer: Option<String>,
-        /// CAM method for the maps
-        #[arg(long, default_value = "gradcam")]
-        method: Method,
-        #[arg(long, default_value = "logit", value_name = "logit|prob")]
-        score: ScoreKind,
-        #[arg(long, default_value = "jet")]
-        colormap: Colormap,
-        #[arg(long, default_value_t = 0.5)]
-        alpha: f64,
-        /// Images per model run
-        #[arg(long, default_value_t = 4)]
-        batch: usize,
-        /// Do not read or write the scan cache
-        #[arg(long)]
-        no_cache: bool,
     },
     /// Measure camscope's speed on this machine: forward, body, head, Grad-CAM, Score-CAM, throughput
     Bench {
@@ -313,72 +219,9 @@ fn main() -> ExitCode {
         return finish(commands::inspect::run(&args, &i.model));
     };
     let result = match command {
-        Command::Explain {
-            images,
-            model,
-            layer,
-            method,
-            classes,
-            versus,
-            score,
-            top,
-            colormap,
-            alpha,
-            out,
-            force,
-            json,
-            metrics,
-            no_show,
-        } => {
-            let args = commands::explain::ExplainArgs {
-                images,
-                layer,
-                method,
-                classes,
-                versus,
-                score,
-                top,
-                colormap,
-                alpha,
-                out,
-                force,
-                json,
-                metrics,
-                no_show,
-            };
-            commands::explain::run(&args, &model)
-        }
-        Command::Batch { dir, out, model, layer, method, class, score, top, colormap, alpha, overwrite, batch } => {
-            let args = commands::batch::BatchArgs {
-                dir,
-                out,
-                layer,
-                method,
-                class,
-                score,
-                top,
-                colormap,
-                alpha,
-                overwrite,
-                batch,
-            };
-            commands::batch::run(&args, &model)
-        }
-        Command::Triage { dir, labels, out, model, layer, method, score, colormap, alpha, batch, no_cache } => {
-            let args = commands::triage::TriageArgs {
-                dir,
-                labels,
-                out,
-                layer,
-                method,
-                score,
-                colormap,
-                alpha,
-                batch,
-                no_cache,
-            };
-            commands::triage::run(&args, &model)
-        }
+        Command::Explain { args, model } => commands::explain::run(&args, &model),
+        Command::Batch { args, model } => commands::batch::run(&args, &model),
+        Command::Triage { args, model } => commands::triage::run(&args, &model),
         Command::Bench { scan: Some(n), model, batch, .. } => commands::bench::run_scan(n, &model, batch),
         Command::Bench { image, model, runs, scorecam_runs, json, .. } => {
             let image = image.unwrap_or_else(|| {

@@ -25,10 +25,7 @@ impl ClassScores {
 
     /// The `k` most probable classes, most probable first (ties by lower index).
     pub fn top_k(&self, k: usize, labels: &Labels) -> Vec<Prediction> {
-        let mut order: Vec<usize> = (0..self.probabilities.len()).collect();
-        order.sort_by(|&a, &b| self.probabilities[b].total_cmp(&self.probabilities[a]).then(a.cmp(&b)));
-        order.truncate(k);
-        order.into_iter().map(|i| self.prediction(i, labels)).collect()
+        self.top_k_indices(k).into_iter().map(|i| self.prediction(i, labels)).collect()
     }
 
     /// One class's entry.

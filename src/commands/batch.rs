@@ -9,6 +9,7 @@ use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use camscope::cam::Method;
+use camscope::dataset::cache::FileStamp;
 use camscope::dataset::scan::Scan;
 use camscope::engine::{Engine, EngineConfig, Seed};
 use camscope::explanation::{MapStatusName, Timings};
@@ -20,18 +21,38 @@ use super::explain::class_index;
 use super::progress::Progress;
 use crate::ModelArgs;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct BatchArgs {
+    /// Folder of images (searched recursively; non-images are skipped)
+    #[arg(value_name = "DIR")]
     pub dir: PathBuf,
+    /// Output folder (created; must not overlap DIR)
+    #[arg(long, short = 'o', value_name = "OUTDIR")]
     pub out: PathBuf,
+    /// Target layer (default: the last map before pooling)
+    #[arg(long, short = 'l')]
     pub layer: Option<String>,
+    /// CAM method
+    #[arg(long, default_value = "gradcam")]
     pub method: Method,
+    /// Class to explain in every image, by index or label (default: each image's top-1)
+    #[arg(long = "class", short = 'c', value_name = "CLASS")]
     pub class: Option<String>,
+    /// Differentiate the pre-softmax logit or the probability
+    #[arg(long, default_value = "logit", value_name = "logit|prob")]
     pub score: ScoreKind,
+    /// Classes listed per image in the report
+    #[arg(long, short = 'k', default_value_t = 5)]
     pub top: usize,
+    #[arg(long, default_value = "jet")]
     pub colormap: Colormap,
+    #[arg(long, default_value_t = 0.5)]
     pub alpha: f64,
+    /// Recompute and replace outputs of a previous run (default: resume, skipping them)
+    #[arg(long)]
     pub overwrite: bool,
+    /// Images per model run
+    #[arg(long, default_value_t = 4)]
     pub batch: usize,
 }
 
@@ -114,14 +135,12 @@ pub fn check_folders(dir: &Path, out: &Path) -> Result<()> {
     Ok(())
 }
 
+/// Size and modification time (ns since the epoch) of a file, as the resume check compares them.
 fn stamp(path: &Path) -> (u64, i128) {
-    let meta = std::fs::metadata(path).ok();
-    let size = meta.as_ref().map_or(0, |m| m.len());
-    let ns = meta
-        .and_then(|m| m.modified().ok())
-        .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
-        .map_or(0, |d| d.as_nanos() as i128);
-    (size, ns)
+    match FileStamp::read(path) {
+        Ok(s) => (s.size, i128::from(s.mtime_secs) * 1_000_000_000 + i128::from(s.mtime_nanos)),
+        Err(_) => (0, 0),
+    }
 }
 
 pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {

@@ -18,21 +18,49 @@ use camscope::render::{self, Colormap};
 use crate::ModelArgs;
 
 /// Options of `explain` beyond the model's.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct ExplainArgs {
+    /// Image files
+    #[arg(required = true, value_name = "IMAGE")]
     pub images: Vec<PathBuf>,
+    /// Target layer: tensor name, node name, or a unique part of one (default: the last map before pooling)
+    #[arg(long, short = 'l')]
     pub layer: Option<String>,
+    /// gradcam, gradcam++, xgradcam, hirescam, layercam, eigencam, scorecam, ablationcam, guided-gradcam
+    #[arg(long, default_value = "gradcam")]
     pub method: Method,
+    /// Class to explain, by index or label (repeatable; default: the top-1 class)
+    #[arg(long = "class", short = 'c', value_name = "CLASS")]
     pub classes: Vec<String>,
+    /// Contrastive map: evidence for --class against this class
+    #[arg(long, value_name = "CLASS")]
     pub versus: Option<String>,
+    /// Differentiate the pre-softmax logit or the probability
+    #[arg(long, default_value = "logit", value_name = "logit|prob")]
     pub score: ScoreKind,
+    /// How many classes to list
+    #[arg(long, short = 'k', default_value_t = 5)]
     pub top: usize,
+    /// jet, turbo, viridis, inferno, grey
+    #[arg(long, default_value = "jet")]
     pub colormap: Colormap,
+    /// Weight of the heatmap in the overlay, 0..1
+    #[arg(long, default_value_t = 0.5)]
     pub alpha: f64,
+    /// Write the overlay PNG here (a folder when there are several images or classes)
+    #[arg(long, short = 'o', value_name = "FILE.png|DIR")]
     pub out: Option<PathBuf>,
+    /// Replace an existing --out file
+    #[arg(long)]
     pub force: bool,
+    /// Print explanations as JSON (top-k, map at feature resolution, timings, ...)
+    #[arg(long)]
     pub json: bool,
+    /// Also compute deletion/insertion AUC and average drop (extra model runs)
+    #[arg(long)]
     pub metrics: bool,
+    /// Do not show the overlay inline on a terminal
+    #[arg(long)]
     pub no_show: bool,
 }
 

@@ -21,17 +21,34 @@ use super::batch::check_folders;
 use super::progress::Progress;
 use crate::ModelArgs;
 
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, clap::Args)]
 pub struct TriageArgs {
+    /// Dataset folder (ImageFolder layout: the parent folder names the true class)
+    #[arg(value_name = "DIR")]
     pub dir: PathBuf,
+    /// Ground truth from a CSV with columns path,label (label as name or index) instead of folder names
+    #[arg(long, value_name = "FILE.csv")]
     pub labels: Option<PathBuf>,
+    /// Output folder (created; must not overlap DIR)
+    #[arg(long, short = 'o', value_name = "OUTDIR")]
     pub out: PathBuf,
+    /// Target layer for the maps (default: the last map before pooling)
+    #[arg(long, short = 'l')]
     pub layer: Option<String>,
+    /// CAM method for the maps
+    #[arg(long, default_value = "gradcam")]
     pub method: Method,
+    #[arg(long, default_value = "logit", value_name = "logit|prob")]
     pub score: ScoreKind,
+    #[arg(long, default_value = "jet")]
     pub colormap: Colormap,
+    #[arg(long, default_value_t = 0.5)]
     pub alpha: f64,
+    /// Images per model run
+    #[arg(long, default_value_t = 4)]
     pub batch: usize,
+    /// Do not read or write the scan cache
+    #[arg(long)]
     pub no_cache: bool,
 }
 
