@@ -44,7 +44,7 @@ pub fn app() -> App {
         fallback: None,
         labels: Arc::new(Labels::numbered(CLASSES)),
     };
-    let mut app = App::new(settings, info);
+    let mut app = App::new(settings, info, false);
     app.size = (120, 40);
     app
 }
@@ -97,6 +97,7 @@ pub fn map_msg(serial: u64, name: &str, class: usize, peak: usize) -> Msg {
         map: Arc::new(m),
         status: MapStatus::Ok,
         timings: Timings { head_ms: 0.5, ..Timings::default() },
+        compare: None,
     })
 }
 
