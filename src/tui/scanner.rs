@@ -53,8 +53,10 @@ pub enum ScanEvent {
     /// what the user should know once (folders that name no class, CSV warnings): a line for
     /// the status bar, and the notes in full for the summary view.
     Truth { truths: Vec<Option<usize>>, headline: Option<String>, notes: Vec<String> },
-    /// No image has ground truth: nothing to triage, no scan.
-    NoTruth { reason: String, notes: Vec<String> },
+    /// No image has ground truth: nothing to triage, no scan. `reason` is for the status bar
+    /// when the user asked for truth (`--labels`); folders that name no class are a plain
+    /// folder of images, not a mistake, and are left quiet.
+    NoTruth { reason: Option<String>, notes: Vec<String> },
     /// New results (listing index, result) and unreadable images; counts are totals so far.
     Progress {
         results: Vec<(usize, ImageResult)>,
@@ -180,8 +182,8 @@ fn run(job: ScanJob, images: &[PathBuf], cancel: &AtomicBool, send: &dyn Fn(Scan
     let headline = headline(&truth, notes.len());
     if !truths.iter().any(Option::is_some) {
         let reason = match &truth {
-            GroundTruth::Csv(c) => format!("{} names none of the images", c.file().display()),
-            _ => "no folder is named after a class".to_owned(),
+            GroundTruth::Csv(c) => Some(format!("{} names none of the images", c.file().display())),
+            _ => None,
         };
         send(ScanEvent::NoTruth { reason, notes });
         return;
@@ -314,7 +316,7 @@ mod tests {
         let (tx, rx) = std::sync::mpsc::channel();
         starter.start(vec![PathBuf::from("/data/a.png")], tx, |e| e);
         match rx.recv_timeout(Duration::from_secs(10)).unwrap() {
-            ScanEvent::NoTruth { reason, .. } => assert!(reason.contains("no folder"), "{reason}"),
+            ScanEvent::NoTruth { reason, .. } => assert_eq!(reason, None, "folders: quiet"),
             other => panic!("expected NoTruth, got {other:?}"),
         }
         assert!(handle.stop(Duration::from_secs(10)));

@@ -197,7 +197,7 @@ pub const SORTS: [SortKey; 4] = [SortKey::Name, SortKey::MistakeConfidence, Sort
 pub fn filter_name(f: &Filter, labels: &Labels) -> String {
     match f {
         Filter::All => "all".into(),
-        Filter::Misclassified => "misclassified".into(),
+        Filter::Misclassified => "mistakes".into(),
         Filter::Correct => "correct".into(),
         Filter::TrueClass(c) => format!("true {}", labels.name(*c)),
         Filter::Confusion { truth, predicted } => format!("{} → {}", labels.name(*truth), labels.name(*predicted)),
@@ -207,7 +207,7 @@ pub fn filter_name(f: &Filter, labels: &Labels) -> String {
 pub fn sort_name(s: SortKey) -> &'static str {
     match s {
         SortKey::Name => "by name",
-        SortKey::MistakeConfidence => "by mistake confidence",
+        SortKey::MistakeConfidence => "by confidence",
         SortKey::Margin => "by margin",
         SortKey::Loss => "by loss",
     }
@@ -354,4 +354,289 @@ pub fn summary_items(rows: &[SummaryRow]) -> Vec<SummaryItem> {
             _ => None,
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use crossterm::event::KeyCode;
+
+    use super::super::scanner::ScanEvent;
+    use super::super::state::{App, Popup, ViewMode};
+    use super::super::testing::*;
+    use super::super::update::{Msg, settle, update};
+    use super::*;
+
+    #[test]
+    fn scan_messages_fill_the_entries_and_the_progress() {
+        let mut a = triage_listed();
+        assert_eq!(a.triage.state, ScanState::Waiting);
+        let truths = vec![Some(9), Some(1), Some(3), Some(3), None];
+        update(
+            &mut a,
+            Msg::Scan(ScanEvent::Truth { truths, headline: Some("folder x names no class".into()), notes: vec![] }),
+        );
+        assert_eq!(a.triage.state, ScanState::Scanning);
+        assert_eq!(a.message.as_deref(), Some("folder x names no class"), "reported once, on the status line");
+        assert_eq!(a.files.entries[1].truth, Some(1), "the truth is known before the results");
+        let mut first = triage_results();
+        let rest = first.split_off(2);
+        update(&mut a, progress(first, 1, 1));
+        assert_eq!(a.files.entries[1].result, Some(1));
+        assert_eq!(a.files.entries[1].prediction, Some((9, 0.6)), "the scan fills in the prediction");
+        assert_eq!(outcome(&a.triage, &a.files.entries[0]), Some(Outcome::Correct));
+        assert_eq!(outcome(&a.triage, &a.files.entries[1]), Some(Outcome::Wrong));
+        assert_eq!(outcome(&a.triage, &a.files.entries[2]), None, "not scanned yet");
+        let p = &a.triage.progress;
+        assert_eq!((p.total, p.done(), p.labeled, p.correct, p.rate), (5, 2, 2, 1, Some(12.5)));
+        // A result for an index past the listing is ignored; an unreadable image is counted.
+        let mut rest = rest;
+        rest.push((99, result("zz.png", (0, 1.0), None)));
+        update(
+            &mut a,
+            Msg::Scan(ScanEvent::Progress {
+                results: rest,
+                unreadable: vec![(4, "e.png: corrupt".into())],
+                computed: 4,
+                cached: 1,
+                rate: None,
+            }),
+        );
+        assert_eq!(a.triage.results.len(), 5);
+        assert_eq!(a.triage.progress.done(), 5, "4 computed and 1 cached (e.png's error is its own result)");
+        assert_eq!(a.triage.progress.rate, Some(12.5), "the last known rate stays");
+        assert_eq!(a.files.entries[4].error.as_deref(), Some("e.png: corrupt"));
+        update(&mut a, Msg::Scan(ScanEvent::Finished { seconds: 2.0, note: Some("scan cache discarded".into()) }));
+        assert_eq!(a.triage.state, ScanState::Done { seconds: 2.0 });
+        assert!(a.triage.notes.iter().any(|n| n.contains("cache discarded")));
+    }
+
+    #[test]
+    fn no_ground_truth_says_so_and_the_triage_keys_explain_themselves() {
+        let mut a = triage_listed();
+        update(&mut a, ch('f'));
+        assert!(a.message.as_deref().unwrap().contains("when the listing is complete"), "{:?}", a.message);
+        a.message = None;
+        update(&mut a, Msg::Scan(ScanEvent::NoTruth { reason: None, notes: vec![] }));
+        assert_eq!(a.triage.state, ScanState::NoTruth);
+        assert_eq!(a.message, None, "a folder of images without classes is not a mistake: quiet");
+        update(
+            &mut a,
+            Msg::Scan(ScanEvent::NoTruth { reason: Some("l.csv names none of the images".into()), notes: vec![] }),
+        );
+        assert!(a.message.as_deref().unwrap().contains("l.csv names none"));
+        for key in ['t', 'f', 'o', 'n', 'x'] {
+            a.message = None;
+            update(&mut a, ch(key));
+            assert!(a.message.as_deref().is_some_and(|m| m.contains("ground truth")), "{key}: {:?}", a.message);
+            assert_eq!((&a.triage.filter, a.popup.clone(), a.view), (&Filter::All, Popup::None, ViewMode::Overlay));
+        }
+        // A single image: no triage at all, and nothing in the status bar about it.
+        let mut a = listed(&["a.png"]);
+        update(&mut a, ch('n'));
+        assert!(a.message.as_deref().unwrap().contains("folder of images"));
+    }
+
+    #[test]
+    fn filters_cycle_and_keep_the_selection_while_visible() {
+        let mut a = triaged();
+        update(&mut a, ch('j')); // b.png
+        let cmds = update(&mut a, ch('f'));
+        assert_eq!(a.triage.filter, Filter::Misclassified);
+        assert_eq!(visible(&a), vec!["b.png", "d.png"]);
+        assert_eq!(a.files.cursor, 0, "b.png is still selected, now first");
+        assert!(shows(&cmds).is_empty(), "the image on screen does not change");
+        let cmds = update(&mut a, ch('f'));
+        assert_eq!(a.triage.filter, Filter::Correct);
+        assert_eq!(visible(&a), vec!["a.png", "c.png"]);
+        assert_eq!(shows(&cmds), vec![(3, "a.png".into(), None)], "b.png is hidden: the first row is shown");
+        update(&mut a, ch('f'));
+        assert_eq!(a.triage.filter, Filter::All);
+        assert_eq!(visible(&a), TRIAGE_NAMES.to_vec());
+        assert_eq!(a.files.cursor, 0);
+    }
+
+    #[test]
+    fn sorts_cycle_both_ways_and_unscanned_images_come_last() {
+        let mut a = triage_listed();
+        let truths = triage_results().into_iter().map(|(_, r)| r.truth).collect();
+        update(&mut a, Msg::Scan(ScanEvent::Truth { truths, headline: None, notes: vec![] }));
+        let mut results = triage_results();
+        results.remove(0); // a.png not scanned yet
+        update(&mut a, progress(results, 4, 0));
+        update(&mut a, ch('o'));
+        assert_eq!(a.triage.sort, SortKey::MistakeConfidence);
+        assert_eq!(visible(&a), vec!["d.png", "b.png", "c.png", "e.png", "a.png"]);
+        update(&mut a, ch('o'));
+        assert_eq!(a.triage.sort, SortKey::Margin);
+        update(&mut a, ch('o'));
+        assert_eq!(a.triage.sort, SortKey::Loss);
+        assert_eq!(visible(&a), vec!["d.png", "b.png", "c.png", "e.png", "a.png"]);
+        update(&mut a, ch('O'));
+        update(&mut a, ch('O'));
+        update(&mut a, ch('O'));
+        assert_eq!(a.triage.sort, SortKey::Name, "O goes back");
+        // a.png's result arrives under a sort: the order is rebuilt once per frame, by settle.
+        update(&mut a, ch('o'));
+        assert_eq!(a.files.selected().unwrap().name, "a.png", "the selection follows its image");
+        update(&mut a, progress(vec![triage_results().remove(0)], 5, 0));
+        assert!(a.triage.order_stale);
+        assert_eq!(visible(&a), vec!["d.png", "b.png", "c.png", "e.png", "a.png"], "not yet");
+        assert!(settle(&mut a).is_empty(), "a.png stays selected: nothing new to show");
+        assert_eq!(visible(&a), vec!["d.png", "b.png", "a.png", "c.png", "e.png"]);
+        assert_eq!(a.files.cursor, 2);
+        assert!(!a.triage.order_stale);
+    }
+
+    #[test]
+    fn n_and_shift_n_walk_the_mistakes_and_wrap() {
+        let mut a = triaged();
+        let at = |a: &App| a.files.selected().unwrap().name.clone();
+        update(&mut a, ch('n'));
+        assert_eq!(at(&a), "b.png");
+        update(&mut a, ch('n'));
+        assert_eq!(at(&a), "d.png");
+        let cmds = update(&mut a, ch('n'));
+        assert_eq!(at(&a), "b.png", "wraps past the end");
+        assert_eq!(shows(&cmds).len(), 1);
+        update(&mut a, ch('N'));
+        assert_eq!(at(&a), "d.png", "wraps before the start");
+        // No mistake in the list: a message, and the selection stays.
+        update(&mut a, ch('f'));
+        update(&mut a, ch('f'));
+        assert_eq!(a.triage.filter, Filter::Correct);
+        let before = a.files.cursor;
+        update(&mut a, ch('n'));
+        assert_eq!(a.files.cursor, before);
+        assert!(a.message.as_deref().unwrap().contains("no misclassified image"));
+    }
+
+    #[test]
+    fn summary_rows_select_filters_and_images() {
+        let mut a = triaged();
+        update(&mut a, ch('t'));
+        let Popup::Summary(p) = &a.popup else { panic!("t opens the summary") };
+        assert_eq!(p.selected, Some(SummaryItem::Confusion { truth: 1, predicted: 9 }), "the first item");
+        let s = a.triage.summary.clone().unwrap();
+        let items = summary_items(&summary_rows(&a.triage, &s, &a.files, &a.info.labels));
+        assert_eq!(
+            items,
+            vec![
+                SummaryItem::Confusion { truth: 1, predicted: 9 },
+                SummaryItem::Confusion { truth: 3, predicted: 2 },
+                SummaryItem::Image(3),
+                SummaryItem::Image(1),
+                SummaryItem::Image(2),
+                SummaryItem::Image(0),
+                SummaryItem::Class(1),
+                SummaryItem::Class(3),
+                SummaryItem::Class(9),
+            ]
+        );
+        update(&mut a, ch('j'));
+        let cmds = update(&mut a, press(KeyCode::Enter));
+        assert_eq!(a.popup, Popup::None);
+        assert_eq!(a.triage.filter, Filter::Confusion { truth: 3, predicted: 2 });
+        assert_eq!(visible(&a), vec!["d.png"]);
+        assert_eq!(shows(&cmds), vec![(2, "d.png".into(), None)]);
+        // The last class row filters by that class; Esc closes without changing anything.
+        update(&mut a, ch('t'));
+        update(&mut a, ch('G'));
+        update(&mut a, ch('k'));
+        update(&mut a, press(KeyCode::Enter));
+        assert_eq!(a.triage.filter, Filter::TrueClass(3));
+        assert_eq!(visible(&a), vec!["c.png", "d.png"]);
+        update(&mut a, ch('t'));
+        update(&mut a, press(KeyCode::Down));
+        update(&mut a, press(KeyCode::Esc));
+        assert_eq!((a.popup.clone(), &a.triage.filter), (Popup::None, &Filter::TrueClass(3)));
+        assert!(!a.quit, "Esc closes the summary, not the inspector");
+        // An image row selects the image, leaving the filter when it hides the image.
+        update(&mut a, ch('t'));
+        for _ in 0..3 {
+            update(&mut a, ch('j'));
+        }
+        update(&mut a, press(KeyCode::Enter));
+        assert_eq!(a.triage.filter, Filter::All);
+        assert_eq!(a.files.selected().unwrap().name, "b.png");
+    }
+
+    #[test]
+    fn the_summary_follows_the_scan() {
+        let mut a = triage_listed();
+        let truths = triage_results().into_iter().map(|(_, r)| r.truth).collect();
+        update(&mut a, Msg::Scan(ScanEvent::Truth { truths, headline: None, notes: vec![] }));
+        update(&mut a, progress(triage_results()[..2].to_vec(), 2, 0));
+        update(&mut a, ch('t'));
+        assert_eq!(a.triage.summary.as_ref().unwrap().labeled, 2);
+        update(&mut a, progress(triage_results()[2..].to_vec(), 5, 0));
+        assert!(a.triage.summary.is_none(), "stale");
+        settle(&mut a);
+        assert_eq!(a.triage.summary.as_ref().unwrap().labeled, 4, "recomputed while the view is open");
+    }
+
+    #[test]
+    fn compare_is_offered_for_mistakes_only() {
+        let mut a = triaged();
+        update(&mut a, loaded_msg(1, "a.png"));
+        update(&mut a, map_msg(1, "a.png", 9, 0));
+        update(&mut a, ch('x'));
+        assert_eq!(a.view, ViewMode::Overlay);
+        assert!(a.message.as_deref().unwrap().contains("classified correctly"), "{:?}", a.message);
+        // v skips the compare view on a correct image.
+        for _ in 0..4 {
+            update(&mut a, ch('v'));
+        }
+        assert_eq!(a.view, ViewMode::Overlay);
+        // b.png is a mistake (known from the scan before its image is loaded).
+        let cmds = update(&mut a, ch('n'));
+        assert_eq!(versus(&cmds), vec![None], "not in the compare view: one map");
+        let cmds = update(&mut a, ch('x'));
+        assert_eq!(a.view, ViewMode::Compare);
+        assert_eq!(versus(&cmds), vec![Some(1)], "the true class's map and the contrast are asked for");
+        assert_eq!(a.map_serial, 3);
+        update(&mut a, loaded_msg(2, "b.png"));
+        assert_eq!(a.picture.as_ref().unwrap().images.len(), 1, "no compare maps yet");
+        assert!(a.picture.as_ref().unwrap().note.is_some());
+        // The answer to the first request (no compare maps) is stale; the second one is shown.
+        update(&mut a, map_msg(2, "b.png", 9, 0));
+        assert!(a.current.as_ref().unwrap().map.is_none());
+        update(&mut a, compare_map_msg(3, "b.png", 9, 1));
+        let pic = a.picture.as_ref().unwrap();
+        assert_eq!(pic.images.len(), 3);
+        let titles: Vec<&str> = pic.captions.iter().map(|c| c.title.as_str()).collect();
+        assert!(titles[0].starts_with("predicted ") && titles[1].starts_with("true "), "{titles:?}");
+        assert_eq!(titles[2], "predicted − true");
+        assert_eq!(pic.captions[2].detail, "class 9 over class 1");
+        // Moving on in the compare view: the next mistake comes with its compare maps.
+        let cmds = update(&mut a, ch('n'));
+        assert_eq!(versus(&cmds), vec![Some(3)], "d.png is class 3, known from the scan");
+        // On a correct image the view stays, showing the overlay with a note.
+        update(&mut a, press(KeyCode::Home));
+        let serial = a.map_serial;
+        update(&mut a, loaded_msg(serial, "a.png"));
+        update(&mut a, map_msg(serial, "a.png", 9, 0));
+        assert_eq!(a.view, ViewMode::Compare);
+        let pic = a.picture.as_ref().unwrap();
+        assert_eq!(pic.images.len(), 1);
+        assert!(pic.note.as_deref().unwrap().contains("classified correctly"));
+        update(&mut a, ch('x'));
+        assert_eq!(a.view, ViewMode::Overlay, "x leaves the compare view");
+    }
+
+    #[test]
+    fn an_unknown_prediction_upgrades_the_request_once_the_image_is_loaded() {
+        let mut a = triage_listed();
+        let truths = vec![Some(1), Some(1), Some(3), Some(3), None];
+        update(&mut a, Msg::Scan(ScanEvent::Truth { truths, headline: None, notes: vec![] }));
+        // a.png's result is known (a mistake for this check: truth 1), b.png's is not.
+        update(&mut a, progress(vec![(0, result("a.png", (9, 0.6), Some((1, 0.3))))], 1, 0));
+        update(&mut a, ch('x'));
+        assert_eq!(a.view, ViewMode::Compare);
+        let cmds = update(&mut a, ch('j'));
+        assert_eq!(versus(&cmds), vec![None], "b.png's prediction is unknown yet");
+        // Its image says class 9, its truth is 1: a mistake, so the compare maps are asked for.
+        let serial = a.map_serial;
+        let cmds = update(&mut a, loaded_msg(serial, "b.png"));
+        assert_eq!(versus(&cmds), vec![Some(1)]);
+    }
 }

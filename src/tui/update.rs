@@ -143,9 +143,9 @@ fn scan_event(app: &mut App, e: ScanEvent) {
         ScanEvent::NoTruth { reason, notes } => {
             t.state = ScanState::NoTruth;
             t.notes = notes;
-            app.message = Some(format!(
-                "no ground truth ({reason}): triage needs folders named after classes, or --labels FILE.csv"
-            ));
+            if let Some(reason) = reason {
+                app.message = Some(format!("no ground truth: {reason}; check the paths in the CSV"));
+            }
         }
         ScanEvent::Progress { results, unreadable, computed, cached, rate } => {
             for (index, result) in results {

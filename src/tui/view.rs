@@ -36,8 +36,8 @@ pub const KEYS: &[(&str, &str)] = &[
     ("v", "view: overlay, heatmap, original, original | overlay (| compare)"),
     ("x", "compare a mistake: predicted | true | predicted − true"),
     ("t", "triage summary: accuracy, confusions; Enter filters or selects"),
-    ("f", "filter: all, misclassified, correct"),
-    ("o / O", "sort: name, mistake confidence, margin, loss"),
+    ("f", "filter: all, mistakes (misclassified), correct"),
+    ("o / O", "sort: name, confidence of the mistake, margin, loss"),
     ("n / N", "next / previous misclassified image"),
     ("c", "next colormap"),
     ("+ / -", "overlay alpha up / down"),
@@ -201,7 +201,11 @@ const NAME_ROOM: usize = 14;
 
 /// [`file_line`] with the longest of `notes` that leaves the name [`NAME_ROOM`] columns.
 pub fn file_line_fitting(name: &str, notes: &[String], width: usize) -> (String, String) {
-    let note = notes.iter().find(|n| n.chars().count() + 1 + NAME_ROOM.min(name.chars().count()) <= width);
+    let fits = |n: &String| {
+        let len = n.chars().count();
+        len + 1 + NAME_ROOM.min(name.chars().count()) <= width && len + 8 <= width
+    };
+    let note = notes.iter().find(|n| fits(n));
     file_line(name, note.map_or("", String::as_str), width)
 }
 
@@ -283,12 +287,19 @@ fn draw_image(frame: &mut Frame<'_>, app: &App, area: Rect, images: &mut ImageVi
     }
     let n = pic.images.len() as u32;
     let cols = Layout::horizontal(vec![Constraint::Ratio(1, n); n as usize]).split(img_area);
+    // Captioned images share one height, so captions line up across columns of unequal width.
+    let rows = pic
+        .images
+        .iter()
+        .zip(cols.iter())
+        .map(|(img, r)| fitted_rows(img.dimensions(), r.width, r.height.saturating_sub(CAPTION_LINES)))
+        .min()
+        .unwrap_or(0);
     for (i, (img, r)) in pic.images.iter().zip(cols.iter()).enumerate() {
         let mut r = *r;
         if let Some(c) = pic.captions.get(i) {
             if r.height > 4 {
                 // The caption sits right above the image, the pair centred in the column.
-                let rows = fitted_rows(img.dimensions(), r.width, r.height - CAPTION_LINES);
                 let top = r.y + (r.height - CAPTION_LINES - rows) / 2;
                 let head = Rect::new(r.x, top, r.width, CAPTION_LINES);
                 let caption = vec![
@@ -577,6 +588,7 @@ mod tests {
     use super::super::testing::*;
     use super::super::update::{Msg, update};
     use super::*;
+    use crate::dataset::stats::Filter;
 
     fn render(app: &App, w: u16, h: u16) -> Buffer {
         let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
@@ -703,6 +715,90 @@ mod tests {
         assert_eq!(image_colours(&buf, left), HashSet::from([red]));
         let right = image_colours(&buf, right);
         assert!(right.len() > 5 && !right.contains(&red), "the overlay on the right: {right:?}");
+    }
+
+    #[test]
+    fn the_file_list_marks_right_and_wrong_with_the_truth_of_mistakes() {
+        let mut a = triaged();
+        let s = text(&render(&a, 160, 40));
+        let row = |name: &str| {
+            let found = s.lines().find(|l| l.starts_with('┃') && l.contains(name));
+            found.unwrap_or_else(|| panic!("{name}: {s}")).to_owned()
+        };
+        assert!(row("a.png").contains("✓ a.png") && row("a.png").contains("class 9 90%"), "{}", row("a.png"));
+        assert!(row("b.png").contains("✗ b.png"), "{}", row("b.png"));
+        assert!(row("b.png").contains("class 1 → class 9 60%"), "a mistake shows its truth: {}", row("b.png"));
+        assert!(row("d.png").contains("✗ d.png") && row("d.png").contains("class 3 → class 2 95%"));
+        assert!(row("e.png").contains("  e.png") && row("e.png").contains("class 4 70%"), "unlabeled: no mark");
+        assert!(s.contains("scan 5/5 done in 1.5 s · 12 img/s · top-1 50.0%"), "{s}");
+        // The filter and the sort are in the title; an empty filter says so.
+        update(&mut a, ch('f'));
+        update(&mut a, ch('o'));
+        let s = text(&render(&a, 160, 40));
+        assert!(s.contains("Files 2/2 · mistakes · by confidence"), "b.png is still selected: {s}");
+        let mut a = triaged();
+        a.triage.filter = Filter::Confusion { truth: 9, predicted: 0 };
+        update(&mut a, ch('o'));
+        update(&mut a, ch('O'));
+        let s = text(&render(&a, 120, 40));
+        assert!(s.contains("Files 0/0 · class 9 → class 0"), "{s}");
+        assert!(s.contains("no image is class 9 → class 0"), "{s}");
+        // Too narrow for the truth: the prediction alone.
+        let notes = vec!["a long true label → predicted 60%".to_owned(), "predicted 60%".to_owned()];
+        assert_eq!(file_line_fitting("b.png", &notes, 30).1, " predicted 60%");
+        assert_eq!(file_line_fitting("b.png", &notes, 50).1, " a long true label → predicted 60%");
+    }
+
+    #[test]
+    fn the_summary_view_lists_accuracy_confusions_mistakes_and_classes() {
+        let mut a = triaged();
+        update(&mut a, ch('t'));
+        let s = text(&render(&a, 120, 40));
+        assert!(s.contains("Triage summary"), "{s}");
+        assert!(s.contains("5 of 5 images scanned · 4 labeled, 1 unlabeled, 0 unreadable · scan complete"), "{s}");
+        assert!(s.contains("top-1 accuracy 50.0% (2/4) · top-5 accuracy 100.0% (4/4)"), "{s}");
+        assert!(s.contains("note: a note"), "{s}");
+        let confusions = s.find("Most frequent confusions").expect("confusions");
+        let c1 = s.find("class 1 → class 9").unwrap();
+        assert!(c1 > confusions && s.find("class 3 → class 2").unwrap() > c1, "{s}");
+        assert!(s.contains("d.png") && s.contains("class 3 → class 2 95% (true 1%)"), "{s}");
+        assert!(s.contains("Least confident correct"), "{s}");
+        assert!(s.contains("Per-class accuracy"), "{s}");
+        let per_class = &s[s.find("Per-class accuracy").unwrap()..];
+        let class1 = per_class.lines().find(|l| l.contains("  class 1 ")).expect("class 1 row");
+        assert!(class1.contains("0.0%"), "{class1}");
+    }
+
+    #[test]
+    fn the_compare_view_draws_three_labelled_panels() {
+        let mut a = triaged();
+        update(&mut a, ch('n')); // b.png: class 1 taken for 9
+        update(&mut a, ch('x'));
+        let serial = a.map_serial;
+        update(&mut a, loaded_msg(serial, "b.png"));
+        update(&mut a, compare_map_msg(serial, "b.png", 9, 1));
+        let buf = render(&a, 160, 48);
+        let s = text(&buf);
+        assert!(s.contains("b.png · compare: predicted | true | predicted − true"), "{s}");
+        let img = inner(layout(Rect::new(0, 0, 160, 48)).unwrap().image);
+        let third = img.width / 3;
+        let panels: Vec<Rect> = (0..3).map(|i| Rect { x: img.x + i * third, width: third, ..img }).collect();
+        let caption = |r: Rect, want: &str| {
+            (r.top()..r.bottom()).any(|y| {
+                let line: String = (r.left()..r.right()).map(|x| buf[(x, y)].symbol()).collect();
+                line.contains(want)
+            })
+        };
+        for (r, (title, detail)) in panels.iter().zip([
+            ("predicted 63.2%", "class 9"),
+            ("true 0.0%", "class 1"),
+            ("predicted − true", "class 9 over class 1"),
+        ]) {
+            assert!(caption(*r, title) && caption(*r, detail), "{title} / {detail} in {r:?}: {s}");
+        }
+        let colours: Vec<HashSet<Color>> = panels.iter().map(|r| image_colours(&buf, *r)).collect();
+        assert!(colours.iter().all(|c| c.len() > 3), "three images: {colours:?}");
+        assert_ne!(colours[0], colours[1], "the predicted and the true maps differ");
     }
 
     #[test]
