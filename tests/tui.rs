@@ -463,6 +463,30 @@ fn triage_on_the_samples_marks_summarises_jumps_to_mistakes_and_compares() {
     assert_eq!(t.modes(), "0 1", "alternate screen off, cursor visible");
 }
 
+#[test]
+fn labels_from_a_csv_and_their_errors_before_the_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("truth.csv");
+    std::fs::write(&csv, "path,label\ntabby/chelsea.png,tabby\nespresso/coffee.png,espresso\n").unwrap();
+    let t = Tmux::start(&root(), &["samples", "--graphics", "halfblocks", "--labels", csv.to_str().unwrap()], &[]);
+    let s = t.wait("the scan to finish", |_, s| scan_progress(s).is_some_and(|p| p == (9, 9, true)));
+    assert!(s.contains("top-1 50.0%"), "two labeled images, one right: {s}");
+    assert!(!s.contains("name no class"), "the CSV is the truth, not the folders: {s}");
+    assert!(file_row(&s, "chelsea.png").is_some_and(|r| r.starts_with('✗')), "{s}");
+    assert!(file_row(&s, "camera.png").is_some_and(|r| !r.starts_with(['✓', '✗'])), "not in the CSV: unlabeled: {s}");
+    t.keys(&["q"]);
+    let s = t.wait("camscope to exit", |_, s| s.contains("RAW="));
+    assert!(s.contains("EXITED=0") && s.contains("RAW=off"), "{s}");
+    drop(t);
+
+    // A CSV without a label column, and --labels with one image: one line each, in the shell.
+    std::fs::write(&csv, "path,class\ntabby/chelsea.png,tabby\n").unwrap();
+    let line = one_line_error(&camscope(&["samples", "--labels", csv.to_str().unwrap()]));
+    assert!(line.contains("truth.csv") && line.contains("missing column"), "{line}");
+    let line = one_line_error(&camscope(&["samples/tabby/chelsea.png", "--labels", csv.to_str().unwrap()]));
+    assert!(line.contains("is one image"), "{line}");
+}
+
 /// Keys must be answered within this while the scan runs (a blocked UI would wait for the
 /// whole scan, tens of seconds here).
 const KEY_DEADLINE: Duration = Duration::from_secs(5);

@@ -661,6 +661,15 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_lists_every_key_of_the_help() {
+        let readme = include_str!("../../README.md");
+        for (k, _) in KEYS {
+            let row = if *k == "mouse" { "| mouse |".to_owned() } else { format!("| `{k}` |") };
+            assert!(readme.contains(&row), "README's key table lacks {row}");
+        }
+    }
+
+    #[test]
     fn a_small_terminal_gets_a_message_instead_of_a_layout() {
         let a = shown();
         let s = text(&render(&a, 50, 10));
