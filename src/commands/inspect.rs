@@ -114,10 +114,10 @@ fn scan_job(args: &InspectArgs, model: &ModelArgs, loaded: &LoadedModel) -> Resu
     let threads =
         model.threads.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, std::num::NonZeroUsize::get));
     let session = SessionOptions { own_pool: Some(threads), intra_op_spinning: Some(false), ..model.session_options() };
-    Ok(Some(ScanJob {
-        model: ScanModel::from(loaded),
-        root: args.path.clone(),
-        truth,
-        options: ScanOptions::new(session),
-    }))
+    // Batches of 2, not the headless scan's 4: here the scan's activations come on top of the
+    // engine's memory, and batch 2 kept the inspector's peak at 312 MB instead of 341 MB while
+    // browsing during a scan of 6,000 images (2 cores), for 5-8% fewer images per second.
+    let mut options = ScanOptions::new(session);
+    options.batch = 2;
+    Ok(Some(ScanJob { model: ScanModel::from(loaded), root: args.path.clone(), truth, options }))
 }

@@ -232,6 +232,8 @@ fn run(job: ScanJob, images: &[PathBuf], cancel: &AtomicBool, send: &dyn Fn(Scan
         }
         !gone && !cancel.load(Ordering::Relaxed)
     });
+    // The scan's session is gone: hand its memory back (browsing goes on for hours).
+    crate::engine::release_free_memory();
     if gone {
         return;
     }

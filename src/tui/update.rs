@@ -204,7 +204,7 @@ fn compare_unavailable(app: &App) -> Option<String> {
     if let Some(why) = triage_unavailable(app) {
         return Some(format!("compare: {why}"));
     }
-    let entry = app.current_entry()?;
+    let Some(entry) = app.current_entry() else { return Some("compare: no image selected".into()) };
     let Some(truth) = entry.truth else { return Some("compare: this image has no ground truth".into()) };
     match app.current_prediction() {
         None => Some("compare: the prediction is not known yet".into()),
@@ -252,7 +252,7 @@ fn key(app: &mut App, k: KeyEvent, cmds: &mut Vec<Cmd>) {
             app.popup = Popup::Layers(super::state::LayerPicker { cursor, offset: 0 });
         }
         KeyCode::Char('v') => {
-            let compare = compare_unavailable(app).is_none() && app.current.is_some();
+            let compare = compare_unavailable(app).is_none();
             set_view(app, app.view.next(compare), cmds);
         }
         KeyCode::Char('x') => {
@@ -260,7 +260,7 @@ fn key(app: &mut App, k: KeyEvent, cmds: &mut Vec<Cmd>) {
                 set_view(app, ViewMode::Overlay, cmds);
             } else if let Some(why) = compare_unavailable(app) {
                 app.message = Some(why);
-            } else if app.current.is_some() {
+            } else {
                 set_view(app, ViewMode::Compare, cmds);
             }
         }
