@@ -199,13 +199,12 @@ fn file_notes(app: &App, e: &FileEntry) -> (Vec<String>, Style) {
 /// Shortest room left for the file name before a shorter note is chosen.
 const NAME_ROOM: usize = 14;
 
-/// [`file_line`] with the longest of `notes` that leaves the name [`NAME_ROOM`] columns.
+/// [`file_line`] with the longest of `notes` that leaves the name [`NAME_ROOM`] columns; the
+/// last (shortest) note gets [`file_line`]'s own rule, as a row without truth would.
 pub fn file_line_fitting(name: &str, notes: &[String], width: usize) -> (String, String) {
-    let fits = |n: &String| {
-        let len = n.chars().count();
-        len + 1 + NAME_ROOM.min(name.chars().count()) <= width && len + 8 <= width
-    };
-    let note = notes.iter().find(|n| fits(n));
+    let room = NAME_ROOM.min(name.chars().count());
+    let longer = notes.split_last().map_or(&[][..], |(_, rest)| rest);
+    let note = longer.iter().find(|n| n.chars().count() + 1 + room <= width).or(notes.last());
     file_line(name, note.map_or("", String::as_str), width)
 }
 
@@ -756,6 +755,8 @@ mod tests {
         let notes = vec!["a long true label → predicted 60%".to_owned(), "predicted 60%".to_owned()];
         assert_eq!(file_line_fitting("b.png", &notes, 30).1, " predicted 60%");
         assert_eq!(file_line_fitting("b.png", &notes, 50).1, " a long true label → predicted 60%");
+        let long = "some/folder/long_name.png";
+        assert_eq!(file_line_fitting(long, &notes, 22), file_line(long, "predicted 60%", 22), "as without truth");
     }
 
     #[test]
