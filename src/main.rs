@@ -64,6 +64,9 @@ struct InspectCli {
     /// Folder where `s` saves overlays (default: the current folder)
     #[arg(long, value_name = "DIR")]
     save_dir: Option<PathBuf>,
+    /// Ground truth as a CSV with columns path,label (default: folder names, when they name classes)
+    #[arg(long, value_name = "FILE.csv")]
+    labels: Option<PathBuf>,
     /// Write event and frame timings to FILE (JSON lines), for measuring responsiveness
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
@@ -214,6 +217,7 @@ fn main() -> ExitCode {
             alpha: i.alpha,
             graphics: i.graphics,
             save_dir: i.save_dir,
+            labels: i.labels,
             trace: i.trace,
         };
         return finish(commands::inspect::run(&args, &i.model));

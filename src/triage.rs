@@ -18,6 +18,7 @@ use crate::dataset::stats::ImageResult;
 use crate::dataset::truth::GroundTruth;
 use crate::engine::{Classifier, EngineError, LoadedModel, SessionOptions};
 use crate::imaging;
+use crate::model::ModelCard;
 use crate::scores::softmax;
 
 /// How many classes each result keeps (top-5 accuracy needs 5; more helps the TUI).
@@ -71,9 +72,38 @@ pub enum TriageError {
     Cache(#[from] CacheError),
 }
 
+/// What a scan needs of a model: its file, card and tensor names, without the analysed graph.
+/// The inspector's scan thread holds one while the engine owns the [`LoadedModel`]; cloning
+/// that would copy the weights (19 MB for the bundled model) for nothing, since the scan opens
+/// its own session from the file.
+#[derive(Debug, Clone)]
+pub struct ScanModel {
+    pub path: PathBuf,
+    pub card: ModelCard,
+    pub input: String,
+    pub output: String,
+    pub classes: usize,
+    pub fixed_batch: bool,
+    pub outputs_probabilities: bool,
+}
+
+impl From<&LoadedModel> for ScanModel {
+    fn from(m: &LoadedModel) -> Self {
+        Self {
+            path: m.path.clone(),
+            card: m.card.clone(),
+            input: m.input.clone(),
+            output: m.output.clone(),
+            classes: m.classes,
+            fixed_batch: m.fixed_batch,
+            outputs_probabilities: m.outputs_probabilities,
+        }
+    }
+}
+
 /// The hash the cache is keyed by: the model's bytes and its card (preprocessing changes the
 /// scores as much as the weights do).
-pub fn model_key(model: &LoadedModel) -> Result<ModelHash, CacheError> {
+pub fn model_key(model: &ScanModel) -> Result<ModelHash, CacheError> {
     let weights = ModelHash::of_file(&model.path)?;
     let card = format!("{:?}", model.card.input);
     Ok(ModelHash::of_bytes(&[&weights.0[..], card.as_bytes()].concat()))
@@ -90,7 +120,7 @@ struct Decoded {
 /// Scan `images` (in order) under `root`. `truth` gives each image's class; `on_update` sees
 /// every result as it arrives and may return `false` to cancel.
 pub fn scan(
-    model: &LoadedModel,
+    model: &ScanModel,
     images: &[PathBuf],
     root: &Path,
     truth: &mut GroundTruth,
@@ -138,7 +168,7 @@ pub fn scan(
     if pending.is_empty() {
         return finish(report, cache, t0);
     }
-    let mut classifier = Classifier::new(model, &opts.session)?;
+    let mut classifier = Classifier::open(&model.path, &model.input, &model.output, &opts.session)?;
     let batch = if model.fixed_batch { 1 } else { opts.batch.max(1) };
     let spec = model.card.input.clone();
     let probabilities_out = model.outputs_probabilities;

@@ -16,17 +16,22 @@ use common::*;
 /// How long a screen may take to show what a test waits for.
 const DEADLINE: Duration = Duration::from_secs(180);
 
-/// A tmux server with one 160×48 session running a command.
+/// A tmux server with one session running a command.
 struct Tmux {
     _dir: tempfile::TempDir,
     socket: PathBuf,
 }
 
 impl Tmux {
-    /// Start `camscope ARGS` in a fresh session (truecolor, in `cwd`, with `env` set); when it
-    /// exits, the pane prints its exit status and whether the tty was left in raw mode, then
-    /// waits, so the screen after camscope can be inspected.
+    /// Start `camscope ARGS` in a fresh 160×48 session (truecolor, in `cwd`, with `env` set);
+    /// when it exits, the pane prints its exit status and whether the tty was left in raw
+    /// mode, then waits, so the screen after camscope can be inspected. The scan cache goes
+    /// to the test's own folder unless `env` names one.
     fn start(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
+        Self::start_sized(cwd, args, env, (160, 48))
+    }
+
+    fn start_sized(cwd: &Path, args: &[&str], env: &[(&str, &str)], (w, h): (u16, u16)) -> Self {
         let status = Command::new("tmux").arg("-V").output();
         assert!(
             status.is_ok_and(|o| o.status.success()),
@@ -36,6 +41,9 @@ impl Tmux {
         let socket = dir.path().join("tmux.sock");
         let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
         let mut cmd = String::from("env COLORTERM=truecolor");
+        if !env.iter().any(|(k, _)| *k == "CAMSCOPE_CACHE_DIR") {
+            cmd += &format!(" CAMSCOPE_CACHE_DIR={}", quote(&dir.path().join("cache").to_string_lossy()));
+        }
         for (k, v) in env {
             cmd += &format!(" {k}={}", quote(v));
         }
@@ -45,7 +53,8 @@ impl Tmux {
         }
         cmd += "; echo EXITED=$?; if stty -a | grep -q -- -icanon; then echo RAW=on; else echo RAW=off; fi; sleep 3600";
         let t = Self { _dir: dir, socket };
-        let out = t.tmux_in(cwd, &["-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "160", "-y", "48", &cmd]);
+        let (w, h) = (w.to_string(), h.to_string());
+        let out = t.tmux_in(cwd, &["-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", &w, "-y", &h, &cmd]);
         assert!(out.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&out.stderr));
         t
     }
@@ -381,4 +390,173 @@ fn an_unreadable_image_shows_its_error_and_resizes_redraw() {
     t.keys(&["q"]);
     let s = t.wait("camscope to exit", |_, s| s.contains("RAW="));
     assert!(s.contains("EXITED=0") && s.contains("RAW=off"), "{s}");
+}
+
+/// The file list's row of `name` (the left pane), if shown.
+fn file_row(screen: &str, name: &str) -> Option<String> {
+    screen
+        .lines()
+        .find(|l| l.starts_with('┃') && l.split('┃').nth(1).is_some_and(|row| row.contains(name)))
+        .map(|l| l.split('┃').nth(1).unwrap_or_default().trim().to_owned())
+}
+
+/// `(n, total)` of the status bar's `scan n/total`, and whether it says `done`.
+fn scan_progress(screen: &str) -> Option<(usize, usize, bool)> {
+    let at = screen.rfind("scan ")?;
+    let rest = &screen[at + 5..];
+    let (n, rest) = rest.split_once('/')?;
+    let total: String = rest.chars().take_while(char::is_ascii_digit).collect();
+    Some((n.parse().ok()?, total.parse().ok()?, rest[total.len()..].starts_with(" done")))
+}
+
+#[test]
+fn triage_on_the_samples_marks_summarises_jumps_to_mistakes_and_compares() {
+    let cache = tempfile::tempdir().unwrap();
+    let cache_dir = cache.path().to_str().unwrap();
+    let t = Tmux::start_sized(
+        &root(),
+        &["samples", "--graphics", "halfblocks"],
+        &[("CAMSCOPE_CACHE_DIR", cache_dir)],
+        (200, 50),
+    );
+    let s = t.wait("the scan to finish", |_, s| scan_progress(s).is_some_and(|p| p == (9, 9, true)));
+    let row = |name: &str| file_row(&s, name).unwrap_or_else(|| panic!("no row for {name}:\n{s}"));
+    for (name, mark) in [("chelsea.png", '✗'), ("clock_motion.png", '✗'), ("coffee.png", '✓'), ("camera.png", '✓')]
+    {
+        assert!(row(name).starts_with(mark), "{name} should be marked {mark}: {}", row(name));
+    }
+    assert!(row("chelsea.png").contains("tabby → Egyptian cat"), "a mistake shows its truth: {}", row("chelsea.png"));
+    assert!(row("coffee.png").contains("espresso 9"), "{}", row("coffee.png"));
+    assert!(!row("astronaut.png").starts_with(['✓', '✗']), "unlabeled: no mark: {}", row("astronaut.png"));
+    assert!(s.contains("astronaut, dahlia name no class"), "unlabeled folders are reported once: {s}");
+    assert!(s.contains("top-1 71.4%"), "{s}");
+
+    // The summary: accuracy and both confusions.
+    t.keys(&["t"]);
+    let s = t.wait("the summary", |_, s| s.contains("Triage summary") && s.contains("top-1 accuracy"));
+    assert!(s.contains("top-1 accuracy 71.4% (5/7)"), "{s}");
+    assert!(s.contains("tabby → Egyptian cat") && s.contains("wall clock → bubble"), "{s}");
+    assert!(s.contains("folder name \"astronaut\" matches no class"), "the notes in full: {s}");
+    t.keys(&["Escape"]);
+    t.wait("the summary to close", |_, s| !s.contains("Triage summary"));
+
+    // n: the first mistake after astronaut (listing order) is the tabby.
+    t.keys(&["n"]);
+    t.wait("the first mistake", |_, s| map_shown(s) && s.contains("tabby/chelsea.png ·"));
+    t.keys(&["x"]);
+    let s = t.wait("the compare view", |_, s| {
+        map_shown(s)
+            && s.contains("compare: predicted | true | predicted − true")
+            && s.contains("Egyptian cat over tabby")
+    });
+    let caption = s.lines().find(|l| l.contains("predicted 3")).unwrap_or_else(|| panic!("captions: {s}"));
+    assert!(caption.contains("true 16") && caption.contains("predicted − true"), "three labelled panels: {caption}");
+    // n again, still comparing: the wall clock.
+    t.keys(&["n"]);
+    t.wait("the next mistake compared", |_, s| {
+        map_shown(s) && s.contains("clock_motion.png ·") && s.contains("bubble over wall clock")
+    });
+
+    t.keys(&["q"]);
+    let s = t.wait("camscope to exit", |_, s| s.contains("RAW="));
+    assert!(s.contains("EXITED=0") && s.contains("RAW=off"), "{s}");
+    assert_eq!(t.modes(), "0 1", "alternate screen off, cursor visible");
+}
+
+#[test]
+fn labels_from_a_csv_and_their_errors_before_the_terminal() {
+    let tmp = tempfile::tempdir().unwrap();
+    let csv = tmp.path().join("truth.csv");
+    std::fs::write(&csv, "path,label\ntabby/chelsea.png,tabby\nespresso/coffee.png,espresso\n").unwrap();
+    let t = Tmux::start(&root(), &["samples", "--graphics", "halfblocks", "--labels", csv.to_str().unwrap()], &[]);
+    let s = t.wait("the scan to finish", |_, s| scan_progress(s).is_some_and(|p| p == (9, 9, true)));
+    assert!(s.contains("top-1 50.0%"), "two labeled images, one right: {s}");
+    assert!(!s.contains("name no class"), "the CSV is the truth, not the folders: {s}");
+    assert!(file_row(&s, "chelsea.png").is_some_and(|r| r.starts_with('✗')), "{s}");
+    assert!(file_row(&s, "camera.png").is_some_and(|r| !r.starts_with(['✓', '✗'])), "not in the CSV: unlabeled: {s}");
+    t.keys(&["q"]);
+    let s = t.wait("camscope to exit", |_, s| s.contains("RAW="));
+    assert!(s.contains("EXITED=0") && s.contains("RAW=off"), "{s}");
+    drop(t);
+
+    // A CSV without a label column, and --labels with one image: one line each, in the shell.
+    std::fs::write(&csv, "path,class\ntabby/chelsea.png,tabby\n").unwrap();
+    let line = one_line_error(&camscope(&["samples", "--labels", csv.to_str().unwrap()]));
+    assert!(line.contains("truth.csv") && line.contains("missing column"), "{line}");
+    let line = one_line_error(&camscope(&["samples/tabby/chelsea.png", "--labels", csv.to_str().unwrap()]));
+    assert!(line.contains("is one image"), "{line}");
+}
+
+/// Keys must be answered within this while the scan runs (a blocked UI would wait for the
+/// whole scan, tens of seconds here).
+const KEY_DEADLINE: Duration = Duration::from_secs(5);
+
+#[test]
+fn the_scan_never_blocks_the_keys_and_quitting_keeps_its_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let n = 400;
+    make_class_images(dir.path(), n);
+    let cache = tempfile::tempdir().unwrap();
+    let env = [("CAMSCOPE_CACHE_DIR", cache.path().to_str().unwrap())];
+    let args = [dir.path().to_str().unwrap(), "--graphics", "halfblocks"];
+
+    // Quit in the middle of the scan: a clean exit, and what was scanned is in the cache.
+    let t = Tmux::start(&root(), &args, &env);
+    t.wait("the scan to be under way", |_, s| scan_progress(s).is_some_and(|(done, _, _)| done >= 8));
+    let quit_at = Instant::now();
+    t.keys(&["q"]);
+    let s = t.wait("camscope to exit", |_, s| s.contains("RAW="));
+    assert!(s.contains("EXITED=0") && s.contains("RAW=off"), "{s}");
+    assert!(quit_at.elapsed() < Duration::from_secs(10), "quitting took {:?}", quit_at.elapsed());
+    drop(t);
+
+    let t = Tmux::start(&root(), &args, &env);
+    let s = t.wait("the scan to resume from the cache", |_, s| scan_progress(s).is_some());
+    let cached = |s: &str| {
+        let at = s.find(" from cache")?;
+        s[..at].rsplit(' ').next()?.parse::<usize>().ok()
+    };
+    let s = if cached(&s).is_some() { s } else { t.wait("the cache note", |_, s| cached(s).is_some()) };
+    assert!(cached(&s).unwrap() >= 8, "the cancelled scan saved its results: {s}");
+
+    // Keys answer at once while the scan runs.
+    let mut answered_while_scanning = 0;
+    for i in 0..6 {
+        let scanning = scan_progress(&t.screen()).is_some_and(|(_, _, done)| !done);
+        let sent = Instant::now();
+        t.keys(&["j"]);
+        let want = format!("Files {}/{n}", i + 2);
+        let s = t.wait(&want, |_, s| s.contains(&want));
+        let took = sent.elapsed();
+        assert!(took < KEY_DEADLINE, "a key took {took:?} while the scan ran:\n{s}");
+        if scanning && scan_progress(&s).is_some_and(|(_, _, done)| !done) {
+            answered_while_scanning += 1;
+        }
+    }
+    assert!(answered_while_scanning > 0, "the scan finished before a key could be timed against it");
+    let s = t.wait("the scan to finish", |_, s| scan_progress(s).is_some_and(|p| p == (n, n, true)));
+    assert!(s.contains("top-1 "), "{s}");
+    t.keys(&["q"]);
+    let s = t.wait("camscope to exit", |_, s| s.contains("RAW="));
+    assert!(s.contains("EXITED=0") && s.contains("RAW=off"), "{s}");
+}
+
+/// `n` small images in folders named after ImageNet classes (crops of the sample of that
+/// class), so the folders give ground truth.
+fn make_class_images(dir: &Path, n: usize) {
+    let classes =
+        [("tabby", "tabby/chelsea.png"), ("espresso", "espresso/coffee.png"), ("tripod", "tripod/camera.png")];
+    let sources: Vec<image::RgbImage> =
+        classes.iter().map(|(_, p)| image::open(sample(p)).unwrap().to_rgb8()).collect();
+    for i in 0..n {
+        let c = i % classes.len();
+        let src = &sources[c];
+        let (w, h) = src.dimensions();
+        let off = (i / classes.len()) as u32 % (w.min(h) / 4);
+        let crop = image::imageops::crop_imm(src, off, off, w - 2 * off - 1, h - 2 * off - 1).to_image();
+        let small = image::imageops::resize(&crop, 64, 64, image::imageops::FilterType::Triangle);
+        let sub = dir.join(classes[c].0);
+        std::fs::create_dir_all(&sub).unwrap();
+        small.save(sub.join(format!("{i:04}.png"))).unwrap();
+    }
 }

@@ -253,7 +253,7 @@ pub fn run_scan(n: usize, model: &ModelArgs, batch: usize) -> Result<ExitCode> {
     // The scan on a background thread; the main thread plays the UI.
     let images: Vec<std::path::PathBuf> = Scan::new(&dir)?.collect();
     let (tx, rx) = mpsc::channel::<usize>();
-    let scan_model = loaded.clone();
+    let scan_model = triage::ScanModel::from(&loaded);
     let scan_dir = dir.clone();
     let labels = loaded.card.labels();
     let started = Instant::now();

@@ -144,7 +144,7 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
     let mut results: Vec<Option<ImageResult>> = vec![None; images.len()];
     let mut unreadable = Vec::new();
     let mut progress = Progress::new(images.len(), "scanning");
-    let scan = triage::scan(&model, &images, &args.dir, &mut truth, &opts, |u| {
+    let scan = triage::scan(&triage::ScanModel::from(&model), &images, &args.dir, &mut truth, &opts, |u| {
         match u {
             ScanUpdate::Result { index, result, .. } => {
                 progress.step(&images[index].display().to_string());

@@ -212,11 +212,13 @@ pub struct Classifier {
 
 impl Classifier {
     pub fn new(model: &LoadedModel, opts: &SessionOptions) -> Result<Self, EngineError> {
-        Ok(Self {
-            session: GraphSession::from_file(&model.path, opts)?,
-            input: model.input.clone(),
-            output: model.output.clone(),
-        })
+        Self::open(&model.path, &model.input, &model.output, opts)
+    }
+
+    /// The classifier of a model file whose input and scores output are known (from a
+    /// [`LoadedModel`] opened earlier), without keeping the analysed graph around.
+    pub fn open(path: &Path, input: &str, output: &str, opts: &SessionOptions) -> Result<Self, EngineError> {
+        Ok(Self { session: GraphSession::from_file(path, opts)?, input: input.to_owned(), output: output.to_owned() })
     }
 
     pub fn provider(&self) -> Provider {

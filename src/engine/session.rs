@@ -69,6 +69,12 @@ pub struct SessionOptions {
     /// terminal need to draw the frame that follows a run (measured on 2 cores: class switch
     /// p95 11 -> 7 ms, next image 18 -> 11 ms).
     pub intra_op_spinning: Option<bool>,
+    /// A thread pool of the session's own with this many intra-op threads (the calling thread
+    /// counts as one) instead of the process-wide one. The inspector's background scan uses
+    /// it: ONNX Runtime creates the pool's threads on the thread that creates the session, so
+    /// they inherit the scan thread's low scheduling priority, while the process-wide pool
+    /// keeps the interactive engine at normal priority. Its threads never spin.
+    pub own_pool: Option<usize>,
 }
 
 /// Why CUDA was not used (for `auto`, reported next to the provider).
@@ -88,6 +94,12 @@ fn builder(opts: &SessionOptions, label: &Path) -> Result<(SessionBuilder, Provi
             .with_optimization_level(ort::session::builder::GraphOptimizationLevel::Level1)
             .map_err(|e| bad(e.to_string()))?;
         ort::ep::CPU::default().with_arena_allocator(false).register(&mut b).map_err(|e| bad(e.to_string()))?;
+    }
+    if let Some(threads) = opts.own_pool {
+        b = b.with_independent_thread_pool().map_err(|e| bad(e.to_string()))?;
+        b = b.with_intra_threads(threads.max(1)).map_err(|e| bad(e.to_string()))?;
+        b = b.with_inter_threads(1).map_err(|e| bad(e.to_string()))?;
+        b = b.with_config_entry("session.intra_op.allow_spinning", "0").map_err(|e| bad(e.to_string()))?;
     }
     let (provider, reason) = match opts.device {
         Device::Cpu => (Provider::Cpu, None),

@@ -2,8 +2,10 @@
 //! switching. The only module that knows ratatui and crossterm.
 //!
 //! Threads: the UI thread (this run loop) owns the [`state::App`] and the terminal; the engine
-//! thread ([`worker`]) owns the model; the listing thread walks PATH; the input thread turns
-//! terminal events (and quit signals) into messages; a short thread per save writes the PNG.
+//! thread ([`worker`]) owns the model; the listing thread walks PATH; the scan thread
+//! ([`scanner`], with ground truth only) runs the plain model over every image at idle
+//! priority once the listing is complete; the input thread turns terminal events (and quit
+//! signals) into messages; a short thread per save writes the PNG.
 //! Everything reaches the UI thread through one channel of [`update::Msg`]s, which the loop
 //! drains completely before drawing one frame: a storm of resizes or key repeats costs one
 //! redraw, and a frame is drawn only after something changed.
@@ -13,10 +15,13 @@
 //! terminal; nothing else reads it.
 
 pub mod image_view;
+pub mod scanner;
 pub mod state;
+pub mod summary_view;
 pub mod terminal;
 #[cfg(test)]
 mod testing;
+pub mod triage;
 pub mod update;
 pub mod view;
 pub mod worker;
@@ -37,6 +42,8 @@ use crate::engine::Engine;
 use crate::render::{self, Colormap};
 
 pub use self::image_view::{ColorDepth, Graphics, Renderer};
+pub use self::scanner::ScanJob;
+use self::scanner::ScanStarter;
 use self::state::{App, Settings};
 use self::update::{Cmd, Msg};
 use self::worker::{Request, Response, Worker};
@@ -67,7 +74,12 @@ pub struct Options {
     pub save_dir: PathBuf,
     /// Write event and frame timings here (JSON lines).
     pub trace: Option<PathBuf>,
+    /// The background scan against ground truth, when PATH is a folder.
+    pub triage: Option<ScanJob>,
 }
+
+/// How long quitting waits for the scan to finish its batch and save its cache.
+const SCAN_STOP_WAIT: Duration = Duration::from_secs(5);
 
 /// Images sent per listing message after the first (small) one.
 const LIST_CHUNK: usize = 512;
@@ -92,10 +104,17 @@ pub fn run(engine: Engine, scan: Scan, opts: Options) -> Result<(), TuiError> {
         alpha: opts.alpha,
         save_dir: opts.save_dir.clone(),
     };
-    let mut app = App::new(settings, worker::engine_info(&engine));
+    let mut app = App::new(settings, worker::engine_info(&engine), opts.triage.is_some());
     let (tx, rx) = std::sync::mpsc::channel::<Msg>();
     let worker = Worker::spawn(engine, tx.clone(), Msg::Worker);
-    spawn_lister(scan, tx.clone());
+    let (scan_handle, starter) = match opts.triage.clone() {
+        Some(job) => {
+            let (h, s) = scanner::prepare(job);
+            (Some(h), Some(s))
+        }
+        None => (None, None),
+    };
+    spawn_lister(scan, tx.clone(), starter);
 
     let mut session = terminal::Session::start()?;
     // The terminal is queried before the input thread starts reading events.
@@ -150,7 +169,8 @@ pub fn run(engine: Engine, scan: Scan, opts: Options) -> Result<(), TuiError> {
                 if let Some(t) = &mut trace {
                     t.message(&msg);
                 }
-                for cmd in update::update(&mut app, msg) {
+                let cmds = update::update(&mut app, msg);
+                for cmd in cmds {
                     if let Some(t) = &mut trace {
                         t.command(&app, &cmd);
                     }
@@ -161,10 +181,24 @@ pub fn run(engine: Engine, scan: Scan, opts: Options) -> Result<(), TuiError> {
                 }
                 next = rx.try_recv().ok();
             }
+            // Once per frame, whatever the number of scan messages drained above.
+            for cmd in update::settle(&mut app) {
+                match cmd {
+                    Cmd::Worker(r @ Request::Prefetch { .. }) => prefetch = Some(r),
+                    other => run_cmd(other, &worker, &tx),
+                }
+            }
             dirty = true;
         }
     })();
+    // The scan stops after its batch while the terminal is restored, then saves its cache.
+    if let Some(h) = &scan_handle {
+        h.cancel();
+    }
     drop(session);
+    if let Some(h) = &scan_handle {
+        h.wait(SCAN_STOP_WAIT);
+    }
     if let Some(t) = &mut trace {
         t.exit();
     }
@@ -214,19 +248,33 @@ fn run_cmd(cmd: Cmd, worker: &Worker, tx: &Sender<Msg>) {
     }
 }
 
-fn spawn_lister(mut scan: Scan, tx: Sender<Msg>) {
+/// The listing thread: sends the images in chunks, and hands the complete list to the scan
+/// (when there is one) before it ends.
+fn spawn_lister(mut scan: Scan, tx: Sender<Msg>, starter: Option<ScanStarter>) {
     std::thread::Builder::new()
         .name("camscope-listing".into())
         .spawn(move || {
             let mut chunk = FIRST_CHUNK;
+            let mut all = Vec::new();
             loop {
                 let paths = scan.next_chunk(chunk);
                 chunk = LIST_CHUNK;
+                if starter.is_some() {
+                    all.extend_from_slice(&paths);
+                }
                 let done = scan.is_done();
                 let skipped = done.then(|| scan.stats().skipped_summary());
-                if tx.send(Msg::Listed { paths, done, skipped }).is_err() || done {
+                if tx.send(Msg::Listed { paths, done, skipped }).is_err()
+                    || starter.as_ref().is_some_and(|s| s.cancelled())
+                {
                     return;
                 }
+                if done {
+                    break;
+                }
+            }
+            if let Some(s) = starter {
+                s.start(all, tx, Msg::Scan);
             }
         })
         .expect("spawn the listing thread");

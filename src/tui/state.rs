@@ -11,6 +11,10 @@
 //!   rebuilds it with [`FileList::set_order`]; cursor, scrolling and mouse hits all go through it.
 //! - [`ViewMode`] is the image pane's mode: a compare view (predicted | true | contrastive) is
 //!   one more variant plus one more arm in `update::compose`.
+//!
+//! Triage (issue 6) lives in [`App::triage`] (see [`super::triage`]): each [`FileEntry`]
+//! points at its scan result, the filter and sort rebuild [`FileList::order`], and
+//! [`ViewMode::Compare`] shows the maps the worker computes for a mistake.
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
@@ -26,6 +30,9 @@ use crate::model::Labels;
 use crate::render::Colormap;
 use crate::scores::Prediction;
 
+use super::triage::{SummaryItem, Triage};
+use super::worker::CompareMaps;
+
 /// Which list the arrow keys move.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Focus {
@@ -40,14 +47,26 @@ pub enum ViewMode {
     Heatmap,
     Original,
     SideBySide,
+    /// A mistake's maps side by side: the predicted (or target) class, the true class, and
+    /// their contrast. Only offered for a misclassified image; it stays on while the user
+    /// moves (so `n` walks the mistakes in it) and shows the overlay for other images.
+    Compare,
 }
 
 impl ViewMode {
+    /// The modes `v` cycles through (Compare joins them where it is available).
     pub const ALL: [ViewMode; 4] = [ViewMode::Overlay, ViewMode::Heatmap, ViewMode::Original, ViewMode::SideBySide];
 
-    pub fn next(self) -> Self {
-        let i = Self::ALL.iter().position(|&m| m == self).expect("every mode is in ALL");
-        Self::ALL[(i + 1) % Self::ALL.len()]
+    /// The next mode of the `v` cycle; `compare` says whether the compare view is available.
+    pub fn next(self, compare: bool) -> Self {
+        match self {
+            ViewMode::SideBySide if compare => ViewMode::Compare,
+            ViewMode::Compare => ViewMode::Overlay,
+            _ => {
+                let i = Self::ALL.iter().position(|&m| m == self).expect("every other mode is in ALL");
+                Self::ALL[(i + 1) % Self::ALL.len()]
+            }
+        }
     }
 
     pub fn name(self) -> &'static str {
@@ -56,6 +75,7 @@ impl ViewMode {
             ViewMode::Heatmap => "heatmap",
             ViewMode::Original => "original",
             ViewMode::SideBySide => "original | overlay",
+            ViewMode::Compare => "compare: predicted | true | predicted − true",
         }
     }
 }
@@ -104,6 +124,10 @@ pub struct FileEntry {
     pub prediction: Option<(usize, f32)>,
     /// Why the image could not be used, once tried.
     pub error: Option<String>,
+    /// True class, when the ground truth says.
+    pub truth: Option<usize>,
+    /// Slot of its scan result in [`Triage::results`], once scanned.
+    pub result: Option<usize>,
 }
 
 /// The images under the root, in listing order, with a visible order on top.
@@ -132,7 +156,7 @@ impl FileList {
             let name = display_name(root, &path);
             let i = self.entries.len();
             self.index.insert(path.clone(), i);
-            self.entries.push(FileEntry { path, name, prediction: None, error: None });
+            self.entries.push(FileEntry { path, name, prediction: None, error: None, truth: None, result: None });
             if follows {
                 self.order.push(i);
             }
@@ -203,6 +227,17 @@ pub struct ShownMap {
     pub map: Arc<ndarray::Array2<f32>>,
     pub status: MapStatus,
     pub timings: Timings,
+    /// The true class's map and the contrast, when the request asked to compare.
+    pub compare: Option<CompareMaps>,
+}
+
+/// A caption over one image of a [`Picture`] (the compare view labels its panels).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Caption {
+    /// What the panel is ("predicted 38%").
+    pub title: String,
+    /// The class or classes it explains.
+    pub detail: String,
 }
 
 /// The pixels the image pane shows (one image, or two side by side), composed from the view,
@@ -212,6 +247,10 @@ pub struct ShownMap {
 pub struct Picture {
     pub id: u64,
     pub images: Vec<Arc<RgbImage>>,
+    /// One caption per image, or none.
+    pub captions: Vec<Caption>,
+    /// Why the view shows less than its mode says (the compare view on a correct image).
+    pub note: Option<String>,
     /// Milliseconds spent composing.
     pub compose_ms: f64,
 }
@@ -254,6 +293,13 @@ pub struct LayerPicker {
     pub offset: usize,
 }
 
+/// The triage summary opened by `t`.
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct SummaryPopup {
+    /// The selected row's item (kept by value: the rows move as the scan goes on).
+    pub selected: Option<SummaryItem>,
+}
+
 /// A window over the panes.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Popup {
@@ -261,6 +307,7 @@ pub enum Popup {
     Help,
     Search(Search),
     Layers(LayerPicker),
+    Summary(SummaryPopup),
 }
 
 /// The whole state of the inspector.
@@ -280,6 +327,8 @@ pub struct App {
     pub target: Option<usize>,
     /// Serial of the latest map request: only its answer is shown.
     pub map_serial: u64,
+    /// The true class the latest map request compares against (compare view), if any.
+    pub map_versus: Option<usize>,
     /// The last serial handed out.
     pub serial: u64,
     pub picture: Option<Picture>,
@@ -293,11 +342,13 @@ pub struct App {
     pub cache: (usize, usize),
     /// Milliseconds the last frame took to draw.
     pub frame_ms: f64,
+    pub triage: Triage,
     pub quit: bool,
 }
 
 impl App {
-    pub fn new(settings: Settings, info: EngineInfo) -> Self {
+    /// A new inspector; `triage` says whether a scan against ground truth will run.
+    pub fn new(settings: Settings, info: EngineInfo, triage: bool) -> Self {
         Self {
             message: info.fallback.as_ref().map(|why| format!("running on the CPU: CUDA unavailable ({why})")),
             method: settings.method,
@@ -312,12 +363,14 @@ impl App {
             current: None,
             target: None,
             map_serial: 0,
+            map_versus: None,
             serial: 0,
             picture: None,
             picture_serial: 0,
             size: (0, 0),
             cache: (0, 0),
             frame_ms: 0.0,
+            triage: Triage::new(triage),
             quit: false,
         }
     }
@@ -351,6 +404,28 @@ impl App {
     /// The class highlighted in the classes pane (the target, or the top-1 before one is set).
     pub fn highlighted_class(&self) -> Option<usize> {
         self.target.or_else(|| self.current.as_ref()?.top.first().map(|p| p.index))
+    }
+
+    /// The current image's list entry.
+    pub fn current_entry(&self) -> Option<&FileEntry> {
+        let path = &self.current.as_ref()?.path;
+        self.files.index.get(path).map(|&i| &self.files.entries[i])
+    }
+
+    /// The current image's top-1 class: from its loaded scores, else the scan, else a prefetch.
+    pub fn current_prediction(&self) -> Option<usize> {
+        if let Some(l) = self.current.as_ref().and_then(|c| c.loaded.as_ref()) {
+            return Some(l.scores.argmax());
+        }
+        let e = self.current_entry()?;
+        self.triage.result(e).and_then(|r| r.predicted()).or(e.prediction.map(|p| p.0))
+    }
+
+    /// The true class to compare the current image against: its truth when it is known and
+    /// the image is misclassified (the compare view's condition).
+    pub fn compare_truth(&self) -> Option<usize> {
+        let truth = self.current_entry()?.truth?;
+        (self.current_prediction()? != truth).then_some(truth)
     }
 
     pub fn next_serial(&mut self) -> u64 {

@@ -9,6 +9,7 @@ use image::RgbImage;
 use ndarray::{Array2, Array3, ArrayD, IxDyn};
 
 use crate::cam::{MapStatus, Method};
+use crate::dataset::stats::{ClassProb, ImageResult};
 use crate::engine::Loaded;
 use crate::explanation::Timings;
 use crate::grad::ScoreKind;
@@ -16,9 +17,10 @@ use crate::model::Labels;
 use crate::render::Colormap;
 use crate::scores::ClassScores;
 
+use super::scanner::ScanEvent;
 use super::state::{App, EngineInfo, LayerInfo, Settings};
 use super::update::{Cmd, Msg, update};
-use super::worker::{Request, Response};
+use super::worker::{CompareMaps, Request, Response};
 
 pub const CLASSES: usize = 10;
 
@@ -44,7 +46,7 @@ pub fn app() -> App {
         fallback: None,
         labels: Arc::new(Labels::numbered(CLASSES)),
     };
-    let mut app = App::new(settings, info);
+    let mut app = App::new(settings, info, false);
     app.size = (120, 40);
     app
 }
@@ -97,6 +99,7 @@ pub fn map_msg(serial: u64, name: &str, class: usize, peak: usize) -> Msg {
         map: Arc::new(m),
         status: MapStatus::Ok,
         timings: Timings { head_ms: 0.5, ..Timings::default() },
+        compare: None,
     })
 }
 
@@ -118,4 +121,90 @@ pub fn shows(cmds: &[Cmd]) -> Vec<(u64, String, Option<usize>)> {
             _ => None,
         })
         .collect()
+}
+
+/// A result for `name`: predicted `(class, p)`, and the truth `(class, p(truth))` if labeled.
+pub fn result(name: &str, predicted: (usize, f32), truth: Option<(usize, f32)>) -> ImageResult {
+    let mut top = vec![ClassProb { class: predicted.0, probability: predicted.1 }];
+    if let Some((t, p)) = truth.filter(|t| t.0 != predicted.0) {
+        top.push(ClassProb { class: t, probability: p });
+    }
+    let rest: Vec<usize> = (0..CLASSES).filter(|c| top.iter().all(|t| t.class != *c)).collect();
+    top.extend(rest.into_iter().map(|class| ClassProb { class, probability: 0.001 }));
+    ImageResult { path: path(name), truth: truth.map(|t| t.0), top, p_truth: truth.map(|t| t.1) }
+}
+
+/// The triage fixture, listed in this order (the engine fixture [`loaded`] predicts class 9):
+/// - `a.png`: class 9, right (0.9)
+/// - `b.png`: class 1 taken for 9 (0.6; p(true) 0.3)
+/// - `c.png`: class 3, right (0.5)
+/// - `d.png`: class 3 taken for 2 (0.95; p(true) 0.01)
+/// - `e.png`: unlabeled, predicted 4 (0.7)
+pub fn triage_results() -> Vec<(usize, ImageResult)> {
+    vec![
+        (0, result("a.png", (9, 0.9), Some((9, 0.9)))),
+        (1, result("b.png", (9, 0.6), Some((1, 0.3)))),
+        (2, result("c.png", (3, 0.5), Some((3, 0.5)))),
+        (3, result("d.png", (2, 0.95), Some((3, 0.01)))),
+        (4, result("e.png", (4, 0.7), None)),
+    ]
+}
+
+pub const TRIAGE_NAMES: [&str; 5] = ["a.png", "b.png", "c.png", "d.png", "e.png"];
+
+/// An app with ground truth, listed (a.png selected) and waiting for the scan.
+pub fn triage_listed() -> App {
+    let mut a = app();
+    a.triage = super::triage::Triage::new(true);
+    update(&mut a, Msg::Listed { paths: TRIAGE_NAMES.iter().map(|n| path(n)).collect(), done: true, skipped: None });
+    a
+}
+
+/// [`triage_listed`] with the truth known and every result in.
+pub fn triaged() -> App {
+    let mut a = triage_listed();
+    let truths = triage_results().into_iter().map(|(_, r)| r.truth).collect();
+    update(&mut a, Msg::Scan(ScanEvent::Truth { truths, headline: None, notes: vec!["a note".into()] }));
+    update(&mut a, progress(triage_results(), 5, 0));
+    update(&mut a, Msg::Scan(ScanEvent::Finished { seconds: 1.5, note: None }));
+    a
+}
+
+/// Results of the scan as its thread sends them.
+pub fn progress(results: Vec<(usize, ImageResult)>, computed: usize, cached: usize) -> Msg {
+    Msg::Scan(ScanEvent::Progress { results, unreadable: Vec::new(), computed, cached, rate: Some(12.5) })
+}
+
+/// The compare maps of a `Show` with `versus`.
+pub fn compare_map_msg(serial: u64, name: &str, class: usize, truth: usize) -> Msg {
+    let Msg::Worker(Response::Map { serial, path, class, method, map, status, timings, .. }) =
+        map_msg(serial, name, class, 0)
+    else {
+        unreachable!()
+    };
+    let mut other = Array2::zeros((2, 2));
+    other[[1, 1]] = 1.0;
+    let compare = CompareMaps {
+        truth,
+        truth_map: Arc::new(other.clone()),
+        truth_status: MapStatus::Ok,
+        contrast: Arc::new(other.t().to_owned()),
+        contrast_status: MapStatus::Ok,
+    };
+    Msg::Worker(Response::Map { serial, path, class, method, map, status, timings, compare: Some(compare) })
+}
+
+/// The `versus` of the `Show` requests among `cmds`.
+pub fn versus(cmds: &[Cmd]) -> Vec<Option<usize>> {
+    cmds.iter()
+        .filter_map(|c| match c {
+            Cmd::Worker(Request::Show { versus, .. }) => Some(*versus),
+            _ => None,
+        })
+        .collect()
+}
+
+/// File names of the visible rows, in order.
+pub fn visible(a: &App) -> Vec<String> {
+    a.files.order.iter().map(|&i| a.files.entries[i].name.clone()).collect()
 }

@@ -8,6 +8,10 @@
 //! Stale answers: every request to the worker carries a fresh serial. A map is shown only if it
 //! answers the latest request ([`App::map_serial`]); body results only if they are for the
 //! selected image. Anything else still fills in the file list's predictions, and is dropped.
+//!
+//! Triage: the scan thread's results arrive as [`Msg::Scan`]; they fill the file list at once,
+//! while what is costlier (the filtered and sorted order, the summary) is redone once per
+//! frame by [`settle`], however many messages the frame drained.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -17,11 +21,14 @@ use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButto
 use image::RgbImage;
 use ratatui::layout::{Position, Rect};
 
-use crate::cam::Method;
+use crate::cam::{MapStatus, Method};
+use crate::dataset::stats::Filter;
 use crate::grad::ScoreKind;
 use crate::render::{self, Colormap};
 
-use super::state::{App, Current, Focus, Picture, Popup, Search, ShownMap, ViewMode};
+use super::scanner::ScanEvent;
+use super::state::{App, Caption, Current, Focus, Picture, Popup, Search, ShownMap, SummaryPopup, ViewMode};
+use super::triage::{self, ScanState, SummaryItem};
 use super::view;
 use super::worker::{Request, Response};
 
@@ -51,6 +58,8 @@ pub enum Msg {
     ListingFailed(String),
     /// A save finished: the path written, or why not.
     Saved(Result<PathBuf, String>),
+    /// News from the background scan.
+    Scan(ScanEvent),
     /// A signal asked to quit.
     Quit,
 }
@@ -77,10 +86,13 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Cmd> {
             app.size = (w, h);
             scroll_to_cursor(app);
         }
-        Msg::Worker(r) => worker(app, r),
+        Msg::Worker(r) => worker(app, r, &mut cmds),
         Msg::Listed { paths, done, skipped } => {
             let root = app.settings.root.clone();
             app.files.extend(&root, paths);
+            if app.triage.custom_order() {
+                app.triage.order_stale = true;
+            }
             app.files.done = done;
             if done {
                 app.files.skipped = skipped;
@@ -95,9 +107,110 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Cmd> {
         }
         Msg::Saved(Ok(path)) => app.message = Some(format!("saved {}", path.display())),
         Msg::Saved(Err(e)) => app.message = Some(format!("not saved: {e}")),
+        Msg::Scan(e) => scan_event(app, e),
         Msg::Quit => app.quit = true,
     }
     cmds
+}
+
+/// Once per frame, after the messages of the frame: rebuild the file list's order if new
+/// results or images changed it, and the summary if the summary view shows it.
+pub fn settle(app: &mut App) -> Vec<Cmd> {
+    let mut cmds = Vec::new();
+    if app.triage.order_stale {
+        apply_order(app, &mut cmds);
+    }
+    if matches!(app.popup, Popup::Summary(_)) {
+        app.triage.summary();
+    }
+    cmds
+}
+
+fn scan_event(app: &mut App, e: ScanEvent) {
+    let t = &mut app.triage;
+    match e {
+        ScanEvent::Truth { truths, headline, notes } => {
+            for (entry, truth) in app.files.entries.iter_mut().zip(truths) {
+                entry.truth = truth;
+            }
+            t.state = ScanState::Scanning;
+            t.progress.total = app.files.entries.len();
+            t.notes = notes;
+            if headline.is_some() {
+                app.message = headline;
+            }
+        }
+        ScanEvent::NoTruth { reason, notes } => {
+            t.state = ScanState::NoTruth;
+            t.notes = notes;
+            if let Some(reason) = reason {
+                app.message = Some(format!("no ground truth: {reason}; check the paths in the CSV"));
+            }
+        }
+        ScanEvent::Progress { results, unreadable, computed, cached, rate } => {
+            for (index, result) in results {
+                t.insert(&mut app.files.entries, index, result);
+            }
+            for (index, error) in unreadable {
+                if let Some(e) = app.files.entries.get_mut(index) {
+                    e.error.get_or_insert(error);
+                }
+            }
+            t.progress.unreadable =
+                app.files.entries.iter().filter(|e| e.error.is_some() && e.result.is_none()).count();
+            t.progress.computed = computed;
+            t.progress.cached = cached;
+            t.progress.rate = rate.or(t.progress.rate);
+        }
+        ScanEvent::Finished { seconds, note } => {
+            t.state = ScanState::Done { seconds };
+            if let Some(n) = note {
+                app.message = Some(n.clone());
+                t.notes.push(n);
+            }
+        }
+        ScanEvent::Failed(e) => {
+            app.message = Some(format!("scan stopped: {e}"));
+            t.state = ScanState::Failed(e);
+        }
+    }
+}
+
+/// Rebuild the visible order for the triage's filter and sort, keeping the selected image
+/// when it is still visible (else the first row is selected).
+fn apply_order(app: &mut App, cmds: &mut Vec<Cmd>) {
+    let order = triage::visible_order(&app.files, &app.triage);
+    app.files.set_order(order);
+    app.triage.order_stale = false;
+    if app.files.is_empty() {
+        app.files.offset = 0;
+    } else {
+        select(app, app.files.cursor, cmds);
+    }
+}
+
+/// Why the triage keys do nothing yet, if they do not.
+fn triage_unavailable(app: &App) -> Option<String> {
+    match &app.triage.state {
+        ScanState::Off => Some("triage needs a folder of images with ground truth".into()),
+        ScanState::Waiting => Some("triage starts when the listing is complete".into()),
+        ScanState::NoTruth => Some("no ground truth: name folders after classes, or give --labels FILE.csv".into()),
+        _ => None,
+    }
+}
+
+/// Why the compare view cannot show the current image, if it cannot.
+fn compare_unavailable(app: &App) -> Option<String> {
+    if let Some(why) = triage_unavailable(app) {
+        return Some(format!("compare: {why}"));
+    }
+    let Some(entry) = app.current_entry() else { return Some("compare: no image selected".into()) };
+    let Some(truth) = entry.truth else { return Some("compare: this image has no ground truth".into()) };
+    match app.current_prediction() {
+        None => Some("compare: the prediction is not known yet".into()),
+        Some(p) if p == truth => Some("compare: this image is classified correctly (n: next mistake)".into()),
+        Some(_) => None,
+    }
 }
 
 fn key(app: &mut App, k: KeyEvent, cmds: &mut Vec<Cmd>) {
@@ -113,6 +226,7 @@ fn key(app: &mut App, k: KeyEvent, cmds: &mut Vec<Cmd>) {
         }
         Popup::Search(_) => return search_key(app, k, cmds),
         Popup::Layers(_) => return layers_key(app, k, cmds),
+        Popup::Summary(_) => return summary_key(app, k, cmds),
     }
     match k.code {
         KeyCode::Char('q') | KeyCode::Esc => app.quit = true,
@@ -138,9 +252,47 @@ fn key(app: &mut App, k: KeyEvent, cmds: &mut Vec<Cmd>) {
             app.popup = Popup::Layers(super::state::LayerPicker { cursor, offset: 0 });
         }
         KeyCode::Char('v') => {
-            app.view = app.view.next();
-            compose(app);
+            let compare = compare_unavailable(app).is_none();
+            set_view(app, app.view.next(compare), cmds);
         }
+        KeyCode::Char('x') => {
+            if app.view == ViewMode::Compare {
+                set_view(app, ViewMode::Overlay, cmds);
+            } else if let Some(why) = compare_unavailable(app) {
+                app.message = Some(why);
+            } else {
+                set_view(app, ViewMode::Compare, cmds);
+            }
+        }
+        KeyCode::Char('t') => match triage_unavailable(app) {
+            Some(why) => app.message = Some(why),
+            None => {
+                app.triage.summary();
+                let first = summary_items(app).first().copied();
+                app.popup = Popup::Summary(SummaryPopup { selected: first });
+            }
+        },
+        KeyCode::Char('f') => match triage_unavailable(app) {
+            Some(why) => app.message = Some(why),
+            None => {
+                app.triage.filter = triage::next_filter(&app.triage.filter);
+                apply_order(app, cmds);
+            }
+        },
+        KeyCode::Char(c @ ('o' | 'O')) => match triage_unavailable(app) {
+            Some(why) => app.message = Some(why),
+            None => {
+                app.triage.sort = cycle(&triage::SORTS, app.triage.sort, if c == 'o' { 1 } else { -1 });
+                apply_order(app, cmds);
+            }
+        },
+        KeyCode::Char(c @ ('n' | 'N')) => match triage_unavailable(app) {
+            Some(why) => app.message = Some(why),
+            None => match triage::next_mistake(&app.files, &app.triage, c == 'n') {
+                Some(pos) => select(app, pos, cmds),
+                None => app.message = Some("no misclassified image in this list (yet)".into()),
+            },
+        },
         KeyCode::Char('c') => {
             app.colormap = cycle(&Colormap::ALL, app.colormap, 1);
             compose(app);
@@ -162,6 +314,77 @@ fn key(app: &mut App, k: KeyEvent, cmds: &mut Vec<Cmd>) {
             app.popup = Popup::Search(s);
         }
         _ => {}
+    }
+}
+
+/// Switch the image pane's mode; the compare view asks the worker for its maps if the map on
+/// screen lacks them.
+fn set_view(app: &mut App, view: ViewMode, cmds: &mut Vec<Cmd>) {
+    app.view = view;
+    if compare_versus(app) != app.map_versus {
+        request_map(app, cmds);
+    }
+    compose(app);
+}
+
+/// The true class a map request should compare against: in the compare view, for a mistake.
+fn compare_versus(app: &App) -> Option<usize> {
+    if app.view == ViewMode::Compare { app.compare_truth() } else { None }
+}
+
+/// The summary view's selectable items (computing the summary if needed).
+fn summary_items(app: &mut App) -> Vec<SummaryItem> {
+    app.triage.summary();
+    let s = app.triage.summary.as_ref().expect("computed above");
+    triage::summary_items(&triage::summary_rows(&app.triage, s, &app.files, &app.info.labels))
+}
+
+fn summary_key(app: &mut App, k: KeyEvent, cmds: &mut Vec<Cmd>) {
+    let Popup::Summary(mut p) = std::mem::replace(&mut app.popup, Popup::None) else { return };
+    let items = summary_items(app);
+    let at = p.selected.and_then(|s| items.iter().position(|&i| i == s));
+    let last = items.len().saturating_sub(1);
+    let to = |pos: usize| items.get(pos).copied();
+    match k.code {
+        KeyCode::Esc | KeyCode::Char('q' | 't') => return,
+        KeyCode::Enter => {
+            if let Some(item) = at.and_then(to) {
+                apply_summary_item(app, item, cmds);
+                return;
+            }
+        }
+        KeyCode::Up | KeyCode::Char('k') => p.selected = to(at.map_or(0, |a| a.saturating_sub(1))),
+        KeyCode::Down | KeyCode::Char('j') => p.selected = to(at.map_or(0, |a| (a + 1).min(last))),
+        KeyCode::PageUp => p.selected = to(at.map_or(0, |a| a.saturating_sub(10))),
+        KeyCode::PageDown => p.selected = to(at.map_or(0, |a| (a + 10).min(last))),
+        KeyCode::Home | KeyCode::Char('g') => p.selected = to(0),
+        KeyCode::End | KeyCode::Char('G') => p.selected = to(last),
+        _ => {}
+    }
+    app.popup = Popup::Summary(p);
+}
+
+/// Enter on a summary row: filter by a confusion or a class, or select an image.
+fn apply_summary_item(app: &mut App, item: SummaryItem, cmds: &mut Vec<Cmd>) {
+    app.focus = Focus::Files;
+    match item {
+        SummaryItem::Confusion { truth, predicted } => {
+            app.triage.filter = Filter::Confusion { truth, predicted };
+            apply_order(app, cmds);
+        }
+        SummaryItem::Class(c) => {
+            app.triage.filter = Filter::TrueClass(c);
+            apply_order(app, cmds);
+        }
+        SummaryItem::Image(entry) => {
+            if !app.files.order.contains(&entry) {
+                app.triage.filter = Filter::All;
+                apply_order(app, cmds);
+            }
+            if let Some(pos) = app.files.order.iter().position(|&i| i == entry) {
+                select(app, pos, cmds);
+            }
+        }
     }
 }
 
@@ -313,7 +536,9 @@ pub fn select(app: &mut App, pos: usize, cmds: &mut Vec<Cmd>) {
     app.map_serial = serial;
     app.target = None;
     app.picture = None;
-    cmds.push(Cmd::Worker(Request::Show { serial, path, class: None, method: app.method }));
+    let versus = compare_versus(app);
+    app.map_versus = versus;
+    cmds.push(Cmd::Worker(Request::Show { serial, path, class: None, method: app.method, versus }));
     cmds.push(Cmd::Worker(Request::Prefetch { paths: app.files.neighbours(PREFETCH_RADIUS) }));
 }
 
@@ -345,10 +570,12 @@ fn request_map(app: &mut App, cmds: &mut Vec<Cmd>) {
     let Some(path) = app.current.as_ref().map(|c| c.path.clone()) else { return };
     let serial = app.next_serial();
     app.map_serial = serial;
+    let versus = compare_versus(app);
+    app.map_versus = versus;
     if let Some(c) = &mut app.current {
         c.error = None;
     }
-    cmds.push(Cmd::Worker(Request::Show { serial, path, class: app.target, method: app.method }));
+    cmds.push(Cmd::Worker(Request::Show { serial, path, class: app.target, method: app.method, versus }));
 }
 
 fn set_alpha(app: &mut App, alpha: f64) {
@@ -361,7 +588,7 @@ fn cycle<T: Copy + PartialEq>(all: &[T], now: T, delta: isize) -> T {
     all[(i + delta).rem_euclid(all.len() as isize) as usize]
 }
 
-fn worker(app: &mut App, r: Response) {
+fn worker(app: &mut App, r: Response, cmds: &mut Vec<Cmd>) {
     match r {
         Response::Loaded { serial, path, loaded, cached, cache } => {
             app.cache = cache;
@@ -380,16 +607,20 @@ fn worker(app: &mut App, r: Response) {
                 c.top = loaded.scores.top_k(k, &labels);
                 c.loaded = Some(loaded);
                 c.cached = cached;
+                // Now the prediction is known: the compare view may need (or not need) its maps.
+                if compare_versus(app) != app.map_versus {
+                    request_map(app, cmds);
+                }
                 compose(app);
             }
         }
-        Response::Map { serial, path, class, method, map, status, timings } => {
+        Response::Map { serial, path, class, method, map, status, timings, compare } => {
             if serial != app.map_serial || app.current.as_ref().is_none_or(|c| c.path != path) {
                 return;
             }
             app.target = Some(class);
             if let Some(c) = &mut app.current {
-                c.map = Some(ShownMap { serial, class, method, map, status, timings });
+                c.map = Some(ShownMap { serial, class, method, map, status, timings, compare });
             }
             compose(app);
         }
@@ -438,17 +669,28 @@ pub fn compose(app: &mut App) {
     let view = Arc::new(loaded.view.clone());
     // While a new map is computed the previous one stays on screen (marked "computing…").
     let map = cur.map.as_ref();
-    let overlay = || -> Arc<RgbImage> {
-        match map {
-            Some(m) => render::overlay(&loaded.view, m.map.view(), app.colormap, app.alpha)
-                .map(Arc::new)
-                .unwrap_or_else(|_| view.clone()),
-            None => view.clone(),
-        }
+    let overlay_of = |m: &ndarray::Array2<f32>| -> Arc<RgbImage> {
+        render::overlay(&loaded.view, m.view(), app.colormap, app.alpha).map(Arc::new).unwrap_or_else(|_| view.clone())
     };
+    let overlay = || -> Arc<RgbImage> { map.map_or_else(|| view.clone(), |m| overlay_of(&m.map)) };
+    let mut captions = Vec::new();
+    let mut note = None;
     let images = match app.view {
         ViewMode::Original => vec![view.clone()],
         ViewMode::Overlay => vec![overlay()],
+        ViewMode::Compare => {
+            let compare = map.and_then(|m| Some((m, m.compare.as_ref()?)));
+            match compare {
+                Some((m, cmp)) if app.compare_truth() == Some(cmp.truth) => {
+                    captions = compare_captions(app, m, cmp, &loaded.scores.probabilities, loaded.scores.argmax());
+                    vec![overlay_of(&m.map), overlay_of(&cmp.truth_map), overlay_of(&cmp.contrast)]
+                }
+                _ => {
+                    note = Some(compare_unavailable(app).unwrap_or_else(|| "compare: computing the maps…".into()));
+                    vec![overlay()]
+                }
+            }
+        }
         ViewMode::Heatmap => vec![match map {
             Some(m) => {
                 let (w, h) = (loaded.view.width() as usize, loaded.view.height() as usize);
@@ -459,7 +701,36 @@ pub fn compose(app: &mut App) {
         ViewMode::SideBySide => vec![view.clone(), overlay()],
     };
     app.picture_serial += 1;
-    app.picture = Some(Picture { id: app.picture_serial, images, compose_ms: t0.elapsed().as_secs_f64() * 1e3 });
+    app.picture =
+        Some(Picture { id: app.picture_serial, images, captions, note, compose_ms: t0.elapsed().as_secs_f64() * 1e3 });
+}
+
+/// The compare view's three captions: the class (the prediction unless another class is
+/// targeted), the true class, and their contrast.
+fn compare_captions(
+    app: &App,
+    m: &ShownMap,
+    cmp: &super::worker::CompareMaps,
+    probabilities: &[f32],
+    predicted: usize,
+) -> Vec<Caption> {
+    let labels = &app.info.labels;
+    let p = |c: usize| probabilities.get(c).map_or(0.0, |p| p * 100.0);
+    let role = if m.class == predicted { "predicted" } else { "target" };
+    let detail = |text: String, status: MapStatus| match status {
+        MapStatus::Ok => text,
+        MapStatus::AllNegative => format!("{text} (no evidence)"),
+        MapStatus::AllZero | MapStatus::Constant => format!("{text} (flat map)"),
+    };
+    let (class, truth) = (labels.name(m.class), labels.name(cmp.truth));
+    vec![
+        Caption { title: format!("{role} {:.1}%", p(m.class)), detail: detail(class.clone(), m.status) },
+        Caption { title: format!("true {:.1}%", p(cmp.truth)), detail: detail(truth.clone(), cmp.truth_status) },
+        Caption {
+            title: format!("{role} − true"),
+            detail: detail(format!("{class} over {truth}"), cmp.contrast_status),
+        },
+    ]
 }
 
 fn save(app: &mut App, cmds: &mut Vec<Cmd>) {

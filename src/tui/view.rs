@@ -2,7 +2,8 @@
 //! (help, class search, layer picker) over them, and a plain message when the terminal is too
 //! small for the layout.
 //!
-//! [`layout`] is shared with `update` so mouse clicks hit exactly what was drawn.
+//! [`layout`] is shared with `update` so mouse clicks hit exactly what was drawn. The triage
+//! summary popup is drawn by [`super::summary_view`].
 
 use ratatui::Frame;
 use ratatui::layout::{Alignment, Constraint, Layout, Rect};
@@ -10,8 +11,11 @@ use ratatui::style::{Color, Modifier, Style};
 use ratatui::text::{Line, Span};
 use ratatui::widgets::{Block, BorderType, Borders, Clear, Paragraph, Wrap};
 
+use crate::dataset::stats::{Filter, Outcome, SortKey};
+
 use super::image_view::ImageView;
-use super::state::{App, Focus, Popup};
+use super::state::{App, FileEntry, Focus, Popup};
+use super::triage::{self, ScanState};
 use super::update::CLASS_LINES;
 
 /// Smallest terminal the layout is drawn in.
@@ -29,7 +33,12 @@ pub const KEYS: &[(&str, &str)] = &[
     ("/", "search all classes by name or index; Enter targets it"),
     ("m / M", "next / previous method"),
     ("L", "layer picker (candidate layers with shapes)"),
-    ("v", "view: overlay, heatmap, original, original | overlay"),
+    ("v", "view: overlay, heatmap, original, original | overlay (| compare)"),
+    ("x", "compare a mistake: predicted | true | predicted − true"),
+    ("t", "triage summary: accuracy, confusions; Enter filters or selects"),
+    ("f", "filter: all, mistakes (misclassified), correct"),
+    ("o / O", "sort: name, confidence of the mistake, margin, loss"),
+    ("n / N", "next / previous misclassified image"),
     ("c", "next colormap"),
     ("+ / -", "overlay alpha up / down"),
     ("p", "score: logit / probability"),
@@ -98,26 +107,42 @@ pub fn draw(frame: &mut Frame<'_>, app: &App, images: &mut ImageView) {
         Popup::Help => draw_help(frame, area),
         Popup::Search(_) => draw_search(frame, app, area),
         Popup::Layers(_) => draw_layers(frame, app, area),
+        Popup::Summary(p) => super::summary_view::draw(frame, app, p, area),
     }
 }
 
 fn draw_files(frame: &mut Frame<'_>, app: &App, area: Rect) {
     let f = &app.files;
+    let t = &app.triage;
     let listing = if f.done { "" } else { " listing…" };
-    let title = format!(" Files {}/{}{listing} ", if f.is_empty() { 0 } else { f.cursor + 1 }, f.len());
+    let mut view = String::new();
+    if t.filter != Filter::All {
+        view += &format!(" · {}", triage::filter_name(&t.filter, &app.info.labels));
+    }
+    if t.sort != SortKey::Name {
+        view += &format!(" · {}", triage::sort_name(t.sort));
+    }
+    let title = format!(" Files {}/{}{view}{listing} ", if f.is_empty() { 0 } else { f.cursor + 1 }, f.len());
     let block = pane(title, app.focus == Focus::Files);
     let inner = block.inner(area);
     frame.render_widget(block, area);
     if f.is_empty() {
-        let msg =
-            if f.done { format!("no images under {}", app.settings.root.display()) } else { "listing…".to_owned() };
+        let msg = if !f.entries.is_empty() {
+            format!("no image is {} (f: next filter)", triage::filter_name(&t.filter, &app.info.labels))
+        } else if f.done {
+            format!("no images under {}", app.settings.root.display())
+        } else {
+            "listing…".to_owned()
+        };
         frame.render_widget(
             Paragraph::new(msg).wrap(Wrap { trim: true }).style(Style::default().fg(Color::Yellow)),
             inner,
         );
         return;
     }
-    let width = usize::from(inner.width);
+    // With ground truth, every row starts with its mark (✓, ✗, or blanks until scanned).
+    let marks = t.state != ScanState::Off;
+    let width = usize::from(inner.width).saturating_sub(if marks { 2 } else { 0 });
     let lines: Vec<Line<'_>> = f
         .order
         .iter()
@@ -126,24 +151,61 @@ fn draw_files(frame: &mut Frame<'_>, app: &App, area: Rect) {
         .take(usize::from(inner.height))
         .map(|(pos, &i)| {
             let e = &f.entries[i];
-            let (note, note_style) = match (&e.error, e.prediction) {
-                (Some(_), _) => ("unreadable".to_owned(), Style::default().fg(Color::Red)),
-                (None, Some((class, p))) => {
-                    (format!("{} {:.0}%", app.info.labels.name(class), p * 100.0), Style::default().fg(Color::Gray))
-                }
-                (None, None) => (String::new(), Style::default()),
+            let (mark, mark_style) = match triage::outcome(t, e) {
+                Some(Outcome::Correct) => ("✓ ", Style::default().fg(Color::Green)),
+                Some(Outcome::Wrong) => ("✗ ", Style::default().fg(Color::Red)),
+                _ => ("  ", Style::default()),
             };
-            let line = file_line(&e.name, &note, width);
+            let (notes, note_style) = file_notes(app, e);
+            let line = file_line_fitting(&e.name, &notes, width);
             let selected = pos == f.cursor;
             let base = match (selected, app.focus == Focus::Files) {
                 (true, true) => Style::default().fg(Color::Black).bg(Color::Cyan).add_modifier(Modifier::BOLD),
                 (true, false) => Style::default().add_modifier(Modifier::REVERSED),
                 _ => Style::default(),
             };
-            Line::from(vec![Span::styled(line.0, base), Span::styled(line.1, if selected { base } else { note_style })])
+            let mut spans = Vec::new();
+            if marks {
+                spans.push(Span::styled(mark, if selected { base } else { mark_style.add_modifier(Modifier::BOLD) }));
+            }
+            spans.push(Span::styled(line.0, base));
+            spans.push(Span::styled(line.1, if selected { base } else { note_style }));
+            Line::from(spans)
         })
         .collect();
     frame.render_widget(Paragraph::new(lines), inner);
+}
+
+/// The right side of a file row, longest first (the row keeps the longest that fits): a
+/// mistake reads `true → predicted p%`, anything else `predicted p%`.
+fn file_notes(app: &App, e: &FileEntry) -> (Vec<String>, Style) {
+    let labels = &app.info.labels;
+    if e.error.is_some() && e.result.is_none() {
+        return (vec!["unreadable".into()], Style::default().fg(Color::Red));
+    }
+    let Some((class, p)) = app.triage.result(e).and_then(|r| Some((r.predicted()?, r.confidence()))).or(e.prediction)
+    else {
+        return (Vec::new(), Style::default());
+    };
+    let pred = format!("{} {:.0}%", labels.name(class), p * 100.0);
+    match e.truth {
+        Some(truth) if truth != class => {
+            (vec![format!("{} → {pred}", labels.name(truth)), pred], Style::default().fg(Color::LightRed))
+        }
+        _ => (vec![pred], Style::default().fg(Color::Gray)),
+    }
+}
+
+/// Shortest room left for the file name before a shorter note is chosen.
+const NAME_ROOM: usize = 14;
+
+/// [`file_line`] with the longest of `notes` that leaves the name [`NAME_ROOM`] columns; the
+/// last (shortest) note gets [`file_line`]'s own rule, as a row without truth would.
+pub fn file_line_fitting(name: &str, notes: &[String], width: usize) -> (String, String) {
+    let room = NAME_ROOM.min(name.chars().count());
+    let longer = notes.split_last().map_or(&[][..], |(_, rest)| rest);
+    let note = longer.iter().find(|n| n.chars().count() + 1 + room <= width).or(notes.last());
+    file_line(name, note.map_or("", String::as_str), width)
 }
 
 /// A file row: the name left, the prediction right, cut to `width` columns (the name loses its
@@ -169,7 +231,11 @@ fn draw_image(frame: &mut Frame<'_>, app: &App, area: Rect, images: &mut ImageVi
             super::state::display_name(&app.settings.root, &c.path),
             Style::default().add_modifier(Modifier::BOLD),
         ));
-        title.push(Span::raw(format!(" · {} ", app.view.name())));
+        let mode = match app.picture.as_ref().and_then(|p| p.note.as_ref()) {
+            Some(_) => "overlay (compare: n/a)",
+            None => app.view.name(),
+        };
+        title.push(Span::raw(format!(" · {mode} ")));
         if app.computing() {
             title.push(Span::styled("computing… ", Style::default().fg(Color::Yellow)));
         }
@@ -204,18 +270,63 @@ fn draw_image(frame: &mut Frame<'_>, app: &App, area: Rect, images: &mut ImageVi
         return;
     };
     let mut img_area = inner;
-    if let Some(m) = &cur.map {
-        if m.status != crate::cam::MapStatus::Ok && inner.height > 3 {
+    let note = match (&pic.note, &cur.map) {
+        (Some(n), _) => Some(n.clone()),
+        (None, Some(m)) if m.status != crate::cam::MapStatus::Ok && pic.captions.is_empty() => {
+            Some(format!("note: {}", m.status.describe()))
+        }
+        _ => None,
+    };
+    if let Some(note) = note {
+        if inner.height > 3 {
             let [top, rest] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
-            frame.render_widget(text(format!("note: {}", m.status.describe()), Color::Yellow), top);
+            frame.render_widget(text(note, Color::Yellow), top);
             img_area = rest;
         }
     }
     let n = pic.images.len() as u32;
     let cols = Layout::horizontal(vec![Constraint::Ratio(1, n); n as usize]).split(img_area);
+    // Captioned images share one height, so captions line up across columns of unequal width.
+    let rows = pic
+        .images
+        .iter()
+        .zip(cols.iter())
+        .map(|(img, r)| fitted_rows(img.dimensions(), r.width, r.height.saturating_sub(CAPTION_LINES)))
+        .min()
+        .unwrap_or(0);
     for (i, (img, r)) in pic.images.iter().zip(cols.iter()).enumerate() {
-        images.render(frame.buffer_mut(), *r, pic.id, i, img);
+        let mut r = *r;
+        if let Some(c) = pic.captions.get(i) {
+            if r.height > 4 {
+                // The caption sits right above the image, the pair centred in the column.
+                let top = r.y + (r.height - CAPTION_LINES - rows) / 2;
+                let head = Rect::new(r.x, top, r.width, CAPTION_LINES);
+                let caption = vec![
+                    Line::from(Span::styled(
+                        c.title.clone(),
+                        Style::default().fg(Color::Cyan).add_modifier(Modifier::BOLD),
+                    )),
+                    Line::from(c.detail.clone()),
+                ];
+                frame.render_widget(Paragraph::new(caption).alignment(Alignment::Center), head);
+                r = Rect::new(r.x, top + CAPTION_LINES, r.width, rows);
+            }
+        }
+        images.render(frame.buffer_mut(), r, pic.id, i, img);
     }
+}
+
+/// Lines of a caption over an image (what it is, which classes).
+const CAPTION_LINES: u16 = 2;
+
+/// Rows a `(w, h)` image takes when fitted in `cols × rows` cells of two pixels' height (the
+/// half-block aspect; graphics protocols draw terminal cells of about the same shape).
+pub fn fitted_rows((w, h): (u32, u32), cols: u16, rows: u16) -> u16 {
+    if w == 0 || h == 0 {
+        return 0;
+    }
+    let scale = (f64::from(cols) / f64::from(w)).min(f64::from(rows) * 2.0 / f64::from(h));
+    ((f64::from(h) * scale / 2.0).ceil() as u16).min(rows)
 }
 
 fn draw_classes(frame: &mut Frame<'_>, app: &App, area: Rect) {
@@ -306,6 +417,10 @@ fn draw_status(frame: &mut Frame<'_>, app: &App, area: Rect, images: &ImageView)
         second.push(Span::styled(m.clone(), Style::default().fg(Color::Yellow)));
         second.push(sep());
     }
+    if let Some(scan) = scan_status(app) {
+        second.push(scan);
+        second.push(sep());
+    }
     if let Some(m) = app.current.as_ref().and_then(|c| c.map.as_ref()) {
         let t = &m.timings;
         let render = app.picture.as_ref().map_or(0.0, |p| p.compose_ms);
@@ -336,13 +451,40 @@ fn draw_status(frame: &mut Frame<'_>, app: &App, area: Rect, images: &ImageView)
     frame.render_widget(Paragraph::new(vec![Line::from(first), Line::from(second)]), area);
 }
 
+/// The scan's progress for the status bar: `scan n/N · r img/s`, then how it ended, with the
+/// running top-1 accuracy.
+fn scan_status(app: &App) -> Option<Span<'static>> {
+    let t = &app.triage;
+    let p = &t.progress;
+    let accuracy = match p.labeled {
+        0 => String::new(),
+        n => format!(" · top-1 {:.1}%", p.correct as f64 * 100.0 / n as f64),
+    };
+    let cached = match (p.cached, p.computed) {
+        (0, _) => String::new(),
+        (c, 0) => format!(" · all {c} from cache"),
+        (c, _) => format!(" · {c} from cache"),
+    };
+    let rate = p.rate.map(|r| format!(" · {r:.0} img/s")).unwrap_or_default();
+    let (text, color) = match &t.state {
+        ScanState::Off | ScanState::NoTruth => return None,
+        ScanState::Waiting => ("scan waits for the listing".to_owned(), Color::DarkGray),
+        ScanState::Scanning => (format!("scan {}/{}{rate}{cached}{accuracy}", p.done(), p.total), Color::Yellow),
+        ScanState::Done { seconds } => {
+            (format!("scan {}/{} done in {seconds:.1} s{rate}{cached}{accuracy}", p.done(), p.total), Color::Green)
+        }
+        ScanState::Failed(_) => (format!("scan stopped at {}/{}{accuracy}", p.done(), p.total), Color::Red),
+    };
+    Some(Span::styled(text, Style::default().fg(color)))
+}
+
 /// A centred rectangle of at most `w × h` inside `area`.
-fn centered(area: Rect, w: u16, h: u16) -> Rect {
+pub(super) fn centered(area: Rect, w: u16, h: u16) -> Rect {
     let (w, h) = (w.min(area.width), h.min(area.height));
     Rect::new(area.x + (area.width - w) / 2, area.y + (area.height - h) / 2, w, h)
 }
 
-fn popup_block(title: &str) -> Block<'_> {
+pub(super) fn popup_block(title: &str) -> Block<'_> {
     Block::default()
         .borders(Borders::ALL)
         .border_type(BorderType::Double)
@@ -445,6 +587,7 @@ mod tests {
     use super::super::testing::*;
     use super::super::update::{Msg, update};
     use super::*;
+    use crate::dataset::stats::Filter;
 
     fn render(app: &App, w: u16, h: u16) -> Buffer {
         let mut t = Terminal::new(TestBackend::new(w, h)).unwrap();
@@ -517,6 +660,15 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_lists_every_key_of_the_help() {
+        let readme = include_str!("../../README.md");
+        for (k, _) in KEYS {
+            let row = if *k == "mouse" { "| mouse |".to_owned() } else { format!("| `{k}` |") };
+            assert!(readme.contains(&row), "README's key table lacks {row}");
+        }
+    }
+
+    #[test]
     fn a_small_terminal_gets_a_message_instead_of_a_layout() {
         let a = shown();
         let s = text(&render(&a, 50, 10));
@@ -571,6 +723,92 @@ mod tests {
         assert_eq!(image_colours(&buf, left), HashSet::from([red]));
         let right = image_colours(&buf, right);
         assert!(right.len() > 5 && !right.contains(&red), "the overlay on the right: {right:?}");
+    }
+
+    #[test]
+    fn the_file_list_marks_right_and_wrong_with_the_truth_of_mistakes() {
+        let mut a = triaged();
+        let s = text(&render(&a, 160, 40));
+        let row = |name: &str| {
+            let found = s.lines().find(|l| l.starts_with('┃') && l.contains(name));
+            found.unwrap_or_else(|| panic!("{name}: {s}")).to_owned()
+        };
+        assert!(row("a.png").contains("✓ a.png") && row("a.png").contains("class 9 90%"), "{}", row("a.png"));
+        assert!(row("b.png").contains("✗ b.png"), "{}", row("b.png"));
+        assert!(row("b.png").contains("class 1 → class 9 60%"), "a mistake shows its truth: {}", row("b.png"));
+        assert!(row("d.png").contains("✗ d.png") && row("d.png").contains("class 3 → class 2 95%"));
+        assert!(row("e.png").contains("  e.png") && row("e.png").contains("class 4 70%"), "unlabeled: no mark");
+        assert!(s.contains("scan 5/5 done in 1.5 s · 12 img/s · top-1 50.0%"), "{s}");
+        // The filter and the sort are in the title; an empty filter says so.
+        update(&mut a, ch('f'));
+        update(&mut a, ch('o'));
+        let s = text(&render(&a, 160, 40));
+        assert!(s.contains("Files 2/2 · mistakes · by confidence"), "b.png is still selected: {s}");
+        let mut a = triaged();
+        a.triage.filter = Filter::Confusion { truth: 9, predicted: 0 };
+        update(&mut a, ch('o'));
+        update(&mut a, ch('O'));
+        let s = text(&render(&a, 120, 40));
+        assert!(s.contains("Files 0/0 · class 9 → class 0"), "{s}");
+        assert!(s.contains("no image is class 9 → class 0"), "{s}");
+        // Too narrow for the truth: the prediction alone.
+        let notes = vec!["a long true label → predicted 60%".to_owned(), "predicted 60%".to_owned()];
+        assert_eq!(file_line_fitting("b.png", &notes, 30).1, " predicted 60%");
+        assert_eq!(file_line_fitting("b.png", &notes, 50).1, " a long true label → predicted 60%");
+        let long = "some/folder/long_name.png";
+        assert_eq!(file_line_fitting(long, &notes, 22), file_line(long, "predicted 60%", 22), "as without truth");
+    }
+
+    #[test]
+    fn the_summary_view_lists_accuracy_confusions_mistakes_and_classes() {
+        let mut a = triaged();
+        update(&mut a, ch('t'));
+        let s = text(&render(&a, 120, 40));
+        assert!(s.contains("Triage summary"), "{s}");
+        assert!(s.contains("5 of 5 images scanned · 4 labeled, 1 unlabeled, 0 unreadable · scan complete"), "{s}");
+        assert!(s.contains("top-1 accuracy 50.0% (2/4) · top-5 accuracy 100.0% (4/4)"), "{s}");
+        assert!(s.contains("note: a note"), "{s}");
+        let confusions = s.find("Most frequent confusions").expect("confusions");
+        let c1 = s.find("class 1 → class 9").unwrap();
+        assert!(c1 > confusions && s.find("class 3 → class 2").unwrap() > c1, "{s}");
+        assert!(s.contains("d.png") && s.contains("class 3 → class 2 95% (true 1%)"), "{s}");
+        assert!(s.contains("Least confident correct"), "{s}");
+        assert!(s.contains("Per-class accuracy"), "{s}");
+        let per_class = &s[s.find("Per-class accuracy").unwrap()..];
+        let class1 = per_class.lines().find(|l| l.contains("  class 1 ")).expect("class 1 row");
+        assert!(class1.contains("0.0%"), "{class1}");
+    }
+
+    #[test]
+    fn the_compare_view_draws_three_labelled_panels() {
+        let mut a = triaged();
+        update(&mut a, ch('n')); // b.png: class 1 taken for 9
+        update(&mut a, ch('x'));
+        let serial = a.map_serial;
+        update(&mut a, loaded_msg(serial, "b.png"));
+        update(&mut a, compare_map_msg(serial, "b.png", 9, 1));
+        let buf = render(&a, 160, 48);
+        let s = text(&buf);
+        assert!(s.contains("b.png · compare: predicted | true | predicted − true"), "{s}");
+        let img = inner(layout(Rect::new(0, 0, 160, 48)).unwrap().image);
+        let third = img.width / 3;
+        let panels: Vec<Rect> = (0..3).map(|i| Rect { x: img.x + i * third, width: third, ..img }).collect();
+        let caption = |r: Rect, want: &str| {
+            (r.top()..r.bottom()).any(|y| {
+                let line: String = (r.left()..r.right()).map(|x| buf[(x, y)].symbol()).collect();
+                line.contains(want)
+            })
+        };
+        for (r, (title, detail)) in panels.iter().zip([
+            ("predicted 63.2%", "class 9"),
+            ("true 0.0%", "class 1"),
+            ("predicted − true", "class 9 over class 1"),
+        ]) {
+            assert!(caption(*r, title) && caption(*r, detail), "{title} / {detail} in {r:?}: {s}");
+        }
+        let colours: Vec<HashSet<Color>> = panels.iter().map(|r| image_colours(&buf, *r)).collect();
+        assert!(colours.iter().all(|c| c.len() > 3), "three images: {colours:?}");
+        assert_ne!(colours[0], colours[1], "the predicted and the true maps differ");
     }
 
     #[test]

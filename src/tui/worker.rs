@@ -28,8 +28,9 @@ use super::state::{EngineInfo, LayerInfo};
 #[derive(Debug, Clone, PartialEq)]
 pub enum Request {
     /// Load `path` (from the cache when possible) and compute `method`'s map for `class`
-    /// (`None`: the image's top-1 class).
-    Show { serial: u64, path: PathBuf, class: Option<usize>, method: Method },
+    /// (`None`: the image's top-1 class); with `versus` (a true class), also the maps of the
+    /// compare view: that class's, and the contrast of `class` against it.
+    Show { serial: u64, path: PathBuf, class: Option<usize>, method: Method, versus: Option<usize> },
     /// Load these images in the background, nearest first (replaces any earlier list).
     Prefetch { paths: Vec<PathBuf> },
     /// Switch the target layer (clears the engine's cache).
@@ -52,6 +53,8 @@ pub enum Response {
         map: Arc<ndarray::Array2<f32>>,
         status: MapStatus,
         timings: Timings,
+        /// The compare view's maps, when the `Show` had `versus`.
+        compare: Option<CompareMaps>,
     },
     /// The image of a `Show` (or a prefetch) could not be used.
     Failed { serial: Option<u64>, path: PathBuf, error: String },
@@ -61,6 +64,18 @@ pub enum Response {
     LayerSet { result: Result<LayerInfo, String> },
     /// The score kind switch took effect (or why not).
     ScoreSet { result: Result<ScoreKind, String> },
+}
+
+/// The compare view's maps besides the class's own: the true class's map, and the contrast
+/// (class minus true class: the evidence that made the model prefer the class). Three head
+/// runs in all, so the view costs little more than one map.
+#[derive(Debug, Clone)]
+pub struct CompareMaps {
+    pub truth: usize,
+    pub truth_map: Arc<ndarray::Array2<f32>>,
+    pub truth_status: MapStatus,
+    pub contrast: Arc<ndarray::Array2<f32>>,
+    pub contrast_status: MapStatus,
 }
 
 /// The worker thread and the way to talk to it.
@@ -158,8 +173,8 @@ fn serve(mut engine: Engine, rx: &Receiver<Request>, answer: &dyn Fn(Response) -
         }
         let ok = if let Some(s) = q.settings.pop_front() {
             answer(apply_setting(&mut engine, s))
-        } else if let Some(Request::Show { serial, path, class, method }) = q.show.take() {
-            show(&mut engine, &mut q, rx, serial, path, class, method, answer)
+        } else if let Some(Request::Show { serial, path, class, method, versus }) = q.show.take() {
+            show(&mut engine, &mut q, rx, ShowArgs { serial, path, class, method, versus }, answer)
         } else if let Some(path) = q.prefetch.pop_front() {
             prefetch(&mut engine, path, answer)
         } else {
@@ -183,17 +198,23 @@ fn apply_setting(engine: &mut Engine, s: Request) -> Response {
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-fn show(
-    engine: &mut Engine,
-    q: &mut Queue,
-    rx: &Receiver<Request>,
+/// A `Show` request's fields.
+struct ShowArgs {
     serial: u64,
     path: PathBuf,
     class: Option<usize>,
     method: Method,
+    versus: Option<usize>,
+}
+
+fn show(
+    engine: &mut Engine,
+    q: &mut Queue,
+    rx: &Receiver<Request>,
+    args: ShowArgs,
     answer: &dyn Fn(Response) -> bool,
 ) -> bool {
+    let ShowArgs { serial, path, class, method, versus } = args;
     let cached = engine.is_cached(&path);
     let loaded = match engine.load(&path) {
         Ok(l) => l,
@@ -216,14 +237,31 @@ fn show(
         return pending.is_none_or(answer);
     }
     let class = class.unwrap_or_else(|| loaded.scores.argmax());
-    let map = engine.map(&loaded, method, &Seed::Class(class));
+    let map = engine.map(&loaded, method, &Seed::Class(class)).and_then(|out| {
+        let Some(truth) = versus else { return Ok((out, None)) };
+        let t = engine.map(&loaded, method, &Seed::Class(truth))?;
+        let c = engine.map(&loaded, method, &Seed::Contrast { positive: class, negative: truth })?;
+        let mut out = out;
+        for extra in [&t.timings, &c.timings] {
+            out.timings.head_ms += extra.head_ms;
+            out.timings.map_ms += extra.map_ms;
+        }
+        let compare = CompareMaps {
+            truth,
+            truth_map: Arc::new(t.normalized.map),
+            truth_status: t.normalized.status,
+            contrast: Arc::new(c.normalized.map),
+            contrast_status: c.normalized.status,
+        };
+        Ok((out, Some(compare)))
+    });
     if let Some(a) = pending {
         if !answer(a) {
             return false;
         }
     }
     match map {
-        Ok(out) => {
+        Ok((out, compare)) => {
             let mut timings = out.timings;
             if !cached {
                 timings.decode_ms = loaded.timings.decode_ms;
@@ -237,6 +275,7 @@ fn show(
                 map: Arc::new(out.normalized.map),
                 status: out.normalized.status,
                 timings,
+                compare,
             })
         }
         Err(e) => answer(Response::Failed { serial: Some(serial), path, error: e.to_string() }),
@@ -265,7 +304,13 @@ mod tests {
     use super::*;
 
     fn show(serial: u64) -> Request {
-        Request::Show { serial, path: PathBuf::from(format!("{serial}.png")), class: None, method: Method::GradCam }
+        Request::Show {
+            serial,
+            path: PathBuf::from(format!("{serial}.png")),
+            class: None,
+            method: Method::GradCam,
+            versus: None,
+        }
     }
 
     #[test]
