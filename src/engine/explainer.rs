@@ -53,6 +53,9 @@ impl Explainer {
         let body = GraphSession::from_model(&plan.body(), label, opts)?;
         let head = GraphSession::from_model(&plan.head(), label, opts)?;
         let body_outputs = plan.body_outputs();
+        // The sessions hold the graphs now; the plan's model copy would only cost memory.
+        let mut plan = plan;
+        plan.release_model();
         Ok(Self { plan, body, head, body_outputs, path: label.to_owned() })
     }
 

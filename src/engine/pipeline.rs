@@ -414,7 +414,12 @@ impl Engine {
     /// ending at the differentiated score), `config.batch` at a time.
     pub fn score_inputs(&mut self, inputs: &Array4<f32>) -> Result<Array2<f32>, EngineError> {
         if self.scores_session.is_none() {
-            let plan = &self.explainer.plan;
+            // Rebuilt from the analysis: the explainer's plan no longer holds the model.
+            let plan = self
+                .model
+                .analysis
+                .plan(&self.target, self.config.score, false)
+                .map_err(|source| EngineError::Grad { path: self.model.path.clone(), source })?;
             self.scores_session =
                 Some(GraphSession::from_model(&plan.scores_model(), &self.model.path, &self.config.session)?);
         }

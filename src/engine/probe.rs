@@ -190,7 +190,7 @@ fn by_outputs(
         onnx::shapes::probe_model(analysis.model(), &analysis.probe_targets(), &analysis.computed_constants());
     let opts = SessionOptions {
         device: Device::Cpu,
-        no_arena: true,
+        one_off: true,
         ort_lib: ort_lib.map(Path::to_path_buf),
         ..Default::default()
     };

@@ -564,6 +564,12 @@ impl Analysis {
 }
 
 impl Plan {
+    /// Drop the copy of the model the graphs were built from (the size of the weights), once
+    /// the sessions exist; the graph-building methods must not be called afterwards.
+    pub fn release_model(&mut self) {
+        self.base = ModelProto::default();
+    }
+
     fn declare(&self, name: &str) -> crate::onnx::ValueInfoProto {
         let f = self.facts.get(name);
         let dims: Vec<i64> = f.map(|f| f.dims_i64()).unwrap_or_default();
