@@ -169,21 +169,23 @@ pub fn resize(src: &RgbImage, width: u32, height: u32, filter: Filter) -> RgbIma
         return RgbImage::from_raw(width, height, mid).expect("buffer size matches dimensions");
     }
     debug_assert!(mid_rows >= 1);
+    // Vertical pass row by row: whole rows are accumulated tap by tap (contiguous, so the
+    // compiler vectorises it), the same sums in the same order as Pillow's per-pixel loop.
+    let row_len = mid_w * 3;
     let mut out = vec![0u8; out_w * out_h * 3];
+    let mut acc = vec![0i32; row_len];
     for (yy, &(ymin, n)) in vert.bounds.iter().enumerate() {
         let k = &vert.taps[yy * vert.ksize..yy * vert.ksize + n];
         let base = ymin - row_offset;
-        for xx in 0..mid_w {
-            let mut acc = [1i32 << (PRECISION_BITS - 1); 3];
-            for (y, &w) in k.iter().enumerate() {
-                let p = &mid[((base + y) * mid_w + xx) * 3..((base + y) * mid_w + xx) * 3 + 3];
-                for c in 0..3 {
-                    acc[c] += i32::from(p[c]) * w;
-                }
+        acc.fill(1i32 << (PRECISION_BITS - 1));
+        for (y, &w) in k.iter().enumerate() {
+            let row = &mid[(base + y) * row_len..(base + y + 1) * row_len];
+            for (a, &v) in acc.iter_mut().zip(row) {
+                *a += i32::from(v) * w;
             }
-            for c in 0..3 {
-                out[(yy * out_w + xx) * 3 + c] = clip8(acc[c]);
-            }
+        }
+        for (o, &a) in out[yy * row_len..(yy + 1) * row_len].iter_mut().zip(&acc) {
+            *o = clip8(a);
         }
     }
     RgbImage::from_raw(width, height, out).expect("buffer size matches dimensions")
