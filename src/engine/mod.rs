@@ -4,6 +4,7 @@
 //! shapes; [`Explainer`](explainer::Explainer) runs its body and head graphs.
 
 pub mod cache;
+pub mod cuda_libs;
 pub mod explainer;
 pub mod metrics;
 pub mod pipeline;

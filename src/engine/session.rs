@@ -105,9 +105,22 @@ fn builder(opts: &SessionOptions, label: &Path) -> Result<(SessionBuilder, Provi
     let (provider, reason) = match opts.device {
         Device::Cpu => (Provider::Cpu, None),
         Device::Cuda | Device::Auto => {
-            let cuda = ort::ep::CUDA::default();
+            let cuda = ort::ep::CUDA::default()
+                // Full float32: with TF32 (ONNX Runtime's default on Ampere and later) the
+                // H200's maps differed from the CPU's by 7.5e-4 after normalisation; explanations
+                // are compared across devices and against float32 references, and this model
+                // is too small for TF32 to matter for speed.
+                .with_tf32(false)
+                .with_conv_algorithm_search(conv_search(std::env::var("CAMSCOPE_CUDNN_SEARCH").ok().as_deref()));
+            let preload = super::cuda_libs::preload_for(&lib.path);
             let attempt = match ort::ep::CUDA::is_available() {
-                Ok(true) => cuda.register(&mut b).map_err(|e| first_line(&e.to_string())).map(|()| true),
+                Ok(true) => cuda.register(&mut b).map(|()| true).map_err(|e| {
+                    let mut why = first_line(&e.to_string());
+                    if let Some((path, detail)) = preload.failed.first() {
+                        why.push_str(&format!(" (could not preload {}: {})", path.display(), first_line(detail)));
+                    }
+                    why
+                }),
                 // A CPU-only build (the PyPI `onnxruntime` wheel): nothing failed, `auto` means CPU.
                 Ok(false) if opts.device == Device::Auto => Ok(false),
                 Ok(false) => Err(format!("this ONNX Runtime ({}) has no CUDA provider", lib.path.display())),
@@ -123,11 +136,35 @@ fn builder(opts: &SessionOptions, label: &Path) -> Result<(SessionBuilder, Provi
             }
         }
     };
+    if let Some(prefix) = profile_prefix().filter(|_| !opts.one_off) {
+        b = b.with_profiling(prefix).map_err(|e| bad(e.to_string()))?;
+    }
     // After CUDA: ONNX Runtime gives each node to the first provider that takes it.
     if opts.one_off {
         ort::ep::CPU::default().with_arena_allocator(false).register(&mut b).map_err(|e| bad(e.to_string()))?;
     }
     Ok((b, provider, reason))
+}
+
+/// cuDNN's convolution algorithm choice. ONNX Runtime's default, an exhaustive benchmark of
+/// every algorithm for each new input shape, cost 450-740 ms on the first image on an H200,
+/// longer than a CPU run: too slow for a one-shot `explain` and for an inspector that meets
+/// new batch sizes. `CAMSCOPE_CUDNN_SEARCH=exhaustive|heuristic|default` overrides it.
+fn conv_search(var: Option<&str>) -> ort::ep::cuda::ConvAlgorithmSearch {
+    use ort::ep::cuda::ConvAlgorithmSearch;
+    match var.map(str::to_ascii_lowercase).as_deref() {
+        Some("exhaustive") => ConvAlgorithmSearch::Exhaustive,
+        Some("default") => ConvAlgorithmSearch::Default,
+        _ => ConvAlgorithmSearch::Heuristic,
+    }
+}
+
+/// `CAMSCOPE_ORT_PROFILE=DIR`: ONNX Runtime writes a profile of every session (each node's
+/// time and execution provider) under DIR, for finding out where a device spends its time.
+fn profile_prefix() -> Option<PathBuf> {
+    let dir = PathBuf::from(std::env::var_os("CAMSCOPE_ORT_PROFILE").filter(|v| !v.is_empty())?);
+    std::fs::create_dir_all(&dir).ok()?;
+    Some(dir.join("camscope"))
 }
 
 /// A session over one of camscope's graphs (or a model file), with named f32 I/O.
