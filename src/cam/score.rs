@@ -12,7 +12,7 @@
 
 use std::ops::Range;
 
-use ndarray::{Array1, Array2, Array4, ArrayView2, ArrayView3, Axis};
+use ndarray::{Array1, Array2, Array4, ArrayView2, ArrayView3, ArrayViewMut3, Axis};
 
 use super::{CamError, RawMap, weighted_map};
 use crate::model::Layout;
@@ -45,28 +45,41 @@ pub fn masked_inputs(
     if channels.end > a.dim().0 || channels.start > channels.end {
         return Err(CamError::ChannelCount { what: "channel range end", expected: a.dim().0, got: channels.end });
     }
+    let (d0, d1, d2) = input.dim();
+    let mut batch = Array4::zeros((channels.len(), d0, d1, d2));
+    for (out, c) in batch.outer_iter_mut().zip(channels) {
+        write_masked_input(input, layout, a.index_axis(Axis(0), c), out);
+    }
+    Ok(batch)
+}
+
+/// Write `input · mask(channel)` into `out` (the input's shape). The engine fills a reused
+/// batch buffer with it, from several threads: a fresh buffer per mask cost more than the
+/// model run on a GPU.
+pub fn write_masked_input(
+    input: ArrayView3<'_, f32>,
+    layout: Layout,
+    channel: ArrayView2<'_, f32>,
+    mut out: ArrayViewMut3<'_, f32>,
+) {
     let (height, width) = match layout {
         Layout::Nchw => (input.dim().1, input.dim().2),
         Layout::Nhwc => (input.dim().0, input.dim().1),
     };
-    let (d0, d1, d2) = input.dim();
-    let mut batch = Array4::zeros((channels.len(), d0, d1, d2));
-    for (mut out, c) in batch.outer_iter_mut().zip(channels) {
-        let m = mask(a.index_axis(Axis(0), c), height, width);
-        match layout {
-            Layout::Nchw => {
-                for (mut plane, src) in out.outer_iter_mut().zip(input.outer_iter()) {
-                    ndarray::Zip::from(&mut plane).and(&src).and(&m).for_each(|o, &x, &k| *o = x * k);
-                }
-            }
-            Layout::Nhwc => {
-                for ((y, x, k), o) in out.indexed_iter_mut() {
-                    *o = input[[y, x, k]] * m[[y, x]];
-                }
+    let m = mask(channel, height, width);
+    match layout {
+        Layout::Nchw => {
+            for (mut plane, src) in out.outer_iter_mut().zip(input.outer_iter()) {
+                ndarray::Zip::from(&mut plane).and(&src).and(&m).for_each(|o, &x, &k| *o = x * k);
             }
         }
+        Layout::Nhwc => {
+            ndarray::Zip::from(out.lanes_mut(Axis(2)))
+                .and(input.lanes(Axis(2)))
+                .and(&m)
+                .for_each(|mut o, x, &k| o.zip_mut_with(&x, |o, &x| *o = x * k));
+        }
     }
-    Ok(batch)
 }
 
 /// Score-CAM's channel weights: the softmax over channels of the class score of each masked input (in channel

@@ -145,7 +145,7 @@ pub fn metrics(
     let mut all = ndarray::concatenate(Axis(0), &[deletion.view(), insertion.view()]).expect("same sample shape");
     all = from_chw_batch(all, spec.layout);
     let all = ndarray::concatenate(Axis(0), &[all.view(), masked.view().insert_axis(Axis(0))]).expect("same shape");
-    let scores = engine.score_inputs(&all)?;
+    let scores = engine.score_inputs(all.view())?;
     let probs = probabilities(scores, engine.score_kind());
     let p: Vec<f64> = probs.column(class).iter().map(|&v| f64::from(v)).collect();
     let base = f64::from(loaded.scores.probabilities[class]);
