@@ -145,6 +145,9 @@ enum Command {
         /// Images per model run for --scan
         #[arg(long, default_value_t = 4)]
         batch: usize,
+        /// Decoding threads for --scan (default: by provider and cores, as the inspector does)
+        #[arg(long, value_name = "N")]
+        decoders: Option<usize>,
         /// Machine-readable output
         #[arg(long)]
         json: bool,
@@ -226,7 +229,9 @@ fn main() -> ExitCode {
         Command::Explain { args, model } => commands::explain::run(&args, &model),
         Command::Batch { args, model } => commands::batch::run(&args, &model),
         Command::Triage { args, model } => commands::triage::run(&args, &model),
-        Command::Bench { scan: Some(n), model, batch, .. } => commands::bench::run_scan(n, &model, batch),
+        Command::Bench { scan: Some(n), model, batch, decoders, .. } => {
+            commands::bench::run_scan(n, &model, batch, decoders)
+        }
         Command::Bench { image, model, runs, scorecam_runs, json, .. } => {
             let image = image.unwrap_or_else(|| {
                 std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/espresso/coffee.png")

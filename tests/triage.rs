@@ -140,3 +140,54 @@ fn triage_never_writes_inside_the_dataset() {
     assert!(line.contains("overlaps"), "{line}");
     assert!(!root().join("samples/triage-out").exists());
 }
+
+/// Several decoding threads hand batches back in the images' order: the same results, in the
+/// same order, as one decoder, unreadable files included (a text file posing as a PNG).
+#[test]
+fn several_decoders_give_the_same_results_in_the_same_order() {
+    use camscope::dataset::truth::{FolderTruth, GroundTruth};
+    use camscope::engine::LoadedModel;
+    use camscope::model::Labels;
+    use camscope::triage::{ScanModel, ScanOptions, ScanUpdate, scan};
+
+    let dir = tempfile::tempdir().unwrap();
+    let mut images = Vec::new();
+    for (i, rel) in
+        ["espresso/coffee.png", "tabby/chelsea.png", "missile/rocket.jpg", "tripod/camera.png"].iter().enumerate()
+    {
+        let dst = dir.path().join(rel);
+        std::fs::create_dir_all(dst.parent().unwrap()).unwrap();
+        std::fs::copy(sample(rel), &dst).unwrap();
+        images.push(dst);
+        if i == 1 {
+            let bad = dir.path().join("tabby/broken.png");
+            std::fs::write(&bad, "not a png").unwrap();
+            images.push(bad);
+        }
+    }
+    let model = LoadedModel::open(&bundled_model(), None, &onnx_build::cpu()).unwrap();
+    let scan_model = ScanModel::from(&model);
+    let labels = Labels::read(&root().join("models/imagenet_labels.txt")).unwrap();
+    let run = |decoders: usize| {
+        let mut truth = GroundTruth::Folders(FolderTruth::new(dir.path(), labels.clone()));
+        let mut opts = ScanOptions::new(onnx_build::cpu());
+        opts.batch = 2;
+        opts.cache_dir = None;
+        opts.decoders = Some(decoders);
+        let mut events = Vec::new();
+        let report = scan(&scan_model, &images, dir.path(), &mut truth, &opts, |u| {
+            events.push(match u {
+                ScanUpdate::Result { index, result, .. } => (index, result.predicted().map(|p| p.to_string())),
+                ScanUpdate::Unreadable { index, .. } => (index, None),
+            });
+            true
+        })
+        .unwrap();
+        assert_eq!(report.decoders, decoders);
+        assert_eq!((report.computed, report.unreadable), (4, 1));
+        events
+    };
+    let one = run(1);
+    assert_eq!(one.iter().map(|e| e.0).collect::<Vec<_>>(), [0, 1, 2, 3, 4], "{one:?}");
+    assert_eq!(run(3), one);
+}

@@ -201,7 +201,7 @@ pub fn run(args: &BenchArgs, model: &ModelArgs) -> Result<ExitCode> {
 /// way the TUI does (a background thread; the main thread ticks every 16 ms as a UI would)
 /// and compare with the plain batched forward. Reports images/s, the ratio, the main
 /// thread's worst tick delay, and the peak resident memory of the process.
-pub fn run_scan(n: usize, model: &ModelArgs, batch: usize) -> Result<ExitCode> {
+pub fn run_scan(n: usize, model: &ModelArgs, batch: usize, decoders: Option<usize>) -> Result<ExitCode> {
     use camscope::dataset::scan::Scan;
     use camscope::dataset::truth::{FolderTruth, GroundTruth};
     use camscope::triage::{self, ScanOptions, ScanUpdate};
@@ -262,6 +262,7 @@ pub fn run_scan(n: usize, model: &ModelArgs, batch: usize) -> Result<ExitCode> {
         let mut o = ScanOptions::new(opts);
         o.batch = batch;
         o.cache_dir = None;
+        o.decoders = decoders;
         triage::scan(&scan_model, &images, &scan_dir, &mut truth, &o, |u| {
             if let ScanUpdate::Result { index, .. } = u {
                 let _ = tx.send(index);
@@ -288,8 +289,8 @@ pub fn run_scan(n: usize, model: &ModelArgs, batch: usize) -> Result<ExitCode> {
     let peak = vm_kb("VmHWM") / 1024.0;
     println!("  plain batched forward (batch {batch}, decode excluded) {forward_rate:>10.1} images/s");
     println!(
-        "  scan (decode + forward, background thread)     {rate:>10.1} images/s  ({} images in {secs:.1} s)",
-        report.computed
+        "  scan (decode + forward, background thread)     {rate:>10.1} images/s  ({} images in {secs:.1} s, batch {}, {} decoding threads)",
+        report.computed, report.batch, report.decoders
     );
     println!("  scan / plain forward                            {:>10.2} x", rate / forward_rate);
     println!("  worst delay of the 16 ms UI tick during the scan {worst_tick:>9.1} ms");

@@ -44,7 +44,7 @@ pub struct TriageArgs {
     pub colormap: Colormap,
     #[arg(long, default_value_t = 0.5)]
     pub alpha: f64,
-    /// Images per model run
+    /// Images per model run (on CUDA at least 32)
     #[arg(long, default_value_t = 4)]
     pub batch: usize,
     /// Do not read or write the scan cache
