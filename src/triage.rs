@@ -243,8 +243,13 @@ pub fn scan(
         }
         let views: Vec<_> = d.samples.iter().map(|s| s.view()).collect();
         let x: Array4<f32> = imaging::batch(&views);
-        let out = classifier.run(x.view())?;
-        for (k, row) in out.axis_iter(Axis(0)).enumerate() {
+        let out = if classifier.provider() == Provider::Cuda {
+            // One batch size on CUDA (see `imaging::pad_batch`).
+            classifier.run(imaging::pad_batch(x.view(), batch).view())?
+        } else {
+            classifier.run(x.view())?
+        };
+        for (k, row) in out.axis_iter(Axis(0)).take(d.indices.len()).enumerate() {
             let row: Vec<f32> = row.to_vec();
             let probs = if probabilities_out { row } else { softmax(&row) };
             let i = d.indices[k];

@@ -440,6 +440,9 @@ impl Engine {
         let name = self.explainer.plan.names.input.clone();
         let score = self.explainer.plan.names.score.clone();
         let batch = if self.model.fixed_batch { 1 } else { self.mask_batch() };
+        // One batch size on CUDA (see `imaging::pad_batch`): Score-CAM's last, shorter batch
+        // made every Score-CAM call 0.9 s slower on an H200.
+        let pad = self.explainer.provider().0 == Provider::Cuda;
         let session = self.scores_session.as_mut().expect("just created");
         let n = inputs.dim().0;
         let mut out = Array2::zeros((n, self.model.classes));
@@ -447,9 +450,11 @@ impl Engine {
         while start < n {
             let end = (start + batch).min(n);
             let chunk = inputs.slice(s![start..end, .., .., ..]);
-            let r = session.run(&[(name.as_str(), chunk.into_dyn())], &[score.as_str()])?;
+            let chunk = if pad { crate::imaging::pad_batch(chunk, batch) } else { chunk.into() };
+            let r = session.run(&[(name.as_str(), chunk.view().into_dyn())], &[score.as_str()])?;
             let r = r.into_iter().next().expect("one output");
-            out.slice_mut(s![start..end, ..]).assign(&r.into_dimensionality::<ndarray::Ix2>().expect("[N, classes]"));
+            let r = r.into_dimensionality::<ndarray::Ix2>().expect("[N, classes]");
+            out.slice_mut(s![start..end, ..]).assign(&r.slice(s![..end - start, ..]));
             start = end;
         }
         Ok(out)
