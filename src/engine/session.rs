@@ -146,10 +146,12 @@ fn builder(opts: &SessionOptions, label: &Path) -> Result<(SessionBuilder, Provi
     Ok((b, provider, reason))
 }
 
-/// cuDNN's convolution algorithm choice. ONNX Runtime's default, an exhaustive benchmark of
-/// every algorithm for each new input shape, cost 450-740 ms on the first image on an H200,
-/// longer than a CPU run: too slow for a one-shot `explain` and for an inspector that meets
-/// new batch sizes. `CAMSCOPE_CUDNN_SEARCH=exhaustive|heuristic|default` overrides it.
+/// cuDNN's convolution algorithm choice: heuristic, not ONNX Runtime's default exhaustive
+/// benchmark of every algorithm for each new input shape. Measured on an H200 in the same
+/// runs: exhaustive made Score-CAM twice as slow (1.8-2.1 s against 0.9-1.1 s per image,
+/// before short batches were padded) and gained nothing measurable on single images (Grad-CAM
+/// 1.5-2.2 ms per image either way). `CAMSCOPE_CUDNN_SEARCH=exhaustive|heuristic|default`
+/// overrides it.
 fn conv_search(var: Option<&str>) -> ort::ep::cuda::ConvAlgorithmSearch {
     use ort::ep::cuda::ConvAlgorithmSearch;
     match var.map(str::to_ascii_lowercase).as_deref() {
