@@ -425,7 +425,7 @@ impl Engine {
     }
 
     /// Score vectors of a batch of model inputs through the scores model (the forward model
-    /// ending at the differentiated score), `config.batch` at a time.
+    /// ending at the differentiated score), `mask_batch()` at a time.
     pub fn score_inputs(&mut self, inputs: ArrayView4<'_, f32>) -> Result<Array2<f32>, EngineError> {
         if self.scores_session.is_none() {
             // Rebuilt from the analysis: the explainer's plan no longer holds the model.
