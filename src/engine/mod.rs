@@ -46,6 +46,8 @@ pub enum EngineError {
     Probe { path: PathBuf, detail: String },
     #[error("{}: ONNX Runtime failed while running the model: {detail}", path.display())]
     Run { path: PathBuf, detail: String },
+    #[error("{}: the run was not started because camscope is stopping", path.display())]
+    Stopped { path: PathBuf },
     #[error("--device cuda: the CUDA execution provider could not be registered ({detail}); install onnxruntime-gpu with matching CUDA/cuDNN and point --ort-lib at its library (now {}), or use --device cpu", library.display())]
     Cuda { detail: String, library: PathBuf },
 }

@@ -147,11 +147,20 @@ impl Engine {
         Self::from_model(model, config)
     }
 
-    pub fn from_model(model: LoadedModel, config: EngineConfig) -> Result<Self, EngineError> {
+    pub fn from_model(model: LoadedModel, mut config: EngineConfig) -> Result<Self, EngineError> {
+        // Every session of the engine shares one stop flag (see `stop_flag`).
+        config.session.stop.get_or_insert_with(Default::default);
         let target = resolve(&model, config.layer.as_deref())?;
         let explainer = Explainer::new(&model.analysis, &model.path, &target, config.score, false, &config.session)?;
         let cache = LruCache::new(config.cache_bytes);
         Ok(Self { model, config, target, explainer, scores_session: None, guided: None, cache })
+    }
+
+    /// Set it to make the engine's runs that have not started yet fail with
+    /// [`EngineError::Stopped`], from another thread than the one running the engine: a slow
+    /// method (hundreds of runs) then ends after the run in progress.
+    pub fn stop_flag(&self) -> std::sync::Arc<std::sync::atomic::AtomicBool> {
+        self.config.session.stop.clone().expect("set by from_model")
     }
 
     pub fn model(&self) -> &LoadedModel {

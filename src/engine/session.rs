@@ -2,6 +2,8 @@
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use ort::ep::ExecutionProvider;
@@ -77,6 +79,11 @@ pub struct SessionOptions {
     /// they inherit the scan thread's low scheduling priority, while the process-wide pool
     /// keeps the interactive engine at normal priority. Its threads never spin.
     pub own_pool: Option<usize>,
+    /// Once set, runs that have not started yet fail with [`EngineError::Stopped`]. The
+    /// inspector sets it when the user quits: a Score-CAM has hundreds of runs left, and the
+    /// process must not exit while its engine thread is still inside ONNX Runtime (the
+    /// library's exit-time destructors then crash it: seen as a segfault at exit in CI).
+    pub stop: Option<Arc<AtomicBool>>,
 }
 
 /// Why CUDA was not used (for `auto`, reported next to the provider).
@@ -176,6 +183,7 @@ pub struct GraphSession {
     pub provider: Provider,
     pub fallback: FallbackReason,
     outputs: Vec<String>,
+    stop: Option<Arc<AtomicBool>>,
 }
 
 impl GraphSession {
@@ -186,7 +194,7 @@ impl GraphSession {
             .commit_from_memory(&encode_model(model))
             .map_err(|e| EngineError::BadModel { path: label.to_owned(), detail: first_line(&e.to_string()) })?;
         let outputs = session.outputs().iter().map(|o| o.name().to_owned()).collect();
-        Ok(Self { session, label: label.to_owned(), provider, fallback, outputs })
+        Ok(Self { session, label: label.to_owned(), provider, fallback, outputs, stop: opts.stop.clone() })
     }
 
     /// A one-off CPU session that records every node's output shapes in ONNX Runtime's
@@ -210,7 +218,7 @@ impl GraphSession {
         b = b.with_profiling(profile_prefix).map_err(|e| bad(e.to_string()))?;
         let session = b.commit_from_memory(&encode_model(model)).map_err(|e| bad(e.to_string()))?;
         let outputs = session.outputs().iter().map(|o| o.name().to_owned()).collect();
-        Ok(Self { session, label: label.to_owned(), provider: Provider::Cpu, fallback: None, outputs })
+        Ok(Self { session, label: label.to_owned(), provider: Provider::Cpu, fallback: None, outputs, stop: None })
     }
 
     /// Stop profiling and return the profile's path.
@@ -247,7 +255,7 @@ impl GraphSession {
             .commit_from_file(path)
             .map_err(|e| EngineError::BadModel { path: path.to_owned(), detail: first_line(&e.to_string()) })?;
         let outputs = session.outputs().iter().map(|o| o.name().to_owned()).collect();
-        Ok(Self { session, label: path.to_owned(), provider, fallback, outputs })
+        Ok(Self { session, label: path.to_owned(), provider, fallback, outputs, stop: opts.stop.clone() })
     }
 
     pub fn session(&self) -> &Session {
@@ -271,6 +279,9 @@ impl GraphSession {
             &dyn Fn(&dyn std::fmt::Display) -> EngineError,
         ) -> Result<T, EngineError>,
     ) -> Result<T, EngineError> {
+        if self.stop.as_ref().is_some_and(|s| s.load(Ordering::Relaxed)) {
+            return Err(EngineError::Stopped { path: self.label.clone() });
+        }
         let standard: Vec<_> = inputs.iter().map(|(_, a)| a.as_standard_layout()).collect();
         let mut feeds = Vec::with_capacity(inputs.len());
         for ((name, _), arr) in inputs.iter().zip(&standard) {
