@@ -190,6 +190,20 @@ fn a_panic_inside_the_inspector_restores_the_terminal() {
 }
 
 #[test]
+fn quitting_during_a_score_cam_stops_it_and_exits_cleanly() {
+    // Score-CAM runs the model hundreds of times (seconds on 2 cores): quitting stops it after
+    // the run in progress and waits for the engine thread to let go of ONNX Runtime, so the
+    // process ends with 0, not with a crash in ONNX Runtime's exit-time destructors.
+    let t = Tmux::start(&root(), &["samples", "--graphics", "halfblocks", "--method", "scorecam"], &[]);
+    t.wait("Score-CAM to start computing", |_, s| s.contains("computing…"));
+    t.keys(&["q"]);
+    let s = t.wait("camscope to exit", |_, s| s.contains("RAW="));
+    assert!(s.contains("EXITED=0"), "{s}");
+    assert!(s.contains("RAW=off"), "raw mode left on: {s}");
+    assert_eq!(t.modes(), "0 1", "alternate screen off, cursor visible");
+}
+
+#[test]
 fn an_empty_folder_opens_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("notes.txt"), "not an image").unwrap();

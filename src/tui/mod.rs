@@ -29,9 +29,11 @@ pub mod worker;
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::{BufWriter, IsTerminal, Write};
+use std::panic::AssertUnwindSafe;
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::mpsc::{RecvTimeoutError, Sender};
+use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use crossterm::event::{self, Event};
@@ -43,7 +45,7 @@ use crate::render::{self, Colormap};
 
 pub use self::image_view::{ColorDepth, Graphics, Renderer};
 pub use self::scanner::ScanJob;
-use self::scanner::ScanStarter;
+use self::scanner::{ScanHandle, ScanStarter};
 use self::state::{App, Settings};
 use self::update::{Cmd, Msg};
 use self::worker::{Request, Response, Worker};
@@ -78,8 +80,13 @@ pub struct Options {
     pub triage: Option<ScanJob>,
 }
 
-/// How long quitting waits for the scan to finish its batch and save its cache.
-const SCAN_STOP_WAIT: Duration = Duration::from_secs(5);
+/// How long quitting waits for the scan to finish its batch and save its cache, and for the
+/// engine to finish its model run.
+const STOP_WAIT: Duration = Duration::from_secs(5);
+/// How much longer it waits, saying so, when [`STOP_WAIT`] was not enough: the scan's threads
+/// run at idle priority, and a machine kept busy by other programs leaves them almost no time
+/// to finish their batch and write the cache.
+const LONG_STOP_WAIT: Duration = Duration::from_secs(60);
 
 /// Images sent per listing message after the first (small) one.
 const LIST_CHUNK: usize = 512;
@@ -106,7 +113,7 @@ pub fn run(engine: Engine, scan: Scan, opts: Options) -> Result<(), TuiError> {
     };
     let mut app = App::new(settings, worker::engine_info(&engine), opts.triage.is_some());
     let (tx, rx) = std::sync::mpsc::channel::<Msg>();
-    let worker = Worker::spawn(engine, tx.clone(), Msg::Worker);
+    let mut worker = Worker::spawn(engine, tx.clone(), Msg::Worker);
     let (scan_handle, starter) = match opts.triage.clone() {
         Some(job) => {
             let (h, s) = scanner::prepare(job);
@@ -125,7 +132,8 @@ pub fn run(engine: Engine, scan: Scan, opts: Options) -> Result<(), TuiError> {
     app.size = (size.width, size.height);
     let test_panic = std::env::var_os("CAMSCOPE_TEST_PANIC").is_some_and(|v| v == "1");
 
-    let result = (|| -> Result<(), TuiError> {
+    let mut saves = Vec::new();
+    let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| -> Result<(), TuiError> {
         let mut dirty = true;
         let mut prefetch: Option<Request> = None;
         loop {
@@ -176,7 +184,7 @@ pub fn run(engine: Engine, scan: Scan, opts: Options) -> Result<(), TuiError> {
                     }
                     match cmd {
                         Cmd::Worker(r @ Request::Prefetch { .. }) => prefetch = Some(r),
-                        other => run_cmd(other, &worker, &tx),
+                        other => run_cmd(other, &worker, &tx, &mut saves),
                     }
                 }
                 next = rx.try_recv().ok();
@@ -185,26 +193,74 @@ pub fn run(engine: Engine, scan: Scan, opts: Options) -> Result<(), TuiError> {
             for cmd in update::settle(&mut app) {
                 match cmd {
                     Cmd::Worker(r @ Request::Prefetch { .. }) => prefetch = Some(r),
-                    other => run_cmd(other, &worker, &tx),
+                    other => run_cmd(other, &worker, &tx, &mut saves),
                 }
             }
             dirty = true;
         }
-    })();
-    // The scan stops after its batch while the terminal is restored, then saves its cache.
+    }));
+    // The same way out after a return, an error or a panic: the scan and the engine are told
+    // to stop, the terminal is given back (after a panic the hook has done it already, before
+    // printing the message), then the threads are waited for. The process must not exit while
+    // one of them is still inside ONNX Runtime: its exit-time destructors would crash it.
     if let Some(h) = &scan_handle {
         h.cancel();
     }
+    worker.stop();
     drop(session);
-    if let Some(h) = &scan_handle {
-        h.wait(SCAN_STOP_WAIT);
+    let mut ended = wait_for_threads(scan_handle.as_ref(), &mut worker, Instant::now() + STOP_WAIT);
+    if !ended {
+        // Only on a starved machine (the scan runs at idle priority) or with a huge model: say
+        // so, and let a second Ctrl-C end the process at once (its default action runs no
+        // exit-time destructors, so it cannot crash either).
+        terminal::default_signals();
+        eprintln!(
+            "camscope: finishing the model run in progress and saving the scan's results (up to {} s more); Ctrl-C quits without them",
+            LONG_STOP_WAIT.as_secs()
+        );
+        ended = wait_for_threads(scan_handle.as_ref(), &mut worker, Instant::now() + LONG_STOP_WAIT);
+    }
+    for save in saves {
+        // A PNG is written in milliseconds; quitting must not leave a truncated one.
+        let _ = save.join();
     }
     if let Some(t) = &mut trace {
         t.exit();
     }
-    // Dropping the channel ends the worker after its current run; do not wait for a slow one.
-    drop(worker);
-    result
+    if !ended {
+        exit_while_busy(&outcome);
+    }
+    match outcome {
+        Ok(result) => result,
+        Err(panic) => std::panic::resume_unwind(panic),
+    }
+}
+
+/// Wait until `deadline` for the scan (its cache saved) and the engine thread (its sessions
+/// dropped) to end; true when both have.
+fn wait_for_threads(scan: Option<&ScanHandle>, worker: &mut Worker, deadline: Instant) -> bool {
+    let scan_ended = scan.is_none_or(|h| h.wait(deadline.saturating_duration_since(Instant::now())));
+    worker.join(deadline) && scan_ended
+}
+
+/// A model run still going after [`LONG_STOP_WAIT`] (a huge model on a slow CPU): end the process
+/// without the exit-time destructors of ONNX Runtime, which would crash it under the running
+/// thread. Says what `main` would have said.
+fn exit_while_busy(outcome: &std::thread::Result<Result<(), TuiError>>) -> ! {
+    let code = match outcome {
+        Ok(Ok(())) => 0,
+        Ok(Err(e)) => {
+            eprintln!("camscope: error: {e}");
+            1
+        }
+        // The panic hook has printed the message.
+        Err(_) => 101,
+    };
+    let _ = std::io::stdout().flush();
+    let _ = std::io::stderr().flush();
+    // SAFETY: `_exit` ends the process at once; the outputs were flushed above and the
+    // terminal restored, which is all the clean-up left to do.
+    unsafe { libc::_exit(code) }
 }
 
 fn check_worker(worker: &Worker) -> Result<(), TuiError> {
@@ -235,15 +291,16 @@ pub(crate) fn note_thread_panic(info: &std::panic::PanicHookInfo<'_>) -> bool {
     true
 }
 
-fn run_cmd(cmd: Cmd, worker: &Worker, tx: &Sender<Msg>) {
+fn run_cmd(cmd: Cmd, worker: &Worker, tx: &Sender<Msg>, saves: &mut Vec<JoinHandle<()>>) {
     match cmd {
         Cmd::Worker(r) => worker.send(r),
         Cmd::Save { image, path } => {
             let tx = tx.clone();
-            std::thread::spawn(move || {
+            saves.retain(|s| !s.is_finished());
+            saves.push(std::thread::spawn(move || {
                 let r = render::png::write_png_new(&image, &path).map_err(|e| e.to_string());
                 let _ = tx.send(Msg::Saved(r));
-            });
+            }));
         }
     }
 }

@@ -135,3 +135,18 @@ fn install_signal_handlers() {
 
 #[cfg(not(unix))]
 fn install_signal_handlers() {}
+
+/// Give the quit signals their default action back (end the process), once the terminal is
+/// restored and nothing is left to clean up but waiting for threads.
+#[cfg(unix)]
+pub fn default_signals() {
+    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+        // SAFETY: restoring the default disposition.
+        unsafe {
+            libc::signal(sig, libc::SIG_DFL);
+        }
+    }
+}
+
+#[cfg(not(unix))]
+pub fn default_signals() {}

@@ -9,13 +9,17 @@
 //!
 //! A running computation is not interrupted (ONNX Runtime runs cannot be), so a slow method
 //! such as Score-CAM finishes before the next request starts; the UI meanwhile shows
-//! "computing…" and stays responsive.
+//! "computing…" and stays responsive. Quitting is the exception: [`Worker::stop`] sets the
+//! engine's stop flag, so a Score-CAM ends after the model run in progress, and waits for the
+//! thread to drop the engine (the process must not exit while ONNX Runtime is in use).
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{Receiver, Sender, TryRecvError};
 use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
 
 use crate::cam::{MapStatus, Method};
 use crate::engine::{Engine, Loaded, Seed};
@@ -80,24 +84,54 @@ pub struct CompareMaps {
 
 /// The worker thread and the way to talk to it.
 pub struct Worker {
-    pub requests: Sender<Request>,
+    requests: Option<Sender<Request>>,
     handle: Option<JoinHandle<()>>,
+    /// The engine's stop flag ([`Engine::stop_flag`]).
+    stop: Arc<AtomicBool>,
 }
 
 impl Worker {
     /// Start the thread; answers go through `answer` wrapped by `wrap` (the UI's message type).
     pub fn spawn<M: Send + 'static>(engine: Engine, answers: Sender<M>, wrap: fn(Response) -> M) -> Self {
         let (requests, rx) = std::sync::mpsc::channel();
+        let stop = engine.stop_flag();
         let handle = std::thread::Builder::new()
             .name("camscope-engine".into())
             .spawn(move || serve(engine, &rx, &|r| answers.send(wrap(r)).is_ok()))
             .expect("spawn the engine thread");
-        Self { requests, handle: Some(handle) }
+        Self { requests: Some(requests), handle: Some(handle), stop }
     }
 
     /// Ask for something; a stopped worker is noticed by the UI through its answer channel.
     pub fn send(&self, r: Request) {
-        let _ = self.requests.send(r);
+        if let Some(requests) = &self.requests {
+            let _ = requests.send(r);
+        }
+    }
+
+    /// Stop the engine's runs that have not started and close the request channel, without
+    /// waiting: call it first when quitting, so the thread winds down while the terminal is
+    /// given back.
+    pub fn stop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        self.requests = None;
+    }
+
+    /// [`stop`](Self::stop), then wait until `deadline` for the thread to end (its engine and
+    /// ONNX Runtime sessions dropped); true when it has.
+    pub fn join(&mut self, deadline: Instant) -> bool {
+        self.stop();
+        let Some(handle) = self.handle.take() else { return true };
+        while !handle.is_finished() {
+            if Instant::now() >= deadline {
+                self.handle = Some(handle);
+                return false;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        // Its panic, if any, was recorded by the panic hook already.
+        let _ = handle.join();
+        true
     }
 
     /// Whether the thread has ended (before the UI closed the channel, only by panicking).
