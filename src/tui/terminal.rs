@@ -118,6 +118,10 @@ pub fn hung_up() -> bool {
     false
 }
 
+/// The signals that quit the inspector (Ctrl-C, `kill`, the terminal closing).
+#[cfg(unix)]
+const QUIT_SIGNALS: [libc::c_int; 3] = [libc::SIGINT, libc::SIGTERM, libc::SIGHUP];
+
 #[cfg(unix)]
 fn install_signal_handlers() {
     extern "C" fn on_signal(_: libc::c_int) {
@@ -125,7 +129,7 @@ fn install_signal_handlers() {
         QUIT_SIGNAL.store(true, Ordering::SeqCst);
     }
     let handler = on_signal as extern "C" fn(libc::c_int) as libc::sighandler_t;
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+    for sig in QUIT_SIGNALS {
         // SAFETY: installing a handler that only stores to an atomic.
         unsafe {
             libc::signal(sig, handler);
@@ -140,7 +144,7 @@ fn install_signal_handlers() {}
 /// restored and nothing is left to clean up but waiting for threads.
 #[cfg(unix)]
 pub fn default_signals() {
-    for sig in [libc::SIGINT, libc::SIGTERM, libc::SIGHUP] {
+    for sig in QUIT_SIGNALS {
         // SAFETY: restoring the default disposition.
         unsafe {
             libc::signal(sig, libc::SIG_DFL);
