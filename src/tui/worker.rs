@@ -10,16 +10,17 @@
 //! A running computation is not interrupted (ONNX Runtime runs cannot be), so a slow method
 //! such as Score-CAM finishes before the next request starts; the UI meanwhile shows
 //! "computing…" and stays responsive. Quitting is the exception: [`Worker::stop`] sets the
-//! engine's stop flag, so a Score-CAM ends after the model run in progress, and waits for the
-//! thread to drop the engine (the process must not exit while ONNX Runtime is in use).
+//! engine's stop flag, so a Score-CAM ends after the model run in progress, and
+//! [`Worker::join`] waits for the thread to drop the engine (the process must not exit while
+//! ONNX Runtime is in use).
 
 use std::collections::VecDeque;
 use std::path::PathBuf;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::mpsc::{Receiver, Sender, TryRecvError};
+use std::sync::mpsc::{Receiver, RecvTimeoutError, Sender, TryRecvError};
 use std::thread::JoinHandle;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use crate::cam::{MapStatus, Method};
 use crate::engine::{Engine, Loaded, Seed};
@@ -86,6 +87,8 @@ pub struct CompareMaps {
 pub struct Worker {
     requests: Option<Sender<Request>>,
     handle: Option<JoinHandle<()>>,
+    /// Disconnected when the thread ends (the same way as the scan's `ScanHandle`).
+    ended: Receiver<()>,
     /// The engine's stop flag ([`Engine::stop_flag`]).
     stop: Arc<AtomicBool>,
 }
@@ -95,11 +98,16 @@ impl Worker {
     pub fn spawn<M: Send + 'static>(engine: Engine, answers: Sender<M>, wrap: fn(Response) -> M) -> Self {
         let (requests, rx) = std::sync::mpsc::channel();
         let stop = engine.stop_flag();
+        let (ended_tx, ended) = std::sync::mpsc::channel::<()>();
         let handle = std::thread::Builder::new()
             .name("camscope-engine".into())
-            .spawn(move || serve(engine, &rx, &|r| answers.send(wrap(r)).is_ok()))
+            .spawn(move || {
+                // Dropped last, after the engine (also when unwinding): what `join` waits for.
+                let _ended = ended_tx;
+                serve(engine, &rx, &|r| answers.send(wrap(r)).is_ok());
+            })
             .expect("spawn the engine thread");
-        Self { requests: Some(requests), handle: Some(handle), stop }
+        Self { requests: Some(requests), handle: Some(handle), ended, stop }
     }
 
     /// Ask for something; a stopped worker is noticed by the UI through its answer channel.
@@ -121,16 +129,14 @@ impl Worker {
     /// ONNX Runtime sessions dropped); true when it has.
     pub fn join(&mut self, deadline: Instant) -> bool {
         self.stop();
-        let Some(handle) = self.handle.take() else { return true };
-        while !handle.is_finished() {
-            if Instant::now() >= deadline {
-                self.handle = Some(handle);
-                return false;
-            }
-            std::thread::sleep(Duration::from_millis(2));
+        let wait = deadline.saturating_duration_since(Instant::now());
+        if !matches!(self.ended.recv_timeout(wait), Err(RecvTimeoutError::Disconnected)) {
+            return false;
         }
-        // Its panic, if any, was recorded by the panic hook already.
-        let _ = handle.join();
+        if let Some(handle) = self.handle.take() {
+            // Its panic, if any, was recorded by the panic hook already.
+            let _ = handle.join();
+        }
         true
     }
 
