@@ -526,3 +526,314 @@ fn constants_computed_in_the_graph_are_folded_from_the_probe() {
         .output("y", &[-1, 10]);
     check(t, &[1, 3, 6], "Slice with computed constants");
 }
+
+// ---- Transformer ops ----
+
+#[test]
+fn gather_scalar_index_removes_the_axis() {
+    // The class token x[:, 0] (here a negative index, -2 of 5), then a non-linearity.
+    let t = Tiny::new(17)
+        .input("x", &[-1, 5, 3])
+        .init_i64("i", &[], &[-2])
+        .node("Gather", &["x", "i"], &["g"], vec![attrs::int("axis", 1)])
+        .node("Mul", &["g", "g"], &["y"], vec![])
+        .output("y", &[-1, 3]);
+    check(t, &[1, 5, 3], "Gather scalar index");
+}
+
+#[test]
+fn gather_duplicate_and_negative_indices_accumulate() {
+    // 2-D indices with repeats on the last axis (no transpose path) and 1-D indices with a
+    // repeat on a middle axis (transpose path); each gathered copy is weighted differently,
+    // so a gradient that kept only one copy of a repeated index is off by a whole term.
+    let t = Tiny::new(17)
+        .input("x", &[-1, 4, 5])
+        .init_i64("i2", &[3, 2], &[0, 3, -1, 0, 2, 2])
+        .init("c", &[3, 2], &[1.0, -2.0, 0.5, 3.0, -1.5, 2.5])
+        .node("Gather", &["x", "i2"], &["g"], vec![attrs::int("axis", 2)])
+        .node("Mul", &["g", "c"], &["m"], vec![])
+        .init_i64("i1", &[3], &[2, 0, -2])
+        .init("c1", &[3, 1, 1], &[0.7, -1.3, 2.0])
+        .node("Gather", &["m", "i1"], &["h"], vec![attrs::int("axis", 1)])
+        .node("Mul", &["h", "c1"], &["hc"], vec![])
+        .node("Tanh", &["hc"], &["t"], vec![])
+        .node("Flatten", &["t"], &["y"], vec![attrs::int("axis", 1)])
+        .output("y", &[-1, 18]);
+    check(t, &[1, 4, 5], "Gather duplicates");
+}
+
+#[test]
+fn gather_of_an_initializer_table_needs_no_gradient() {
+    // A relative-position-bias lookup: the table is a constant, only the Add reaches x.
+    let t = Tiny::new(17)
+        .input("x", &[-1, 2, 2, 3])
+        .init("table", &[6, 3], &w(18, 41))
+        .init_i64("idx", &[2, 2], &[0, 5, 2, 2])
+        .node("Gather", &["table", "idx"], &["bias"], vec![attrs::int("axis", 0)])
+        .node("Add", &["x", "bias"], &["a"], vec![])
+        .node("Mul", &["a", "x"], &["m"], vec![])
+        .node("Flatten", &["m"], &["y"], vec![attrs::int("axis", 1)])
+        .output("y", &[-1, 12]);
+    check(t, &[1, 2, 2, 3], "Gather of a constant table");
+}
+
+#[test]
+fn where_routes_to_both_branches_with_broadcasting() {
+    // cond [2,3] mixes true and false; X is [N,2,3], Y is [N,1,3] (broadcast over axis 1).
+    let t = Tiny::new(17)
+        .input("x", &[-1, 2, 3])
+        .init("cv", &[2, 3], &[1.0, -1.0, 1.0, -1.0, -1.0, 1.0])
+        .init("zero", &[], &[0.0])
+        .init("a", &[3], &[1.5, -0.5, 2.0])
+        .init_i64("ax", &[1], &[1])
+        .node("Greater", &["cv", "zero"], &["cond"], vec![])
+        .node("Mul", &["x", "a"], &["xa"], vec![])
+        .node("ReduceSum", &["x", "ax"], &["s"], vec![attrs::int("keepdims", 1)])
+        .node("Mul", &["s", "s"], &["ss"], vec![])
+        .node("Where", &["cond", "xa", "ss"], &["wh"], vec![])
+        .node("Tanh", &["wh"], &["t"], vec![])
+        .node("Flatten", &["t"], &["y"], vec![attrs::int("axis", 1)])
+        .output("y", &[-1, 6]);
+    check(t, &[1, 2, 3], "Where");
+}
+
+#[test]
+fn gelu_exact_and_tanh_opset_20() {
+    for approx in ["none", "tanh"] {
+        let t = unary(20, &[-1, 8], "Gelu", &[], vec![attrs::string("approximate", approx)], 8);
+        check_with(t, &[1, 8], 2.5, ScoreKind::Logit, &format!("Gelu {approx}"));
+    }
+}
+
+#[test]
+fn einsum_attention_forms_with_both_operands_differentiated() {
+    // q = x·Wq and k = tanh(x)·Wk (ellipsis form), k cut to 4 keys so i (5) and j (4)
+    // differ; s = q·kᵀ ("bhid,bhjd->bhij") and o = s·v ("bhij,bhjd->bhid"): every operand
+    // of the two attention einsums depends on x, so a transposed gradient is caught.
+    let t = Tiny::new(17)
+        .input("x", &[-1, 2, 5, 4])
+        .init("Wq", &[4, 3], &w(12, 51))
+        .init("Wk", &[4, 3], &w(12, 52))
+        .init_i64("st", &[1], &[1])
+        .init_i64("en", &[1], &[5])
+        .init_i64("ax", &[1], &[2])
+        .node("Einsum", &["x", "Wq"], &["q"], vec![attrs::string("equation", "bhid,de->bhie")])
+        .node("Tanh", &["x"], &["tx"], vec![])
+        .node("Einsum", &["tx", "Wk"], &["k5"], vec![attrs::string("equation", "...ij,jk->...ik")])
+        .node("Slice", &["k5", "st", "en", "ax"], &["k"], vec![])
+        .node("Einsum", &["q", "k"], &["s"], vec![attrs::string("equation", "bhid,bhjd->bhij")])
+        .node("Slice", &["x", "st", "en", "ax"], &["v"], vec![])
+        .node("Einsum", &["s", "v"], &["o"], vec![attrs::string("equation", "bhij,bhjd->bhid")])
+        .node("Flatten", &["o"], &["y"], vec![attrs::int("axis", 1)])
+        .output("y", &[-1, 40]);
+    check(t, &[1, 2, 5, 4], "Einsum attention");
+}
+
+#[test]
+fn einsum_one_operand_transpose_and_reduction() {
+    // "bhid->bdhi" (transpose), "bhid->bd" (sums h and i out: the gradient is expanded back),
+    // and an implicit-output form "ij,jk" with a constant right operand.
+    let t = Tiny::new(17)
+        .input("x", &[-1, 2, 3, 4])
+        .init("c", &[1, 4, 2, 3], &w(24, 61))
+        .node("Einsum", &["x"], &["tr"], vec![attrs::string("equation", "bhid->bdhi")])
+        .node("Mul", &["tr", "c"], &["m"], vec![])
+        .node("Einsum", &["m"], &["r"], vec![attrs::string("equation", "bdhi->bd")])
+        .node("Mul", &["r", "r"], &["y"], vec![])
+        .output("y", &[-1, 4]);
+    check(t, &[1, 2, 3, 4], "Einsum one operand");
+    let t = Tiny::new(17)
+        .input("x", &[-1, 3])
+        .init("W", &[3, 5], &w(15, 62))
+        .node("Einsum", &["x", "W"], &["e"], vec![attrs::string("equation", "ij,jk")])
+        .node("Tanh", &["e"], &["y"], vec![])
+        .output("y", &[-1, 5]);
+    check(t, &[1, 3], "Einsum implicit output");
+}
+
+#[test]
+fn tile_sums_the_copies() {
+    let t = Tiny::new(17)
+        .input("x", &[-1, 2, 3])
+        .init_i64("reps", &[3], &[1, 2, 3])
+        .init("c", &[4, 9], &w(36, 71))
+        .node("Tile", &["x", "reps"], &["t"], vec![])
+        .node("Mul", &["t", "c"], &["m"], vec![])
+        .node("Tanh", &["m"], &["th"], vec![])
+        .node("Flatten", &["th"], &["y"], vec![attrs::int("axis", 1)])
+        .output("y", &[-1, 36]);
+    check(t, &[1, 2, 3], "Tile");
+}
+
+#[test]
+fn reduce_max_and_min_attribute_and_input_axes() {
+    let t = unary(17, &[-1, 3, 4], "ReduceMax", &[], vec![attrs::ints("axes", &[-1]), attrs::int("keepdims", 0)], 3);
+    check_small_step(t, &[1, 3, 4], "ReduceMax opset 17");
+    let t = Tiny::new(18)
+        .input("x", &[-1, 3, 4])
+        .init_i64("axes", &[1], &[1])
+        .node("ReduceMin", &["x", "axes"], &["t"], vec![attrs::int("keepdims", 1)])
+        .node("Flatten", &["t"], &["y"], vec![attrs::int("axis", 1)])
+        .output("y", &[-1, 4]);
+    check_small_step(t, &[1, 3, 4], "ReduceMin opset 18");
+}
+
+#[test]
+fn reduce_max_splits_ties_evenly() {
+    // max over [x, x]: each maximum is tied with its copy. Both copies move with x, so the
+    // derivative is 1: an even split (½ + ½) passes, routing the whole gradient to every tie
+    // (1 + 1) does not.
+    let t = Tiny::new(17)
+        .input("x", &[-1, 1, 4])
+        .node("Concat", &["x", "x"], &["cc"], vec![attrs::int("axis", 1)])
+        .node("ReduceMax", &["cc"], &["t"], vec![attrs::ints("axes", &[1]), attrs::int("keepdims", 0)])
+        .node("Flatten", &["t"], &["y"], vec![attrs::int("axis", 1)])
+        .output("y", &[-1, 4]);
+    check_small_step(t, &[1, 1, 4], "ReduceMax ties");
+}
+
+#[test]
+fn elementwise_max_min_broadcast_and_ties() {
+    // Max(x, c, −x) with c broadcast: x, −x and c (column 0) all win somewhere; Min then
+    // takes mx or c2.
+    let t = Tiny::new(17)
+        .input("x", &[-1, 2, 3])
+        .init("c", &[3], &[0.6, -0.45, 0.3])
+        .init("c2", &[3], &[0.7, 0.2, 0.4])
+        .node("Neg", &["x"], &["n"], vec![])
+        .node("Max", &["x", "c", "n"], &["mx"], vec![])
+        .node("Min", &["mx", "c2"], &["mn"], vec![])
+        .node("Mul", &["mn", "mx"], &["m"], vec![])
+        .node("Flatten", &["m"], &["y"], vec![attrs::int("axis", 1)])
+        .output("y", &[-1, 6]);
+    check_small_step(t, &[1, 2, 3], "Max/Min");
+    let t = Tiny::new(17).input("x", &[-1, 5]).node("Max", &["x", "x"], &["y"], vec![]).output("y", &[-1, 5]);
+    check_small_step(t, &[1, 5], "Max ties");
+}
+
+#[test]
+fn more_pointwise_activations() {
+    for (opset, op) in [(17, "Abs"), (17, "Softplus"), (17, "Elu"), (18, "Mish"), (17, "Sin"), (17, "Cos")] {
+        check_with(unary(opset, &[-1, 8], op, &[], vec![], 8), &[1, 8], 2.0, ScoreKind::Logit, op);
+    }
+    let t = Tiny::new(17)
+        .input("x", &[-1, 6])
+        .init("one", &[], &[1.0])
+        .node("Mul", &["x", "x"], &["sq"], vec![])
+        .node("Add", &["sq", "one"], &["p"], vec![])
+        .node("Reciprocal", &["p"], &["y"], vec![])
+        .output("y", &[-1, 6]);
+    check(t, &[1, 6], "Reciprocal");
+}
+
+#[test]
+fn cum_sum_all_directions() {
+    for (exclusive, reverse) in [(0, 0), (1, 0), (0, 1), (1, 1)] {
+        let t = Tiny::new(14)
+            .input("x", &[-1, 2, 5])
+            .init_i64("axis", &[], &[-1])
+            .init("c", &[5], &[1.0, -2.0, 0.5, 3.0, -1.0])
+            .node(
+                "CumSum",
+                &["x", "axis"],
+                &["cs"],
+                vec![attrs::int("exclusive", exclusive), attrs::int("reverse", reverse)],
+            )
+            .node("Mul", &["cs", "c"], &["m"], vec![])
+            .node("Tanh", &["m"], &["t"], vec![])
+            .node("Flatten", &["t"], &["y"], vec![attrs::int("axis", 1)])
+            .output("y", &[-1, 10]);
+        check(t, &[1, 2, 5], &format!("CumSum exclusive={exclusive} reverse={reverse}"));
+    }
+}
+
+#[test]
+fn slice_with_steps_and_extreme_ends() {
+    // Swin's patch merging x[:, 0::2, 1::2, :], a reversed stride (-2 from the end to
+    // INT64_MIN) and a stride whose last run overhangs the input (start 2, step 3 over 7).
+    let t = Tiny::new(17)
+        .input("x", &[-1, 4, 7, 2])
+        .init_i64("st", &[2], &[0, 1])
+        .init_i64("en", &[2], &[i64::MAX, i64::MAX])
+        .init_i64("ax", &[2], &[1, 2])
+        .init_i64("sp", &[2], &[2, 2])
+        .node("Slice", &["x", "st", "en", "ax", "sp"], &["a"], vec![])
+        .init_i64("st2", &[2], &[-1, 2])
+        .init_i64("en2", &[2], &[i64::MIN, 100])
+        .init_i64("sp2", &[2], &[-2, 3])
+        .node("Slice", &["x", "st2", "en2", "ax", "sp2"], &["b"], vec![])
+        .node("Mul", &["a", "a"], &["aa"], vec![])
+        .node("Flatten", &["aa"], &["fa"], vec![attrs::int("axis", 1)])
+        .node("Flatten", &["b"], &["fb"], vec![attrs::int("axis", 1)])
+        .node("Tanh", &["fb"], &["tb"], vec![])
+        .node("Concat", &["fa", "tb"], &["y"], vec![attrs::int("axis", 1)])
+        .output("y", &[-1, 20]);
+    check(t, &[1, 4, 7, 2], "Slice with steps");
+}
+
+#[test]
+fn split_opset_18_num_outputs() {
+    let t = Tiny::new(18)
+        .input("x", &[-1, 6])
+        .node("Split", &["x"], &["a", "b", "c"], vec![attrs::int("axis", 1), attrs::int("num_outputs", 3)])
+        .node("Mul", &["a", "c"], &["ac"], vec![])
+        .node("Tanh", &["b"], &["tb"], vec![])
+        .node("Concat", &["ac", "tb"], &["y"], vec![attrs::int("axis", 1)])
+        .output("y", &[-1, 4]);
+    check(t, &[1, 6], "Split num_outputs");
+}
+
+/// `x [N,3,4]` transposed to `[3,4,N]`, so index tensors can address axis 0 without
+/// touching the batch.
+fn batch_last() -> Tiny {
+    Tiny::new(16).input("x", &[-1, 3, 4]).node("Transpose", &["x"], &["xt"], vec![attrs::ints("perm", &[1, 2, 0])])
+}
+
+/// `[3,4,N]` back to `[N,12]`.
+fn back_to_batch_first(t: Tiny, last: &str) -> Tiny {
+    t.node("Transpose", &[last], &["bt"], vec![attrs::ints("perm", &[2, 0, 1])])
+        .node("Flatten", &["bt"], &["y"], vec![attrs::int("axis", 1)])
+        .output("y", &[-1, 12])
+}
+
+#[test]
+fn gather_nd_and_scatter_nd() {
+    // GatherND rows [2, 0, 2] (a repeat: scatter-add must accumulate), ScatterND writing
+    // tanh of rows 0..2 over rows 1 and 2 (their old values get no gradient).
+    let t = batch_last()
+        .init_i64("gi", &[3, 1], &[2, 0, 2])
+        .init("c", &[3, 4, 1], &w(12, 81))
+        .node("GatherND", &["xt", "gi"], &["gn"], vec![])
+        .node("Mul", &["gn", "c"], &["gc"], vec![])
+        .init_i64("st", &[1], &[0])
+        .init_i64("en", &[1], &[2])
+        .init_i64("ax", &[1], &[0])
+        .node("Slice", &["xt", "st", "en", "ax"], &["s"], vec![])
+        .node("Tanh", &["s"], &["ts"], vec![])
+        .init_i64("si", &[2, 1], &[1, 2])
+        .node("ScatterND", &["xt", "si", "ts"], &["sn"], vec![])
+        .node("Mul", &["gc", "sn"], &["m"], vec![]);
+    check(back_to_batch_first(t, "m"), &[1, 3, 4], "GatherND/ScatterND");
+}
+
+#[test]
+fn gather_elements_and_scatter_elements() {
+    // GatherElements along axis 0 with repeated and negative indices (only batch element 0
+    // is gathered, which is all of it at batch 1), then ScatterElements writing a reduced
+    // tanh over distinct rows of each column.
+    let t = batch_last()
+        .init_i64("gi", &[3, 4, 1], &[2, 0, -1, 1, 2, 2, 0, 1, -3, 0, 2, 1])
+        .node("GatherElements", &["xt", "gi"], &["ge"], vec![attrs::int("axis", 0)])
+        .node("Mul", &["ge", "xt"], &["gx"], vec![])
+        .init_i64("ax2", &[1], &[2])
+        .node("Tanh", &["xt"], &["tx"], vec![])
+        .node("ReduceSum", &["tx", "ax2"], &["r"], vec![attrs::int("keepdims", 1)])
+        .init_i64("st", &[1], &[0])
+        .init_i64("en", &[1], &[2])
+        .init_i64("ax", &[1], &[0])
+        .node("Slice", &["r", "st", "en", "ax"], &["upd"], vec![])
+        .init_i64("si", &[2, 4, 1], &[0, 2, 1, 1, 2, 0, 0, 2])
+        .node("ScatterElements", &["xt", "si", "upd"], &["se"], vec![attrs::int("axis", 0)])
+        .node("Mul", &["gx", "se"], &["m"], vec![]);
+    check(back_to_batch_first(t, "m"), &[1, 3, 4], "GatherElements/ScatterElements");
+}

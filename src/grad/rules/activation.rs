@@ -3,7 +3,7 @@
 
 use super::{RuleCtx, norm_axis};
 use crate::grad::GradError;
-use crate::onnx::{attr_float, attr_int, attrs, dtype};
+use crate::onnx::{attr_float, attr_int, attr_string, attrs, dtype};
 
 type Grads = Result<Vec<Option<String>>, GradError>;
 
@@ -187,4 +187,114 @@ pub fn log_softmax(c: &mut RuleCtx<'_>) -> Grads {
     let p = c.b.op("Exp", &[&y], vec![]);
     let ps = c.b.mul(&p, &s);
     Ok(vec![Some(c.b.sub(&g, &ps))])
+}
+
+/// Gelu (opset 20). Exact (`approximate="none"`): y = x·Φ(x), dy = Φ(x) + x·φ(x).
+/// Tanh form: y = ½x(1 + tanh u), u = √(2/π)(x + 0.044715x³),
+/// dy = ½(1 + t) + ½x(1 − t²)·√(2/π)(1 + 3·0.044715x²). Emitted with Erf/Tanh/Exp so the
+/// backward graph needs no opset-20 op itself.
+pub fn gelu(c: &mut RuleCtx<'_>) -> Grads {
+    let (g, x) = (c.grad(), c.input(0).to_owned());
+    let approx = attr_string(c.node, "approximate").unwrap_or_else(|| "none".into());
+    let half = c.b.scalar_f32(0.5);
+    let one = c.b.scalar_f32(1.0);
+    let d = match approx.as_str() {
+        "none" => {
+            let xs = c.b.mul_scalar(&x, std::f32::consts::FRAC_1_SQRT_2);
+            let e = c.b.op("Erf", &[&xs], vec![]);
+            let e1 = c.b.add(&e, &one);
+            let cdf = c.b.mul(&e1, &half);
+            let xx = c.b.mul(&x, &x);
+            let nxx = c.b.mul_scalar(&xx, -0.5);
+            let ex = c.b.op("Exp", &[&nxx], vec![]);
+            let pdf = c.b.mul_scalar(&ex, 1.0 / (2.0 * std::f32::consts::PI).sqrt());
+            let xpdf = c.b.mul(&x, &pdf);
+            c.b.add(&cdf, &xpdf)
+        }
+        "tanh" => {
+            const K: f32 = 0.044_715;
+            let s = (2.0 / std::f32::consts::PI).sqrt();
+            let xx = c.b.mul(&x, &x);
+            let kxx = c.b.mul_scalar(&xx, K);
+            let inner = c.b.add(&kxx, &one); // 1 + k x²
+            let xi = c.b.mul(&x, &inner); // x + k x³
+            let u = c.b.mul_scalar(&xi, s);
+            let t = c.b.op("Tanh", &[&u], vec![]);
+            let t1 = c.b.add(&t, &one);
+            let left = c.b.mul(&t1, &half);
+            let tt = c.b.mul(&t, &t);
+            let sech2 = c.b.sub(&one, &tt);
+            let k3 = c.b.mul_scalar(&xx, 3.0 * K);
+            let du = c.b.add(&k3, &one);
+            let du = c.b.mul_scalar(&du, 0.5 * s);
+            let xs = c.b.mul(&x, &sech2);
+            let right = c.b.mul(&xs, &du);
+            c.b.add(&left, &right)
+        }
+        other => return Err(c.unsupported(&format!("Gelu approximate={other}"))),
+    };
+    Ok(vec![Some(c.b.mul(&g, &d))])
+}
+
+/// d|x| = g·sign(x): 0 at 0, PyTorch's choice.
+pub fn abs(c: &mut RuleCtx<'_>) -> Grads {
+    let (g, x) = (c.grad(), c.input(0).to_owned());
+    let s = c.b.op("Sign", &[&x], vec![]);
+    Ok(vec![Some(c.b.mul(&g, &s))])
+}
+
+/// d(1/x) = −g·y².
+pub fn reciprocal(c: &mut RuleCtx<'_>) -> Grads {
+    let (g, y) = (c.grad(), c.output(0).to_owned());
+    let yy = c.b.mul(&y, &y);
+    let gy = c.b.mul(&g, &yy);
+    Ok(vec![Some(c.b.neg(&gy))])
+}
+
+/// d softplus = g·σ(x).
+pub fn softplus(c: &mut RuleCtx<'_>) -> Grads {
+    let (g, x) = (c.grad(), c.input(0).to_owned());
+    let s = c.b.op("Sigmoid", &[&x], vec![]);
+    Ok(vec![Some(c.b.mul(&g, &s))])
+}
+
+/// Elu: g above 0; below, dy/dx = α·eˣ = y + α (reuses the forward output).
+pub fn elu(c: &mut RuleCtx<'_>) -> Grads {
+    let (g, x, y) = (c.grad(), c.input(0).to_owned(), c.output(0).to_owned());
+    let alpha = attr_float(c.node, "alpha").unwrap_or(1.0);
+    let zero = c.b.scalar_f32(0.0);
+    let pos = c.b.op("Greater", &[&x, &zero], vec![]);
+    let a = c.b.scalar_f32(alpha);
+    let ya = c.b.add(&y, &a);
+    let neg = c.b.mul(&g, &ya);
+    Ok(vec![Some(c.b.op("Where", &[&pos, &g, &neg], vec![]))])
+}
+
+/// Mish y = x·tanh(softplus x): dy = t + x·σ(x)·(1 − t²) with t = tanh(softplus x)
+/// (softplus' = σ).
+pub fn mish(c: &mut RuleCtx<'_>) -> Grads {
+    let (g, x) = (c.grad(), c.input(0).to_owned());
+    let sp = c.b.op("Softplus", &[&x], vec![]);
+    let t = c.b.op("Tanh", &[&sp], vec![]);
+    let tt = c.b.mul(&t, &t);
+    let one = c.b.scalar_f32(1.0);
+    let sech2 = c.b.sub(&one, &tt);
+    let s = c.b.op("Sigmoid", &[&x], vec![]);
+    let xs = c.b.mul(&x, &s);
+    let r = c.b.mul(&xs, &sech2);
+    let d = c.b.add(&t, &r);
+    Ok(vec![Some(c.b.mul(&g, &d))])
+}
+
+pub fn sin(c: &mut RuleCtx<'_>) -> Grads {
+    let (g, x) = (c.grad(), c.input(0).to_owned());
+    let d = c.b.op("Cos", &[&x], vec![]);
+    Ok(vec![Some(c.b.mul(&g, &d))])
+}
+
+pub fn cos(c: &mut RuleCtx<'_>) -> Grads {
+    let (g, x) = (c.grad(), c.input(0).to_owned());
+    let s = c.b.op("Sin", &[&x], vec![]);
+    let gs = c.b.mul(&g, &s);
+    Ok(vec![Some(c.b.neg(&gs))])
 }

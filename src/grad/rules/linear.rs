@@ -271,3 +271,51 @@ pub fn neg(c: &mut RuleCtx<'_>) -> Grads {
     let g = c.grad();
     Ok(vec![Some(c.b.neg(&g))])
 }
+
+/// Variadic element-wise Max/Min: each input receives the gradient where it equals the
+/// result, split evenly among tied inputs (PyTorch's `maximum`/`minimum` rule), then
+/// un-broadcast to its own shape.
+pub fn max_min(c: &mut RuleCtx<'_>) -> Grads {
+    let (g, y) = (c.grad(), c.output(0).to_owned());
+    let n = c.node.input.len();
+    if n == 1 {
+        return Ok(vec![Some(g)]);
+    }
+    let masks: Vec<String> = (0..n)
+        .map(|i| {
+            let x = c.input(i).to_owned();
+            let eq = c.b.op("Equal", &[&x, &y], vec![]);
+            c.b.op("Cast", &[&eq], vec![attrs::int("to", i64::from(crate::onnx::dtype::FLOAT))])
+        })
+        .collect();
+    let count = c.b.sum(&masks);
+    let share = c.b.div(&g, &count);
+    let mut out = vec![None; n];
+    for (i, slot) in out.iter_mut().enumerate() {
+        if c.needs(i) {
+            let x = c.input(i).to_owned();
+            let gi = c.b.mul(&share, &masks[i]);
+            *slot = Some(c.unbroadcast(&gi, &y, &x)?);
+        }
+    }
+    Ok(out)
+}
+
+/// CumSum is a triangular linear map; its transpose is the cumulative sum in the other
+/// direction with the same exclusivity: y_i = Σ_{j≤i} x_j gives dx_j = Σ_{i≥j} g_i.
+pub fn cum_sum(c: &mut RuleCtx<'_>) -> Grads {
+    let g = c.grad();
+    let axis = match c.const_ints(1)?.as_slice() {
+        [a] => *a,
+        _ => return Err(c.unsupported("CumSum axis that is not a single value")),
+    };
+    let ax = c.b.const_i64("cumsum_axis", &[], &[axis]);
+    let reverse = attr_int(c.node, "reverse").unwrap_or(0) != 0;
+    let exclusive = attr_int(c.node, "exclusive").unwrap_or(0);
+    let gx = c.b.op(
+        "CumSum",
+        &[&g, &ax],
+        vec![attrs::int("exclusive", exclusive), attrs::int("reverse", i64::from(!reverse))],
+    );
+    Ok(vec![Some(gx), None])
+}

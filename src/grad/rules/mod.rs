@@ -4,6 +4,8 @@
 //! Every rule is checked against central finite differences in `tests/grad_rules.rs`.
 
 mod activation;
+mod einsum;
+mod indexing;
 mod linear;
 mod normalization;
 mod pooling;
@@ -145,14 +147,33 @@ pub fn rule_for(op_type: &str) -> Option<Rule> {
         "Pow" => activation::pow,
         "Softmax" => activation::softmax,
         "LogSoftmax" => activation::log_softmax,
+        "Gelu" => activation::gelu,
+        "Abs" => activation::abs,
+        "Reciprocal" => activation::reciprocal,
+        "Softplus" => activation::softplus,
+        "Elu" => activation::elu,
+        "Mish" => activation::mish,
+        "Sin" => activation::sin,
+        "Cos" => activation::cos,
+        "Max" | "Min" => linear::max_min,
+        "CumSum" => linear::cum_sum,
+        "Einsum" => einsum::einsum,
+        "Gather" => indexing::gather,
+        "GatherElements" => indexing::gather_elements,
+        "GatherND" => indexing::gather_nd,
+        "ScatterND" => indexing::scatter_nd,
+        "ScatterElements" => indexing::scatter_elements,
+        "Where" => indexing::where_,
         "GlobalAveragePool" => pooling::global_average_pool,
         "GlobalMaxPool" => pooling::global_max_pool,
         "ReduceMean" => pooling::reduce_mean,
         "ReduceSum" => pooling::reduce_sum,
+        "ReduceMax" | "ReduceMin" => pooling::reduce_extreme,
         "AveragePool" => pooling::average_pool,
         "MaxPool" => pooling::max_pool,
         "Flatten" | "Reshape" | "Squeeze" | "Unsqueeze" => shape::reshape_back,
         "Expand" => shape::expand,
+        "Tile" => shape::tile,
         "Transpose" => shape::transpose,
         "Concat" => shape::concat,
         "Split" => shape::split,
@@ -160,6 +181,7 @@ pub fn rule_for(op_type: &str) -> Option<Rule> {
         "Pad" => shape::pad,
         "Identity" | "Dropout" => shape::identity,
         "Cast" => shape::cast,
+        "CastLike" => shape::cast_like,
         "BatchNormalization" => normalization::batch_norm,
         "LayerNormalization" => normalization::layer_norm,
         _ => return None,
@@ -198,6 +220,12 @@ pub fn is_non_differentiable(op_type: &str) -> bool {
             | "EyeLike"
             | "RandomNormalLike"
             | "RandomUniformLike"
+            | "RandomNormal"
+            | "RandomUniform"
+            | "Bernoulli"
+            | "Multinomial"
+            | "OneHot"
+            | "NonMaxSuppression"
     )
 }
 

@@ -181,3 +181,20 @@ pub fn max_pool(c: &mut RuleCtx<'_>) -> Grads {
     let scattered = c.b.op("ScatterElements", &[&zf, &idx, &gf], a);
     Ok(vec![Some(c.b.reshape_like(&scattered, &x))])
 }
+
+/// ReduceMax/ReduceMin: the gradient goes to the elements equal to the result, split
+/// evenly among ties (PyTorch's `amax`/`amin` rule; `max(dim)` would pick one, but exporters
+/// write `amax` as ReduceMax). Axes are an input from opset 18.
+pub fn reduce_extreme(c: &mut RuleCtx<'_>) -> Grads {
+    let (g, x, y) = (c.grad(), c.input(0).to_owned(), c.output(0).to_owned());
+    let Some(axes) = reduce_axes(c, 18)? else {
+        return Ok(vec![Some(g), None]);
+    };
+    let keep = attr_int(c.node, "keepdims").unwrap_or(1) != 0;
+    let (gk, yk) = if keep { (g, y) } else { (c.b.unsqueeze(&g, &axes), c.b.unsqueeze(&y, &axes)) };
+    let eq = c.b.op("Equal", &[&x, &yk], vec![]);
+    let m = c.b.op("Cast", &[&eq], vec![attrs::int("to", i64::from(dtype::FLOAT))]);
+    let count = c.b.reduce_sum(&m, &axes, true);
+    let share = c.b.div(&gk, &count);
+    Ok(vec![Some(c.b.mul(&m, &share)), None])
+}

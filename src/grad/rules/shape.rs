@@ -91,7 +91,11 @@ pub fn split(c: &mut RuleCtx<'_>) -> Grads {
     Ok(out)
 }
 
-/// Slice with unit steps: the gradient is zero-padded back to the input's extent.
+/// Slice: the gradient is zero-padded back to the input's extent. A step `s` > 1 first
+/// interleaves `s − 1` zeros after each gradient value (Unsqueeze, Pad the new axis to `s`,
+/// Reshape), and a negative step first reverses the gradient along the axis, so every case
+/// becomes "contiguous run from the first selected index", then one Pad (negative end pads
+/// crop the tail of the last stride).
 pub fn slice(c: &mut RuleCtx<'_>) -> Grads {
     let (g, x) = (c.grad(), c.input(0).to_owned());
     let dims = c.dims(&x)?;
@@ -106,21 +110,67 @@ pub fn slice(c: &mut RuleCtx<'_>) -> Grads {
         let steps = vec![1; axes.len()];
         (starts, attr_ints(c.node, "ends").unwrap_or_default(), axes, steps)
     };
-    if steps.iter().any(|&s| s != 1) {
-        return Err(c.unsupported("Slice with steps other than 1"));
-    }
     let (mut begin, mut end) = (vec![0i64; r], vec![0i64; r]);
+    // Current extent of the gradient along each axis (0: the batch, copied by Reshape).
+    let mut cur: Vec<i64> = c.dims(c.output(0))?.iter().map(|d| d.fixed().unwrap_or(0)).collect();
+    let mut g = g;
     for (k, &a) in axes.iter().enumerate() {
         let a = norm_axis(a, r);
         let Dim::Fixed(d) = dims[a] else { return Err(c.unsupported("Slice along the batch axis")) };
-        let clamp = |v: i64| if v < 0 { (v + d).max(0) } else { v.min(d) };
-        let (s, e) = (clamp(starts[k]), clamp(ends[k]).max(clamp(starts[k])));
-        begin[a] = s;
-        end[a] = d - e;
+        let step = steps[k];
+        if step == 0 {
+            return Err(c.unsupported("Slice with step 0"));
+        }
+        let (first, count) = slice_range(starts[k], ends[k], step, d);
+        if count == 0 {
+            let mut out = vec![None; c.node.input.len()];
+            out[0] = Some(c.b.zeros_like(&x));
+            return Ok(out);
+        }
+        if step < 0 {
+            let (s, e, ax, m1) =
+                (c.b.vec_i64(&[-1]), c.b.vec_i64(&[i64::MIN]), c.b.vec_i64(&[a as i64]), c.b.vec_i64(&[-1]));
+            g = c.b.op("Slice", &[&g, &s, &e, &ax, &m1], vec![]);
+        }
+        let s = step.abs();
+        if s > 1 {
+            // [.., count, ..] -> [.., count, 1, ..] -> pad to [.., count, s, ..] -> [.., count·s, ..]
+            let u = c.b.unsqueeze(&g, &[a as i64 + 1]);
+            let mut pe = vec![0i64; r + 1];
+            pe[a + 1] = s - 1;
+            let p = c.b.pad(&u, &vec![0; r + 1], &pe);
+            cur[a] = count * s;
+            if cur[a + 1..].iter().filter(|&&v| v == 0).count() > 1 {
+                return Err(c.unsupported("strided Slice with several unknown axes after the sliced one"));
+            }
+            let target: Vec<i64> = cur.iter().enumerate().map(|(i, &v)| if v == 0 && i > a { -1 } else { v }).collect();
+            g = c.b.reshape_to(&p, &target);
+        }
+        // The run now starts at `first` and is s·count long (its last s−1 values are the
+        // interleaved zeros); a negative end pad crops what overhangs the input.
+        begin[a] = first;
+        end[a] = d - first - s * count;
     }
     let mut out = vec![None; c.node.input.len()];
     out[0] = Some(c.b.pad(&g, &begin, &end));
     Ok(out)
+}
+
+/// ONNX Slice semantics along one axis of size `d`: the lowest selected index and how many
+/// are selected (negative starts/ends count from the end; out-of-range values clamp).
+fn slice_range(start: i64, end: i64, step: i64, d: i64) -> (i64, i64) {
+    let wrap = |v: i64| if v < 0 { v.saturating_add(d) } else { v };
+    let (s, e) = (wrap(start), wrap(end));
+    if step > 0 {
+        let (s, e) = (s.clamp(0, d), e.clamp(0, d));
+        let count = if e > s { (e - s + step - 1) / step } else { 0 };
+        (s, count)
+    } else {
+        let (s, e) = (s.clamp(0, d - 1), e.clamp(-1, d - 1));
+        let st = -step;
+        let count = if s > e { (s - e + st - 1) / st } else { 0 };
+        (s - (count - 1).max(0) * st, count)
+    }
 }
 
 /// Constant Pad: the gradient is cropped back (a Pad with the negated pads, which also
@@ -163,4 +213,50 @@ pub fn pad(c: &mut RuleCtx<'_>) -> Grads {
     let mut out = vec![None; c.node.input.len()];
     out[0] = Some(c.b.pad(&g, &begin, &end));
     Ok(out)
+}
+
+/// CastLike (the dynamo exporter's cast): float-to-float passes the gradient to input 0;
+/// the type-giving input 1 gets none.
+pub fn cast_like(c: &mut RuleCtx<'_>) -> Grads {
+    let is_float =
+        |c: &RuleCtx<'_>, t: &str| c.fact(t).is_ok_and(|f| f.elem_type == dtype::FLOAT || f.elem_type == dtype::DOUBLE);
+    if is_float(c, c.input(0)) && is_float(c, c.input(1)) {
+        let g = c.grad();
+        let back = c.b.op("Cast", &[&g], vec![crate::onnx::attrs::int("to", i64::from(dtype::FLOAT))]);
+        return Ok(vec![Some(back), None]);
+    }
+    Ok(vec![None, None])
+}
+
+/// Tile with constant repeats: output axis `i` is `r_i` copies of the input's `d_i`, so the
+/// gradient reshaped to `[r_0, d_0, r_1, d_1, ...]` and summed over the `r` axes is the
+/// input's gradient.
+pub fn tile(c: &mut RuleCtx<'_>) -> Grads {
+    let (g, x) = (c.grad(), c.input(0).to_owned());
+    let reps = c.const_ints(1)?;
+    let dims = c.dims(&x)?;
+    if reps.len() != dims.len() {
+        return Err(c.unsupported("Tile repeats of a different length than the input's rank"));
+    }
+    if reps.iter().all(|&r| r == 1) {
+        return Ok(vec![Some(g), None]);
+    }
+    let mut target = Vec::with_capacity(2 * dims.len());
+    let mut unknown = 0;
+    for (&r, d) in reps.iter().zip(&dims) {
+        target.push(r);
+        target.push(match d {
+            Dim::Fixed(v) => *v,
+            _ => {
+                unknown += 1;
+                -1
+            }
+        });
+    }
+    if unknown > 1 {
+        return Err(c.unsupported("Tile of a tensor with several unknown axes"));
+    }
+    let split = c.b.reshape_to(&g, &target);
+    let rep_axes: Vec<i64> = (0..dims.len() as i64).map(|i| 2 * i).collect();
+    Ok(vec![Some(c.b.reduce_sum(&split, &rep_axes, false)), None])
 }
