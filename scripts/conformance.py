@@ -472,11 +472,15 @@ SPECS: list[Spec] = [
     ),
     S(
         "convnext",
-        "timm 1.0.31 ConvNeXt(depths=(1,1,1,1), dims=(16,32,64,128), num_classes=10)",
-        lambda: timm.models.convnext.ConvNeXt(depths=(1, 1, 1, 1), dims=(16, 32, 64, 128), num_classes=10),
+        "timm 1.0.31 ConvNeXt(depths=(1,1,1,1), dims=(16,32,64,128), ls_init_value=0.5, num_classes=10)",
+        lambda: timm.models.convnext.ConvNeXt(
+            depths=(1, 1, 1, 1), dims=(16, 32, 64, 128), ls_init_value=0.5, num_classes=10
+        ),
         "stages[-1]",
         prep=Prep(interpolation="bicubic", crop_fraction=0.875, comment="timm convnext: ImageNet mean/std"),
-        note="LayerNorm2d, GELU (Erf), layer scale; head: pool, LayerNorm2d, Linear.",
+        note="LayerNorm2d, GELU (Erf), layer scale; head: pool, LayerNorm2d, Linear. Layer scale starts at 0.5, "
+        "not timm's 1e-6, which leaves every block an identity to 1e-4 (the stage output would equal the "
+        "downsample conv's).",
     ),
     S(
         "inception_v3",
@@ -874,6 +878,9 @@ def run_spec(spec: Spec) -> dict:
             gap = float(logits[top2] - logits[int(order[2])])
             assert gap > 1e-4 * max(1.0, float(np.abs(logits).max())), f"{spec.name}: top-2/top-3 tie ({gap})"
 
+    for method in METHODS:  # maps of an earlier run (another top-2 class) must not linger
+        for stale in OUT.glob(f"{spec.name}_{method}_*.npy"):
+            stale.unlink()
     np.save(OUT / f"{spec.name}_input.npy", x)
     write_card(spec, out_name)
 
