@@ -4,7 +4,7 @@ Grad-CAM maps from an independent implementation, for camscope's Rust tests (tes
 
 Kept in the repository, run by hand (not by CI), from the repository root, with the exact versions of
 scripts/requirements-conformance.txt (torch 2.15.0, torchvision 0.29.2, timm 1.0.31, grad-cam 1.5.7, onnx 1.23.2,
-onnxruntime 1.32.0, numpy 2.4.6, pillow 13.0.0); about 2 minutes on 2 cores:
+onnxruntime 1.32.0, numpy 2.4.6, pillow 13.0.0); about 3.5 minutes on 2 cores:
     /opt/ref/bin/python scripts/conformance.py            # all PyTorch models
     /opt/ref/bin/python scripts/conformance.py vit_cls    # only some (the others' index entries are kept)
 The Keras models come from scripts/conformance_keras.py (its own TensorFlow 2.15 venv); both scripts rewrite only
