@@ -837,3 +837,26 @@ fn gather_elements_and_scatter_elements() {
         .node("Mul", &["gx", "se"], &["m"], vec![]);
     check(back_to_batch_first(t, "m"), &[1, 3, 4], "GatherElements/ScatterElements");
 }
+
+#[test]
+fn reduce_l2_normalize_sum_square_and_l1() {
+    // F.normalize as SwinV2 exports it: x / max(‖x‖₂, eps) over the last axis.
+    let t = Tiny::new(17)
+        .input("x", &[-1, 3, 4])
+        .init("eps", &[], &[1e-6])
+        .node("ReduceL2", &["x"], &["n"], vec![attrs::ints("axes", &[-1]), attrs::int("keepdims", 1)])
+        .node("Clip", &["n", "eps"], &["nc"], vec![])
+        .node("Div", &["x", "nc"], &["u"], vec![])
+        .node("Flatten", &["u"], &["y"], vec![attrs::int("axis", 1)])
+        .output("y", &[-1, 12]);
+    check(t, &[1, 3, 4], "ReduceL2 normalize");
+    let t = Tiny::new(18)
+        .input("x", &[-1, 3, 4])
+        .init_i64("axes", &[1], &[1])
+        .node("ReduceSumSquare", &["x", "axes"], &["t"], vec![attrs::int("keepdims", 0)])
+        .node("Flatten", &["t"], &["y"], vec![attrs::int("axis", 1)])
+        .output("y", &[-1, 4]);
+    check(t, &[1, 3, 4], "ReduceSumSquare");
+    let t = unary(17, &[-1, 3, 4], "ReduceL1", &[], vec![attrs::ints("axes", &[2]), attrs::int("keepdims", 0)], 3);
+    check(t, &[1, 3, 4], "ReduceL1");
+}

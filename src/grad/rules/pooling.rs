@@ -198,3 +198,55 @@ pub fn reduce_extreme(c: &mut RuleCtx<'_>) -> Grads {
     let share = c.b.div(&gk, &count);
     Ok(vec![Some(c.b.mul(&m, &share)), None])
 }
+
+/// The reduced gradient and a reduced tensor (the output) with the reduced axes restored
+/// as size 1, ready to broadcast against the input; `None` when the node reduces nothing.
+fn reduced_keepdims(c: &mut RuleCtx<'_>) -> Result<Option<(String, String)>, GradError> {
+    let (g, y) = (c.grad(), c.output(0).to_owned());
+    let Some(axes) = reduce_axes(c, 18)? else { return Ok(None) };
+    if attr_int(c.node, "keepdims").unwrap_or(1) != 0 {
+        return Ok(Some((g, y)));
+    }
+    Ok(Some((c.b.unsqueeze(&g, &axes), c.b.unsqueeze(&y, &axes))))
+}
+
+/// ReduceL2 (SwinV2's cosine attention normalises with it): dx = g·x/‖x‖, 0 where the norm
+/// is 0 (PyTorch's subgradient of `norm` there).
+pub fn reduce_l2(c: &mut RuleCtx<'_>) -> Grads {
+    let x = c.input(0).to_owned();
+    let Some((g, y)) = reduced_keepdims(c)? else {
+        // No reduction: y = |x|.
+        let g = c.grad();
+        let s = c.b.op("Sign", &[&x], vec![]);
+        return Ok(vec![Some(c.b.mul(&g, &s)), None]);
+    };
+    let zero = c.b.scalar_f32(0.0);
+    let nz = c.b.op("Greater", &[&y, &zero], vec![]);
+    let one = c.b.scalar_f32(1.0);
+    let safe = c.b.op("Where", &[&nz, &y, &one], vec![]);
+    let q = c.b.div(&g, &safe);
+    let q = c.b.mask(&nz, &q);
+    Ok(vec![Some(c.b.mul(&x, &q)), None])
+}
+
+/// ReduceSumSquare: dx = 2·g·x.
+pub fn reduce_sum_square(c: &mut RuleCtx<'_>) -> Grads {
+    let x = c.input(0).to_owned();
+    let g = match reduced_keepdims(c)? {
+        Some((g, _)) => g,
+        None => c.grad(),
+    };
+    let g2 = c.b.mul_scalar(&g, 2.0);
+    Ok(vec![Some(c.b.mul(&x, &g2)), None])
+}
+
+/// ReduceL1: dx = g·sign(x) (0 at 0, as PyTorch).
+pub fn reduce_l1(c: &mut RuleCtx<'_>) -> Grads {
+    let x = c.input(0).to_owned();
+    let g = match reduced_keepdims(c)? {
+        Some((g, _)) => g,
+        None => c.grad(),
+    };
+    let s = c.b.op("Sign", &[&x], vec![]);
+    Ok(vec![Some(c.b.mul(&s, &g)), None])
+}
