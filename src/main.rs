@@ -90,9 +90,22 @@ pub struct ModelArgs {
     /// Execution provider: auto (CUDA if it registers, else CPU), cuda, cpu
     #[arg(long, default_value = "auto", value_name = "auto|cuda|cpu")]
     pub device: Device,
+    /// Token layout of a transformer's maps where the graph leaves it ambiguous: K extra
+    /// tokens first (class, registers), or K+HxW (default: read from the graph)
+    #[arg(long, value_name = "K+HxW")]
+    pub tokens: Option<camscope::grad::TokenSpec>,
 }
 
 impl ModelArgs {
+    /// Open the model with these options (the card, then `--tokens` over the card's).
+    pub fn open(&self, path: &std::path::Path) -> Result<camscope::engine::LoadedModel, camscope::engine::EngineError> {
+        let mut m = camscope::engine::LoadedModel::open(path, self.card.as_deref(), &self.session_options())?;
+        if self.tokens.is_some() {
+            m.analysis.set_tokens(self.tokens);
+        }
+        Ok(m)
+    }
+
     pub fn session_options(&self) -> SessionOptions {
         SessionOptions {
             ort_lib: self.ort_lib.clone(),

@@ -19,7 +19,6 @@ use crate::dataset::truth::GroundTruth;
 use crate::engine::{Classifier, EngineError, LoadedModel, Provider, SessionOptions};
 use crate::imaging;
 use crate::model::ModelCard;
-use crate::scores::softmax;
 
 /// The smallest scan batch on CUDA.
 pub const CUDA_SCAN_BATCH: usize = 32;
@@ -104,7 +103,7 @@ pub struct ScanModel {
     pub output: String,
     pub classes: usize,
     pub fixed_batch: bool,
-    pub outputs_probabilities: bool,
+    pub head: crate::scores::Head,
 }
 
 impl From<&LoadedModel> for ScanModel {
@@ -114,9 +113,9 @@ impl From<&LoadedModel> for ScanModel {
             card: m.card.clone(),
             input: m.input.clone(),
             output: m.output.clone(),
-            classes: m.classes,
+            classes: m.user_classes(),
             fixed_batch: m.fixed_batch,
-            outputs_probabilities: m.outputs_probabilities,
+            head: m.head,
         }
     }
 }
@@ -198,7 +197,7 @@ pub fn scan(
     };
     report.batch = batch;
     let spec = model.card.input.clone();
-    let probabilities_out = model.outputs_probabilities;
+    let head = model.head;
     // Decode on other threads, ahead of the model: decoder `w` takes batches w, w + n, ...
     // and the model takes them back in order, so results arrive in the images' order and at
     // most two batches per decoder wait in memory.
@@ -251,7 +250,7 @@ pub fn scan(
         };
         for (k, row) in out.axis_iter(Axis(0)).take(d.indices.len()).enumerate() {
             let row: Vec<f32> = row.to_vec();
-            let probs = if probabilities_out { row } else { softmax(&row) };
+            let probs = crate::scores::ClassScores::from_output(&row, head).probabilities;
             let i = d.indices[k];
             let path = &images[i];
             if let (Some(c), Some(s)) = (cache.as_mut(), d.stamps[k]) {

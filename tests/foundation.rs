@@ -20,7 +20,7 @@ fn classify(m: &LoadedModel, rel: &str) -> ClassScores {
     let mut c = Classifier::new(m, &cpu()).unwrap();
     let x = imaging::load_tensor(&sample(rel), &m.card.input).unwrap();
     let out = c.run(x.insert_axis(ndarray::Axis(0)).view()).unwrap();
-    ClassScores::from_output(out.row(0).as_slice().unwrap(), m.outputs_probabilities)
+    ClassScores::from_output(out.row(0).as_slice().unwrap(), m.head)
 }
 
 fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {

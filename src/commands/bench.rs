@@ -73,7 +73,10 @@ pub fn run(args: &BenchArgs, model: &ModelArgs) -> Result<ExitCode> {
     }
     // Loading: the model (card, shape probing) and ONNX Runtime sessions.
     let (loaded, load_ms) = time_ms(|| LoadedModel::open(&path, model.card.as_deref(), &opts));
-    let loaded = loaded?;
+    let mut loaded = loaded?;
+    if model.tokens.is_some() {
+        loaded.analysis.set_tokens(model.tokens);
+    }
     add("model load (read, card, shape probe)", load_ms, "ms");
     let session_ms = bench(args.runs.min(20), || {
         GraphSession::from_file(&path, &opts)?;
@@ -209,7 +212,10 @@ pub fn run_scan(n: usize, model: &ModelArgs, batch: usize, decoders: Option<usiz
 
     let path = super::model_path(model)?;
     let opts = model.session_options();
-    let loaded = LoadedModel::open(&path, model.card.as_deref(), &opts)?;
+    let mut loaded = LoadedModel::open(&path, model.card.as_deref(), &opts)?;
+    if model.tokens.is_some() {
+        loaded.analysis.set_tokens(model.tokens);
+    }
     let dir = std::env::temp_dir().join(format!("camscope-bench-scan-{}", std::process::id()));
     let _cleanup = RemoveOnDrop(dir.clone());
     let t0 = Instant::now();

@@ -83,7 +83,7 @@ pub fn run(args: &ExplainArgs, model: &ModelArgs) -> Result<ExitCode> {
         session: model.session_options(),
         ..EngineConfig::default()
     };
-    let mut engine = Engine::open(&path, model.card.as_deref(), config)?;
+    let mut engine = Engine::from_model(model.open(&path)?, config)?;
     let labels = engine.model().card.labels();
     let classes: Vec<usize> = args.classes.iter().map(|c| class_index(&labels, c)).collect::<Result<_>>()?;
     let versus = args.versus.as_deref().map(|v| class_index(&labels, v)).transpose()?;
@@ -216,7 +216,7 @@ fn print_summary(ex: &Explanation, written: Option<&Path>, status: MapStatus) {
         ex.method, ex.layer, ex.score, ex.device, t.decode_ms, t.body_ms, t.head_ms, t.map_ms, t.render_ms
     );
     if status != MapStatus::Ok {
-        println!("    note: the map is {} (raw range {:.3e}..{:.3e})", status.describe(), ex.raw_min, ex.raw_max);
+        println!("    note: {} (raw range {:.3e}..{:.3e})", status.describe(), ex.raw_min, ex.raw_max);
     }
     if let Some(m) = &ex.metrics {
         println!(

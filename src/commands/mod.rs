@@ -39,5 +39,5 @@ pub fn model_path(args: &ModelArgs) -> Result<std::path::PathBuf> {
 
 /// Load the model named by `--model` (or the bundled one).
 pub fn load_model(args: &ModelArgs) -> Result<LoadedModel> {
-    Ok(LoadedModel::open(&model_path(args)?, args.card.as_deref(), &args.session_options())?)
+    Ok(args.open(&model_path(args)?)?)
 }

@@ -11,7 +11,7 @@ use camscope::cam::Method;
 use camscope::dataset::scan::Scan;
 use camscope::dataset::stats::{self, ImageResult, Outcome};
 use camscope::dataset::truth::{CsvTruth, FolderTruth, GroundTruth};
-use camscope::engine::{Engine, EngineConfig, LoadedModel, Seed};
+use camscope::engine::{Engine, EngineConfig, Seed};
 use camscope::grad::ScoreKind;
 use camscope::model::Labels;
 use camscope::render::{self, Colormap};
@@ -124,7 +124,7 @@ pub fn ground_truth(dir: &Path, csv: Option<&Path>, labels: &Labels) -> Result<(
 pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
     check_folders(&args.dir, &args.out)?;
     let path = super::model_path(model_args)?;
-    let model = LoadedModel::open(&path, model_args.card.as_deref(), &model_args.session_options())?;
+    let model = model_args.open(&path)?;
     let labels = model.card.labels();
     let (mut truth, truth_source) = ground_truth(&args.dir, args.labels.as_deref(), &labels)?;
     if let GroundTruth::Csv(c) = &truth {

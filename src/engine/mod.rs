@@ -19,6 +19,7 @@ use ndarray::{Array2, ArrayView4, Ix2};
 use crate::grad::{Analysis, GradError, MapLayout};
 use crate::model::{CardError, Layout, ModelCard, OutputKind};
 use crate::onnx::{self, OnnxError, op, value_info_dims};
+use crate::scores::Head;
 
 pub use self::pipeline::{Engine, EngineConfig, ExplainError, Loaded, MapOutput, Seed};
 pub use self::probe::probe_shapes;
@@ -66,10 +67,13 @@ pub struct LoadedModel {
     pub analysis: Analysis,
     pub input: String,
     pub output: String,
-    /// Whether the scores output holds probabilities already (a final Softmax).
-    pub outputs_probabilities: bool,
+    /// What the scores output holds: softmax logits or probabilities, multi-label
+    /// sigmoids, or a binary classifier's one output.
+    pub head: Head,
     /// Whether the model's batch axis is fixed (then images go through one at a time).
     pub fixed_batch: bool,
+    /// Scores in the model's output row (1 for a binary head, which shows 2 classes: see
+    /// [`LoadedModel::user_classes`]).
     pub classes: usize,
 }
 
@@ -149,22 +153,13 @@ impl LoadedModel {
         let dims = |n: usize| input_dims(&card, n);
         let fixed_batch = !probe_shapes(&mut analysis, input, &dims, path, declared_fixed, opts.ort_lib.as_deref())?;
         let classes = analysis.classes().map_err(grad_err)?;
-        card.resolve_labels(classes, path)?;
-        let outputs_probabilities = match card.output.kind {
-            OutputKind::Probabilities => true,
-            OutputKind::Logits => false,
-            OutputKind::Auto => ends_in_softmax(&model, &output),
-        };
-        Ok(Self {
-            path: path.to_owned(),
-            card,
-            analysis,
-            input: input.to_owned(),
-            output,
-            outputs_probabilities,
-            fixed_batch,
-            classes,
-        })
+        let head = head_kind(&model, &output, &card, classes)?;
+        analysis.set_sigmoid(head.is_sigmoid());
+        if let Some(spec) = card.layer.as_ref().and_then(|l| l.tokens) {
+            analysis.set_tokens(Some(spec));
+        }
+        card.resolve_labels(head.classes(classes), path)?;
+        Ok(Self { path: path.to_owned(), card, analysis, input: input.to_owned(), output, head, fixed_batch, classes })
     }
 
     /// Input tensor dims for a batch of `n` images.
@@ -181,16 +176,58 @@ fn input_dims(card: &ModelCard, n: usize) -> Vec<usize> {
     }
 }
 
-/// Whether the scores output comes straight from a Softmax (through Identity nodes).
-fn ends_in_softmax(model: &onnx::ModelProto, output: &str) -> bool {
-    let Some(g) = model.graph.as_ref() else { return false };
+/// The op that makes the scores output (through Identity nodes).
+fn final_op<'m>(model: &'m onnx::ModelProto, output: &str) -> Option<&'m str> {
+    let g = model.graph.as_ref()?;
     let mut t = output.to_owned();
     loop {
         match g.node.iter().find(|n| n.output.first() == Some(&t)) {
             Some(n) if op(n) == "Identity" => t = n.input[0].clone(),
-            Some(n) => return op(n) == "Softmax",
-            None => return false,
+            Some(n) => return Some(op(n)),
+            None => return None,
         }
+    }
+}
+
+/// What the scores output holds, from the card and the graph's last op; a card that
+/// contradicts the graph (a multi-label card on a softmax model, or the reverse) is an error.
+fn head_kind(model: &onnx::ModelProto, output: &str, card: &ModelCard, classes: usize) -> Result<Head, CardError> {
+    let last = final_op(model, output);
+    let (softmaxed, sigmoided) = (matches!(last, Some("Softmax" | "LogSoftmax")), last == Some("Sigmoid"));
+    let mismatch = |detail: String| CardError::Mismatch { card: card.source.to_string(), detail };
+    let sigmoid = match card.output.kind {
+        OutputKind::Auto => sigmoided,
+        OutputKind::Sigmoid if softmaxed => {
+            return Err(mismatch(format!(
+                "`kind = \"sigmoid\"` (multi-label) but the model's output comes from a {}, which makes the classes exclusive; remove `kind` (camscope reads a softmax head from the graph)",
+                last.unwrap_or_default()
+            )));
+        }
+        OutputKind::Sigmoid => true,
+        OutputKind::Logits | OutputKind::Probabilities if sigmoided => {
+            return Err(mismatch(
+                "the model's output comes from a Sigmoid (independent probabilities: a multi-label or binary head), not a softmax; set `kind = \"sigmoid\"` in [output] or remove `kind`".into(),
+            ));
+        }
+        OutputKind::Logits | OutputKind::Probabilities => false,
+    };
+    let probabilities = match card.output.kind {
+        OutputKind::Probabilities => true,
+        OutputKind::Logits => false,
+        _ => sigmoided || last == Some("Softmax"),
+    };
+    Ok(match (classes, sigmoid) {
+        (1, _) => Head::Binary { probabilities },
+        (_, true) => Head::Sigmoid { probabilities },
+        (_, false) => Head::Softmax { probabilities },
+    })
+}
+
+impl LoadedModel {
+    /// Classes a user sees: the scores of the output row, or 2 for a binary head (the
+    /// positive class and its complement).
+    pub fn user_classes(&self) -> usize {
+        self.head.classes(self.classes)
     }
 }
 

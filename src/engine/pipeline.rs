@@ -14,7 +14,7 @@ use super::explainer::Explainer;
 use super::{EngineError, GraphSession, LoadedModel, Provider, SessionOptions};
 use crate::cam::{self, CamError, Method, ModelRuns, NormalizedMap, RawMap};
 use crate::explanation::Timings;
-use crate::grad::{Candidate, MapLayout, ScoreKind};
+use crate::grad::{Candidate, ScoreKind};
 use crate::imaging::{self, ImageError};
 use crate::model::Layout;
 use crate::scores::ClassScores;
@@ -323,7 +323,7 @@ impl Engine {
         let t0 = Instant::now();
         let out = self.explainer.body(batch.into_dyn())?;
         let body_ms = ms(t0) / n as f64;
-        let probs = self.model.outputs_probabilities;
+        let head = self.model.head;
         Ok((0..samples.len())
             .map(|i| {
                 let row: Vec<f32> = out.output.index_axis(Axis(0), i).iter().copied().collect();
@@ -331,7 +331,7 @@ impl Engine {
                     path: PathBuf::new(),
                     view: RgbImage::new(0, 0),
                     input: samples[i].to_owned(),
-                    scores: ClassScores::from_output(&row, probs),
+                    scores: ClassScores::from_output(&row, head),
                     activation: out.activation.slice_axis(Axis(0), (i..i + 1).into()).to_owned(),
                     side: out.side.iter().map(|s| slice_batch(s, i, samples.len())).collect(),
                     timings: Timings { body_ms, ..Timings::default() },
@@ -340,9 +340,10 @@ impl Engine {
             .collect())
     }
 
-    /// The seed vector for one image.
+    /// The seed vector for one image, over the model's outputs (a class index is one a user
+    /// sees: a binary head's 0 is the complement of its one output).
     pub fn seed_row(&self, seed: &Seed) -> Result<Array1<f32>, ExplainError> {
-        let k = self.model.classes;
+        let k = self.model.user_classes();
         let check = |i: usize| if i < k { Ok(i) } else { Err(ExplainError::ClassOutOfRange { index: i, classes: k }) };
         let mut row = Array1::zeros(k);
         match seed {
@@ -354,31 +355,36 @@ impl Engine {
             Seed::Vector(v) if v.len() == k => row.assign(&Array1::from(v.clone())),
             Seed::Vector(v) => return Err(ExplainError::ClassOutOfRange { index: v.len(), classes: k }),
         }
-        Ok(row)
+        Ok(Array1::from(self.model.head.output_seed(row.as_slice().expect("contiguous"))))
     }
 
-    /// Activations of one loaded image as `[C, h, w]`.
-    fn chw(&self, a: &ArrayD<f32>) -> Array3<f32> {
-        let a4 = a.view().into_dimensionality::<ndarray::Ix4>().expect("4-D activations");
-        let one = a4.index_axis(Axis(0), 0);
-        match self.target.layout {
-            MapLayout::Nchw => one.to_owned(),
-            MapLayout::Nhwc => one.permuted_axes([2, 0, 1]).as_standard_layout().to_owned(),
-        }
+    /// A tensor of the target layer (activations or gradients, `[1, ...]` as ONNX Runtime
+    /// gives it) as the canonical `[C, h, w]`: the one place where a layout is undone.
+    fn chw(&self, a: &ArrayD<f32>) -> Result<Array3<f32>, EngineError> {
+        self.target.layout.to_chw(a.view(), 0).map_err(|e| EngineError::Run {
+            path: self.model.path.clone(),
+            detail: format!("layer `{}`: {e}", self.target.tensor),
+        })
     }
 
     /// Head run for one image: (score vector, gradient `[C,h,w]`).
     pub fn head(&mut self, loaded: &Loaded, seed: &Seed) -> Result<(Vec<f32>, Array3<f32>), ExplainError> {
-        let row = self.seed_row(seed)?.insert_axis(Axis(0));
+        let row = self.seed_row(seed)?;
+        self.head_row(loaded, &row)
+    }
+
+    /// [`Engine::head`] with the seed over the model's outputs (see [`Engine::seed_row`]).
+    fn head_row(&mut self, loaded: &Loaded, row: &Array1<f32>) -> Result<(Vec<f32>, Array3<f32>), ExplainError> {
+        let row = row.view().insert_axis(Axis(0));
         let side: Vec<_> = loaded.side.iter().map(|s| s.view()).collect();
         let out = self.explainer.head(loaded.activation.view(), &side, row.view())?;
-        Ok((out.scores.iter().copied().collect(), self.chw(&out.gradient)))
+        Ok((out.scores.iter().copied().collect(), self.chw(&out.gradient)?))
     }
 
     /// Compute `method`'s map for one image and seed.
     pub fn map(&mut self, loaded: &Loaded, method: Method, seed: &Seed) -> Result<MapOutput, ExplainError> {
         let cam_err = |source| ExplainError::Cam { path: loaded.path.clone(), source };
-        let a = self.chw(&loaded.activation);
+        let a = self.chw(&loaded.activation)?;
         let mut t = Timings::default();
         let seed_row = self.seed_row(seed)?;
         let needs = method.needs();
@@ -540,7 +546,7 @@ impl Engine {
         a: &Array3<f32>,
         seed: &Array1<f32>,
     ) -> Result<(f32, Vec<f32>), ExplainError> {
-        let (head_scores, _) = self.head(loaded, &Seed::Vector(seed.to_vec()))?;
+        let (head_scores, _) = self.head_row(loaded, seed)?;
         let original = Array1::from(head_scores).dot(seed);
         let c = a.dim().0;
         // Not `mask_batch`: on CUDA, 128 ablated copies per head run were 3x slower than 16
@@ -552,10 +558,10 @@ impl Engine {
             let end = (start + batch).min(c);
             let chw = cam::ablation::ablated_batch(a.view(), start..end)
                 .map_err(|source| ExplainError::Cam { path: loaded.path.clone(), source })?;
-            let acts = match self.target.layout {
-                MapLayout::Nchw => chw.into_dyn(),
-                MapLayout::Nhwc => chw.permuted_axes([0, 2, 3, 1]).as_standard_layout().to_owned().into_dyn(),
-            };
+            let acts = self.target.layout.from_chw(chw, loaded.activation.view()).map_err(|e| EngineError::Run {
+                path: loaded.path.clone(),
+                detail: format!("layer `{}`: {e}", self.target.tensor),
+            })?;
             let n = end - start;
             let side: Vec<ArrayD<f32>> = loaded.side.iter().map(|s| repeat_batch(s, n)).collect();
             let side_views: Vec<_> = side.iter().map(|s| s.view()).collect();

@@ -14,6 +14,7 @@
 //! For users, [`Plan::export`] writes the whole thing as one graph with inputs `input` and
 //! `seed` and outputs `scores`, `activations`, `gradients`.
 
+pub mod layout;
 pub mod rules;
 pub mod target;
 
@@ -21,7 +22,8 @@ use std::collections::{HashMap, HashSet};
 
 use serde::Serialize;
 
-pub use self::target::{Candidate, MapLayout};
+pub use self::layout::{MapLayout, TokenSpec};
+pub use self::target::Candidate;
 use crate::onnx::builder::Builder;
 use crate::onnx::graph::{Constants, GraphError, GraphIndex};
 use crate::onnx::shapes::{Dim, ShapeFacts, TensorFact};
@@ -66,9 +68,16 @@ pub enum GradError {
     #[error(transparent)]
     Graph(#[from] GraphError),
     #[error(
-        "the model has no 4-D spatial feature map to explain (every tensor on the way to the scores is flat or 1x1)"
+        "the model has no feature map to explain (no 4-D map and no token sequence [N, T, C] with T = k + h·w on the way to the scores; every tensor there is flat or 1x1)"
     )]
     NoSpatialLayer,
+    #[error(
+        "layer `{layer}` comes after the model picks its class token: the score's gradient is zero on every patch there, so no gradient method can show anything; use `{suggestion}` (the default: the input of the last attention)"
+    )]
+    AfterTokenSelection { layer: String, suggestion: String },
+    #[error(
+        "layer `{layer}` is a sequence of {tokens} tokens that fits several grids ({}); say which with --tokens K+HxW (K extra tokens first), or `tokens = \"K+HxW\"` in the card's [layer] table", readings.join(", "))]
+    AmbiguousTokens { layer: String, tokens: usize, readings: Vec<String> },
     #[error("layer `{query}` {detail}; closest candidates: {}; list them with `camscope layers`", suggestions.join(", "))]
     LayerNotFound { query: String, detail: String, suggestions: Vec<String> },
     #[error("layer `{query}` is ambiguous, it matches {}; give the full tensor name", matches.join(", "))]
@@ -100,6 +109,11 @@ pub struct Analysis {
     input: String,
     output: String,
     input_layout: MapLayout,
+    /// The user's reading of token sequences (`--tokens`, the card), when the graph's is
+    /// ambiguous or wrong.
+    tokens: Option<TokenSpec>,
+    /// Probabilities come from sigmoids (multi-label or binary heads), not a softmax.
+    sigmoid: bool,
 }
 
 /// Names of the tensors the engine feeds and reads.
@@ -161,7 +175,20 @@ impl Analysis {
             input: input.to_owned(),
             output: output.to_owned(),
             input_layout,
+            tokens: None,
+            sigmoid: false,
         })
+    }
+
+    /// Whether the model's probabilities come from independent sigmoids (multi-label or
+    /// binary heads): `--score prob` then differentiates the sigmoid, not a softmax.
+    pub fn set_sigmoid(&mut self, sigmoid: bool) {
+        self.sigmoid = sigmoid;
+    }
+
+    /// Read token sequences as `spec` says instead of guessing their grid.
+    pub fn set_tokens(&mut self, spec: Option<TokenSpec>) {
+        self.tokens = spec;
     }
 
     pub fn model(&self) -> &ModelProto {
@@ -236,7 +263,13 @@ impl Analysis {
             &self.input,
             self.input_layout,
             &self.output,
+            self.tokens,
         )
+    }
+
+    /// Token sequences whose grid the graph leaves ambiguous, with their readings.
+    pub fn ambiguous_tokens(&self) -> HashMap<String, Vec<MapLayout>> {
+        target::layouts(self.graph(), &self.index, &self.facts, &self.input, self.input_layout, self.tokens).ambiguous
     }
 
     /// The layer a user asked for, or the default one.
@@ -249,7 +282,32 @@ impl Analysis {
             None => cands.into_iter().find(|c| c.is_default).ok_or(GradError::NoSpatialLayer),
             Some(q) => {
                 let all: Vec<String> = self.graph().node.iter().flat_map(|n| n.output.clone()).collect();
-                target::resolve(&cands, q, &all).cloned()
+                let found = match target::resolve(&cands, q, &all) {
+                    Ok(c) => c.clone(),
+                    Err(e) => {
+                        // A token sequence that is no candidate only because its grid is
+                        // ambiguous: say so, with the readings.
+                        let ambiguous = self.ambiguous_tokens();
+                        let hit = ambiguous.iter().find(|(t, _)| t.as_str() == q || (t.contains(q) && !q.is_empty()));
+                        if let Some((t, readings)) = hit {
+                            let tokens = self.facts.get(t).and_then(|f| f.dims.get(1)?.fixed()).unwrap_or(0) as usize;
+                            return Err(GradError::AmbiguousTokens {
+                                layer: t.clone(),
+                                tokens,
+                                readings: readings.iter().map(|l| token_reading(*l)).collect(),
+                            });
+                        }
+                        return Err(e);
+                    }
+                };
+                if !found.reaches_patches {
+                    let suggestion = cands
+                        .iter()
+                        .find(|c| c.is_default)
+                        .map_or_else(|| "an earlier layer".into(), |c| c.tensor.clone());
+                    return Err(GradError::AfterTokenSelection { layer: found.tensor, suggestion });
+                }
+                Ok(found)
             }
         }
     }
@@ -262,6 +320,7 @@ impl Analysis {
             op: "Input".into(),
             dims: self.facts.get(&self.input).map(|f| f.dims.clone()).unwrap_or_default(),
             layout: self.input_layout,
+            reaches_patches: true,
             is_default: false,
         }
     }
@@ -279,7 +338,7 @@ impl Analysis {
     }
 
     /// The logit and probability tensors. Missing ones are emitted into `b` (nodes appended
-    /// to `nodes`): Softmax over logits, or Exp of a LogSoftmax.
+    /// to `nodes`): Softmax over logits, Exp of a LogSoftmax, or a Sigmoid for sigmoid heads.
     fn score_tensor(&self, kind: ScoreKind, b: &mut Builder, nodes: &mut Vec<NodeProto>) -> (String, bool) {
         let g = self.graph();
         let mut t = self.output.clone();
@@ -288,8 +347,9 @@ impl Analysis {
         }
         let producer = self.index.producer_node(g, &t);
         let (logit, prob) = match producer.map(op) {
-            Some("Softmax") => (producer.unwrap().input[0].clone(), Some(t.clone())),
-            Some("LogSoftmax") => (producer.unwrap().input[0].clone(), None),
+            Some("Softmax") if !self.sigmoid => (producer.unwrap().input[0].clone(), Some(t.clone())),
+            Some("Sigmoid") if self.sigmoid => (producer.unwrap().input[0].clone(), Some(t.clone())),
+            Some("LogSoftmax") if !self.sigmoid => (producer.unwrap().input[0].clone(), None),
             _ => (t.clone(), None),
         };
         match kind {
@@ -298,7 +358,9 @@ impl Analysis {
                 Some(p) => (p, false),
                 None => {
                     let before = b.nodes.len();
-                    let p = if producer.map(op) == Some("LogSoftmax") {
+                    let p = if self.sigmoid {
+                        b.op("Sigmoid", &[&logit], vec![])
+                    } else if producer.map(op) == Some("LogSoftmax") {
                         b.op("Exp", &[&t], vec![])
                     } else {
                         let axis = if self.opset >= 13 { -1 } else { 1 };
@@ -736,6 +798,14 @@ impl Plan {
         );
         m.doc_string = Some(note);
         m
+    }
+}
+
+/// `K+HxW` for a token layout (as `--tokens` takes it).
+fn token_reading(l: MapLayout) -> String {
+    match l {
+        MapLayout::Tokens { prefix, suffix, h, w } => format!("{}+{h}x{w}", prefix + suffix),
+        other => other.to_string(),
     }
 }
 

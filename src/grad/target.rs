@@ -1,5 +1,7 @@
-//! Target layers: which tensors can be explained (4-D spatial feature maps), which one is
-//! the default (the last map before global pooling: the tutorial's `conv_7b`), and how a
+//! Target layers: which tensors can be explained (4-D spatial feature maps, channels first
+//! or last, and transformer token maps), which one is the default (the last map before
+//! global pooling: the tutorial's `conv_7b`; for a class-token transformer the input of the
+//! last attention), and how a
 //! user names one (tensor name, node name, a Keras layer name inside a tf2onnx node path, or
 //! a unique substring).
 
@@ -8,37 +10,10 @@ use std::collections::HashMap;
 use serde::Serialize;
 
 use super::GradError;
+pub use super::layout::{MapLayout, TokenSpec};
 use crate::onnx::graph::{Constants, GraphIndex};
 use crate::onnx::shapes::{Dim, ShapeFacts, fmt_dims};
 use crate::onnx::{GraphProto, NodeProto, attr_int, attr_ints, op};
-
-/// Axis order of a 4-D feature map.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-pub enum MapLayout {
-    #[serde(rename = "NCHW")]
-    Nchw,
-    #[serde(rename = "NHWC")]
-    Nhwc,
-}
-
-impl MapLayout {
-    /// (channels, height, width) axes.
-    pub fn axes(self) -> (usize, usize, usize) {
-        match self {
-            MapLayout::Nchw => (1, 2, 3),
-            MapLayout::Nhwc => (3, 1, 2),
-        }
-    }
-}
-
-impl std::fmt::Display for MapLayout {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str(match self {
-            MapLayout::Nchw => "NCHW",
-            MapLayout::Nhwc => "NHWC",
-        })
-    }
-}
 
 /// A tensor Grad-CAM can target.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -51,6 +26,10 @@ pub struct Candidate {
     #[serde(serialize_with = "ser_dims")]
     pub dims: Vec<Dim>,
     pub layout: MapLayout,
+    /// Whether the score's gradient can reach the patch positions. False for a token map
+    /// after a transformer's last attention, when the head reads only the class token: every
+    /// patch then gets a zero gradient and no gradient method can say anything.
+    pub reaches_patches: bool,
     /// Whether this is the automatic choice.
     pub is_default: bool,
 }
@@ -60,11 +39,13 @@ fn ser_dims<S: serde::Serializer>(dims: &[Dim], s: S) -> Result<S::Ok, S::Error>
 }
 
 impl Candidate {
-    /// (channels, height, width).
+    /// (channels, height, width) of the canonical map (-1 where unknown).
     pub fn chw(&self) -> (i64, i64, i64) {
-        let (c, h, w) = self.layout.axes();
-        let d = |i: usize| self.dims[i].fixed().unwrap_or(-1);
-        (d(c), d(h), d(w))
+        let dims: Vec<usize> = self.dims.iter().map(|d| d.fixed().unwrap_or(1).max(0) as usize).collect();
+        match self.layout.chw_of(&dims) {
+            Some((c, h, w)) => (c as i64, h as i64, w as i64),
+            None => (-1, -1, -1),
+        }
     }
 
     pub fn shape_string(&self) -> String {
@@ -72,21 +53,44 @@ impl Candidate {
     }
 }
 
-/// Layouts of 4-D tensors, propagated from the image input through the graph.
-fn layouts(
+/// Most extra tokens (class, distillation, registers) a token map may carry around its
+/// patch grid: enough for a class token plus 8 registers and a distillation token, with room.
+const MAX_EXTRA_TOKENS: usize = 16;
+
+/// What the graph says about where each tensor keeps its spatial map.
+#[derive(Debug, Clone, Default)]
+pub struct Layouts {
+    pub of: HashMap<String, MapLayout>,
+    /// Token sequences whose grid fits several readings (`T = k + h·w` for more than one k):
+    /// the candidates, for the error that asks the user to choose with `--tokens`.
+    pub ambiguous: HashMap<String, Vec<MapLayout>>,
+}
+
+/// Layouts of the tensors that can hold a map: 4-D layouts propagated from the image input
+/// through the graph (a Transpose that makes a map channels-last is followed), then, where
+/// propagation stops (reshapes in a Swin's window attention), read from the shape: `[N, h,
+/// w, C]` or `[N, C, h, w]` with `h × w` a grid of the model. Token sequences `[N, T, C]`
+/// get their grid from the patch embedding (a 4-D map with `h·w = T - k`), or from the
+/// input's aspect ratio and a whole patch size; the extra tokens' positions come from the
+/// Concat that joins learned tokens to the patch sequence (before it: prefix).
+pub fn layouts(
     graph: &GraphProto,
     index: &GraphIndex,
     facts: &ShapeFacts,
     input: &str,
     input_layout: MapLayout,
-) -> HashMap<String, MapLayout> {
+    tokens: Option<TokenSpec>,
+) -> Layouts {
     let mut out = HashMap::new();
     out.insert(input.to_owned(), input_layout);
-    let rank4 = |t: &str| facts.get(t).is_some_and(|f| f.rank() == 4 && f.is_float());
+    let float_rank = |t: &str, r: usize| {
+        facts.get(t).is_some_and(|f| f.rank() == r && f.is_float() && matches!(f.dims[0], Dim::Batch | Dim::Fixed(1)))
+            && facts.per_image(t)
+    };
     for &i in &index.order {
         let n = &graph.node[i];
         let Some(y) = n.output.first() else { continue };
-        if !rank4(y) {
+        if !float_rank(y, 4) {
             continue;
         }
         let first_in = n.input.iter().find(|t| out.contains_key(*t)).and_then(|t| out.get(t)).copied();
@@ -116,6 +120,9 @@ fn layouts(
                 (Some(MapLayout::Nchw), Some(1 | -3)) | (Some(MapLayout::Nhwc), Some(3 | -1)) => first_in,
                 _ => None,
             },
+            // Ops on the last axis keep a channels-last map channels-last (a Linear layer in
+            // a Swin or ConvNeXt block; LayerNorm over channels).
+            "LayerNormalization" | "MatMul" | "Softmax" if first_in == Some(MapLayout::Nhwc) => first_in,
             "Relu" | "LeakyRelu" | "PRelu" | "Clip" | "Sigmoid" | "HardSigmoid" | "HardSwish" | "Tanh" | "Elu"
             | "Selu" | "Celu" | "Gelu" | "Mish" | "Softplus" | "Identity" | "Dropout" | "Add" | "Sub" | "Mul"
             | "Div" | "Sum" | "Max" | "Min" | "Neg" | "Abs" | "Pad" | "Erf" | "Exp" | "Sqrt" | "Pow" | "Cast"
@@ -126,10 +133,153 @@ fn layouts(
             out.insert(y.clone(), l);
         }
     }
+    // Grids the graph shows (every propagated map's h × w), and the input's size.
+    let (in_h, in_w) = match (facts.get(input), input_layout.axes()) {
+        (Some(f), Some((_, h, w))) if f.rank() == 4 => {
+            (f.dims[h].fixed().unwrap_or(0) as usize, f.dims[w].fixed().unwrap_or(0) as usize)
+        }
+        _ => (0, 0),
+    };
+    let mut grids: Vec<(usize, usize)> = Vec::new();
+    for (t, l) in &out {
+        if t == input {
+            continue;
+        }
+        let dims: Option<Vec<usize>> =
+            facts.get(t).map(|f| f.dims.iter().map(|d| d.fixed().unwrap_or(1).max(0) as usize).collect());
+        if let Some((_, h, w)) = dims.and_then(|d| l.chw_of(&d)) {
+            if h * w > 1 && !grids.contains(&(h, w)) {
+                grids.push((h, w));
+            }
+        }
+    }
+    grids.sort_unstable();
+    // A grid a whole patch size (stride) makes of the input.
+    let strided = |h: usize, w: usize| h > 0 && w > 0 && in_h % h == 0 && in_w % w == 0 && in_h / h == in_w / w;
+    let is_grid = |h: usize, w: usize| h * w > 1 && (grids.contains(&(h, w)) || strided(h, w));
+    let fixed = |t: &str| -> Option<Vec<usize>> {
+        facts.get(t)?.dims.iter().skip(1).map(|d| d.fixed().map(|v| v as usize)).collect()
+    };
+    for &i in &index.order {
+        let n = &graph.node[i];
+        let Some(y) = n.output.first() else { continue };
+        if out.contains_key(y) || !float_rank(y, 4) {
+            continue;
+        }
+        let Some(d) = fixed(y) else { continue };
+        match (is_grid(d[0], d[1]), is_grid(d[1], d[2])) {
+            (true, false) => out.insert(y.clone(), MapLayout::Nhwc),
+            (false, true) => out.insert(y.clone(), MapLayout::Nchw),
+            _ => None,
+        };
+    }
+    // Token sequences.
+    let token_concats = token_concats(graph, index, facts);
+    let mut ambiguous = HashMap::new();
+    for &i in &index.order {
+        let n = &graph.node[i];
+        let Some(y) = n.output.first() else { continue };
+        if !float_rank(y, 3) {
+            continue;
+        }
+        let Some(d) = fixed(y) else { continue };
+        let (t, c) = (d[0], d[1]);
+        if t < 2 || c < 2 {
+            continue;
+        }
+        let readings = token_readings(t, tokens, &grids, &strided);
+        match readings.as_slice() {
+            [] => {}
+            [(k, h, w)] => {
+                let prefix = match tokens {
+                    Some(spec) => spec.prefix,
+                    None => token_concats
+                        .iter()
+                        .find_map(|&(total, before, patches)| (total == t && patches == h * w).then_some(before))
+                        .unwrap_or(*k),
+                };
+                out.insert(y.clone(), MapLayout::Tokens { prefix, suffix: k - prefix.min(*k), h: *h, w: *w });
+            }
+            many => {
+                ambiguous.insert(
+                    y.clone(),
+                    many.iter().map(|&(k, h, w)| MapLayout::Tokens { prefix: k, suffix: 0, h, w }).collect(),
+                );
+            }
+        }
+    }
+    Layouts { of: out, ambiguous }
+}
+
+/// Ways to read `t` tokens as `k` extra tokens plus an `h × w` grid: from a user's
+/// [`TokenSpec`], else from the grids the graph shows, else from the input's aspect ratio.
+fn token_readings(
+    t: usize,
+    spec: Option<TokenSpec>,
+    grids: &[(usize, usize)],
+    strided: &dyn Fn(usize, usize) -> bool,
+) -> Vec<(usize, usize, usize)> {
+    if let Some(TokenSpec { prefix, grid }) = spec {
+        if prefix >= t {
+            return Vec::new();
+        }
+        return match grid {
+            Some((h, w)) if prefix + h * w <= t => vec![(t - h * w, h, w)],
+            Some(_) => Vec::new(),
+            None => {
+                let n = t - prefix;
+                let from_graph: Vec<_> =
+                    grids.iter().filter(|(h, w)| h * w == n).map(|&(h, w)| (prefix, h, w)).collect();
+                if !from_graph.is_empty() {
+                    return from_graph;
+                }
+                (1..=n).filter(|h| n % h == 0 && strided(*h, n / h)).map(|h| (prefix, h, n / h)).collect()
+            }
+        };
+    }
+    let from_graph: Vec<_> = grids
+        .iter()
+        .filter(|(h, w)| h * w > 1 && h * w <= t && t - h * w <= MAX_EXTRA_TOKENS)
+        .map(|&(h, w)| (t - h * w, h, w))
+        .collect();
+    if !from_graph.is_empty() {
+        return from_graph;
+    }
+    let mut out = Vec::new();
+    for k in 0..=MAX_EXTRA_TOKENS.min(t.saturating_sub(2)) {
+        let n = t - k;
+        for h in 1..=n {
+            if n % h == 0 && n / h > 0 && h * (n / h) > 1 && strided(h, n / h) {
+                out.push((k, h, n / h));
+            }
+        }
+    }
+    out
+}
+
+/// Concats that join learned tokens and a patch sequence along the token axis:
+/// (tokens out, tokens before the longest input, tokens of the longest input).
+fn token_concats(graph: &GraphProto, index: &GraphIndex, facts: &ShapeFacts) -> Vec<(usize, usize, usize)> {
+    let mut out = Vec::new();
+    for &i in &index.order {
+        let n = &graph.node[i];
+        if op(n) != "Concat" || !matches!(attr_int(n, "axis"), Some(1 | -2)) {
+            continue;
+        }
+        let tokens = |t: &str| -> Option<usize> {
+            let f = facts.get(t)?;
+            (f.rank() == 3).then_some(())?;
+            f.dims[1].fixed().map(|v| v as usize)
+        };
+        let Some(sizes) = n.input.iter().map(|t| tokens(t)).collect::<Option<Vec<usize>>>() else { continue };
+        let Some((longest, &patches)) = sizes.iter().enumerate().max_by_key(|(_, s)| **s) else { continue };
+        out.push((sizes.iter().sum(), sizes[..longest].iter().sum(), patches));
+    }
     out
 }
 
 /// All candidate target layers in topological order (the input itself first).
+#[allow(clippy::too_many_arguments)]
 pub fn candidates(
     graph: &GraphProto,
     index: &GraphIndex,
@@ -138,14 +288,17 @@ pub fn candidates(
     input: &str,
     input_layout: MapLayout,
     output: &str,
+    tokens: Option<TokenSpec>,
 ) -> Vec<Candidate> {
-    let layout = layouts(graph, index, facts, input, input_layout);
+    let layout = layouts(graph, index, facts, input, input_layout, tokens).of;
     let feeds_output = index.ancestors(&[output]);
     let spatial = |t: &str, l: MapLayout| {
         let Some(f) = facts.get(t) else { return false };
-        let (_, h, w) = l.axes();
-        f.rank() == 4 && matches!((f.dims[h], f.dims[w]), (Dim::Fixed(a), Dim::Fixed(b)) if a * b > 1)
+        let dims: Vec<usize> = f.dims.iter().map(|d| d.fixed().unwrap_or(1).max(0) as usize).collect();
+        let fixed_map = f.dims.iter().skip(1).all(|d| d.fixed().is_some());
+        fixed_map && l.chw_of(&dims).is_some_and(|(_, h, w)| h * w > 1)
     };
+    let dark = patch_blind(graph, index, consts, facts, &layout, &feeds_output);
     let mut out = Vec::new();
     if spatial(input, input_layout) {
         out.push(Candidate {
@@ -154,6 +307,7 @@ pub fn candidates(
             op: "Input".into(),
             dims: facts.get(input).map(|f| f.dims.clone()).unwrap_or_default(),
             layout: input_layout,
+            reaches_patches: true,
             is_default: false,
         });
     }
@@ -171,13 +325,169 @@ pub fn candidates(
             op: op(n).to_owned(),
             dims: facts.get(y).map(|f| f.dims.clone()).unwrap_or_default(),
             layout: l,
+            reaches_patches: !dark.contains(y.as_str()),
             is_default: false,
         });
     }
-    if let Some(d) = default_index(graph, index, consts, facts, &out, output) {
+    let default = token_default(graph, index, consts, facts, &out, &layout, &feeds_output)
+        .or_else(|| default_index(graph, index, consts, facts, &out, output));
+    if let Some(d) = default {
         out[d].is_default = true;
     }
     out
+}
+
+/// Whether node `n` reads token map `t` (laid out as `l`) only to pick extra tokens (the
+/// class token `x[:, 0]`, a distillation token), leaving every patch position out.
+fn selects_extra_tokens(n: &NodeProto, t: &str, l: MapLayout, consts: &Constants) -> bool {
+    let MapLayout::Tokens { prefix, h, w, .. } = l else { return false };
+    let total = (l.extra_tokens() + h * w) as i64;
+    let extra = |i: i64| {
+        let i = if i < 0 { i + total } else { i };
+        i < prefix as i64 || i >= (prefix + h * w) as i64
+    };
+    if n.input.first().map(String::as_str) != Some(t) {
+        return false;
+    }
+    match op(n) {
+        "Gather" => {
+            matches!(attr_int(n, "axis"), Some(1 | -2))
+                && n.input
+                    .get(1)
+                    .and_then(|i| consts.ints(i))
+                    .is_some_and(|idx| !idx.is_empty() && idx.iter().all(|&i| extra(i)))
+        }
+        "Slice" => {
+            let ints = |k: usize| n.input.get(k).and_then(|i| consts.ints(i));
+            let (Some(starts), Some(ends)) = (ints(1), ints(2)) else { return false };
+            let axes = ints(3).unwrap_or_else(|| (0..starts.len() as i64).collect());
+            let steps = ints(4).unwrap_or_else(|| vec![1; starts.len()]);
+            let clamp = |v: i64| if v < 0 { (v + total).max(0) } else { v.min(total) };
+            let mut on_tokens = false;
+            for ((&a, (&s, &e)), &st) in axes.iter().zip(starts.iter().zip(&ends)).zip(&steps) {
+                if matches!(a, 1 | -2) {
+                    let (s, e) = (clamp(s), clamp(e));
+                    if st != 1 || s >= e || !(s..e).all(extra) {
+                        return false;
+                    }
+                    on_tokens = true;
+                }
+            }
+            on_tokens
+        }
+        _ => false,
+    }
+}
+
+/// Whether node `n` works on each token separately with respect to its input `t` (rank
+/// `r`): elementwise ops, LayerNorm/Softmax/reductions over the last axis, a Linear layer.
+/// Through such ops, which tokens carry gradient does not change.
+fn per_token(n: &NodeProto, t: &str, r: usize, consts: &Constants, facts: &ShapeFacts) -> bool {
+    let last = |a: i64| (if a < 0 { a + r as i64 } else { a }) == r as i64 - 1;
+    let out_rank = n.output.first().and_then(|o| facts.get(o)).map(|f| f.rank());
+    match op(n) {
+        "Relu" | "LeakyRelu" | "PRelu" | "Clip" | "Sigmoid" | "HardSigmoid" | "HardSwish" | "Tanh" | "Erf" | "Exp"
+        | "Log" | "Sqrt" | "Neg" | "Abs" | "Reciprocal" | "Gelu" | "Elu" | "Selu" | "Celu" | "Softplus" | "Mish"
+        | "Identity" | "Dropout" | "Cast" | "Sin" | "Cos" => true,
+        "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Where" | "Max" | "Min" | "Sum" | "Mean" => out_rank == Some(r),
+        "LayerNormalization" => last(attr_int(n, "axis").unwrap_or(-1)),
+        "Softmax" | "LogSoftmax" => attr_int(n, "axis").is_some_and(last) || (attr_int(n, "axis").is_none() && r == 2),
+        "ReduceMean" | "ReduceSum" | "ReduceMax" | "ReduceMin" | "ReduceL2" => {
+            let axes = attr_ints(n, "axes").or_else(|| n.input.get(1).and_then(|a| consts.ints(a)));
+            axes.is_some_and(|a| a.len() == 1 && last(a[0]))
+        }
+        "MatMul" => {
+            n.input.first().map(String::as_str) == Some(t)
+                && n.input.get(1).and_then(|w| facts.get(w)).is_some_and(|f| f.rank() <= 2)
+        }
+        _ => false,
+    }
+}
+
+/// Tensors whose gradient is zero on every patch position: those whose every path to the
+/// score picks extra tokens (or goes through ops that keep tokens apart until it does).
+/// Computed backwards from the score, in reverse topological order.
+fn patch_blind<'g>(
+    graph: &'g GraphProto,
+    index: &GraphIndex,
+    consts: &Constants,
+    facts: &ShapeFacts,
+    layout: &HashMap<String, MapLayout>,
+    feeds_output: &std::collections::HashSet<String>,
+) -> std::collections::HashSet<&'g str> {
+    let mut blind: std::collections::HashSet<&'g str> = std::collections::HashSet::new();
+    // Only token maps and what they feed matter; without a token map nothing is blind.
+    if !layout.values().any(|l| matches!(l, MapLayout::Tokens { .. })) {
+        return blind;
+    }
+    let mut selected_any = false;
+    for &i in index.order.iter().rev() {
+        let node = &graph.node[i];
+        for t in node.output.iter().filter(|o| feeds_output.contains(*o)) {
+            let Some(consumers) = index.consumers.get(t) else { continue };
+            let r = facts.get(t).map_or(0, |f| f.rank());
+            let on_path: Vec<&NodeProto> = consumers
+                .iter()
+                .map(|&c| &graph.node[c])
+                .filter(|c| c.output.iter().any(|o| feeds_output.contains(o)))
+                .collect();
+            if on_path.is_empty() {
+                continue;
+            }
+            let ok = on_path.iter().all(|c| {
+                let picks = layout.get(t).is_some_and(|&l| selects_extra_tokens(c, t, l, consts));
+                selected_any |= picks;
+                picks
+                    || (per_token(c, t, r, consts, facts)
+                        && c.output.iter().filter(|o| feeds_output.contains(*o)).all(|o| blind.contains(o.as_str())))
+            });
+            if ok {
+                blind.insert(t.as_str());
+            }
+        }
+    }
+    if !selected_any {
+        blind.clear();
+    }
+    blind
+}
+
+/// The automatic target of a transformer: the last token map as wide as the one the head
+/// reads whose gradient still reaches the patches. With a class-token head that is the
+/// input of the last attention (the last block's first LayerNorm, pytorch-grad-cam's
+/// documented choice); with pooled tokens it is the map the pooling reads.
+#[allow(clippy::too_many_arguments)]
+fn token_default(
+    graph: &GraphProto,
+    index: &GraphIndex,
+    consts: &Constants,
+    facts: &ShapeFacts,
+    cands: &[Candidate],
+    layout: &HashMap<String, MapLayout>,
+    feeds_output: &std::collections::HashSet<String>,
+) -> Option<usize> {
+    // The readout: the last node on the way to the score that turns a token map into one
+    // vector per image (picking extra tokens, pooling tokens, or flattening).
+    let readout = index.order.iter().rev().map(|&i| &graph.node[i]).find_map(|n| {
+        let x = n.input.first()?;
+        let l = *layout.get(x)?;
+        if !matches!(l, MapLayout::Tokens { .. }) || !n.output.iter().any(|o| feeds_output.contains(o)) {
+            return None;
+        }
+        let r = facts.get(x)?.rank();
+        let reads = selects_extra_tokens(n, x, l, consts)
+            || (!per_token(n, x, r, consts, facts)
+                && n.output.first().and_then(|o| facts.get(o)).is_some_and(|f| f.rank() < r));
+        reads.then_some(x.clone())
+    })?;
+    let width = facts.get(&readout)?.dims.last()?.fixed()?;
+    let anc = index.ancestors(&[readout.as_str()]);
+    cands.iter().rposition(|c| {
+        matches!(c.layout, MapLayout::Tokens { .. })
+            && c.reaches_patches
+            && c.dims.last().and_then(|d| d.fixed()) == Some(width)
+            && (anc.contains(&c.tensor) || c.tensor == readout)
+    })
 }
 
 /// Whether `n` pools a spatial map down to one value per channel (global pooling, a
@@ -236,42 +546,81 @@ fn default_index(
         let anc = index.ancestors(&[x]);
         return cands.iter().rposition(|c| anc.contains(&c.tensor) && c.op != "Input");
     }
-    cands.iter().rposition(|c| c.op != "Input")
+    cands.iter().rposition(|c| c.op != "Input" && c.reaches_patches)
 }
 
 /// Resolve a user's layer name among the candidates: exact tensor name, exact node name, a
-/// `/`-separated path segment (Keras layer names inside tf2onnx node names), then a unique
-/// substring. Each step that finds several is an ambiguity error listing them.
+/// `/`-separated path (Keras layer names inside tf2onnx node names), then a unique substring.
+///
+/// Keras layer names may contain `/` themselves (DenseNet's `conv1/relu`), so a path match
+/// prefers the shallowest place: `relu` on DenseNet121 is `densenet121/relu/...`, not
+/// `densenet121/conv1/relu/...`. A Keras layer that exports as several nodes (swish is a
+/// Sigmoid and a Mul) resolves to the last of them, the layer's output. Only matches that
+/// these rules cannot tell apart are an ambiguity error listing them.
 pub fn resolve<'c>(cands: &'c [Candidate], query: &str, all_tensors: &[String]) -> Result<&'c Candidate, GradError> {
-    let steps: [&dyn Fn(&Candidate) -> bool; 4] = [
-        &|c| c.tensor == query,
-        &|c| !c.node.is_empty() && c.node == query,
-        &|c| segments(&c.node).chain(segments(&c.tensor)).any(|s| s == query),
-        &|c| c.tensor.contains(query) || c.node.contains(query),
-    ];
-    for step in steps {
-        let hits: Vec<&Candidate> = cands.iter().filter(|c| step(c)).collect();
-        match hits.as_slice() {
-            [one] => return Ok(one),
-            [] => continue,
-            many => {
-                return Err(GradError::AmbiguousLayer {
-                    query: query.to_owned(),
-                    matches: many.iter().map(|c| c.tensor.clone()).collect(),
-                });
-            }
+    let exact: [&dyn Fn(&Candidate) -> bool; 2] = [&|c| c.tensor == query, &|c| !c.node.is_empty() && c.node == query];
+    for step in exact {
+        if let Some(c) = cands.iter().find(|c| step(c)) {
+            return Ok(c);
+        }
+    }
+    if let Some(c) = by_path(cands, query)? {
+        return Ok(c);
+    }
+    let hits: Vec<&Candidate> = cands.iter().filter(|c| c.tensor.contains(query) || c.node.contains(query)).collect();
+    match hits.as_slice() {
+        [one] => return Ok(one),
+        [] => {}
+        many => {
+            return Err(GradError::AmbiguousLayer {
+                query: query.to_owned(),
+                matches: many.iter().map(|c| c.tensor.clone()).collect(),
+            });
         }
     }
     let not_spatial = all_tensors.iter().any(|t| t == query);
     Err(GradError::LayerNotFound {
         query: query.to_owned(),
         detail: if not_spatial {
-            "exists but is not a 4-D spatial feature map".into()
+            "exists but is not a feature map ([N, C, H, W], [N, H, W, C], or tokens [N, T, C] with T = k + h·w)".into()
         } else {
             "matches no tensor or node".into()
         },
         suggestions: closest(cands, query),
     })
+}
+
+/// The path-segment step of [`resolve`]: `Ok(None)` when no candidate's path contains the
+/// query as whole segments.
+fn by_path<'c>(cands: &'c [Candidate], query: &str) -> Result<Option<&'c Candidate>, GradError> {
+    let q: Vec<&str> = segments(query).collect();
+    if q.is_empty() {
+        return Ok(None);
+    }
+    // (depth of the match, the path up to the matched layer, candidate)
+    let mut hits: Vec<(usize, String, &Candidate)> = Vec::new();
+    for c in cands {
+        for name in [&c.node, &c.tensor] {
+            let segs: Vec<&str> = segments(name).collect();
+            if let Some(j) = (0..segs.len().saturating_sub(q.len() - 1)).find(|&j| segs[j..j + q.len()] == q[..]) {
+                hits.push((j, segs[..j + q.len()].join("/"), c));
+                break;
+            }
+        }
+    }
+    let Some(depth) = hits.iter().map(|h| h.0).min() else { return Ok(None) };
+    hits.retain(|h| h.0 == depth);
+    let mut layers: Vec<&str> = hits.iter().map(|h| h.1.as_str()).collect();
+    layers.sort_unstable();
+    layers.dedup();
+    if layers.len() > 1 {
+        return Err(GradError::AmbiguousLayer {
+            query: query.to_owned(),
+            matches: hits.iter().map(|h| h.2.tensor.clone()).collect(),
+        });
+    }
+    // One layer, perhaps several nodes: its output is the last of them.
+    Ok(hits.last().map(|h| h.2))
 }
 
 /// `a/b/c:0` -> `a`, `b`, `c`.

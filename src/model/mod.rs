@@ -46,6 +46,9 @@ pub enum OutputKind {
     Logits,
     /// Already probabilities (the graph ends in Softmax or the like).
     Probabilities,
+    /// Independent sigmoids, one per class (multi-label), as logits or, when the graph ends
+    /// in a Sigmoid, probabilities. Detected by itself from a final Sigmoid.
+    Sigmoid,
 }
 
 impl InputSpec {
@@ -125,6 +128,23 @@ pub struct CardFile {
     pub input: InputSpec,
     #[serde(default)]
     pub output: OutputSpec,
+    #[serde(default)]
+    pub layer: Option<LayerSpec>,
+}
+
+/// How to read the model's feature maps, where the graph leaves it open.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct LayerSpec {
+    /// Token sequences' layout, `"K+HxW"` (K extra tokens first), `"K"` or `"HxW"`: for a
+    /// transformer whose grid the graph does not show (see `--tokens`).
+    #[serde(default, deserialize_with = "token_spec")]
+    pub tokens: Option<crate::grad::TokenSpec>,
+}
+
+fn token_spec<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<crate::grad::TokenSpec>, D::Error> {
+    let s = String::deserialize(d)?;
+    s.parse().map(Some).map_err(serde::de::Error::custom)
 }
 
 /// Where a card came from, for messages and the status bar.
@@ -151,6 +171,7 @@ pub struct ModelCard {
     pub name: String,
     pub input: InputSpec,
     pub output: OutputSpec,
+    pub layer: Option<LayerSpec>,
     /// `None` until resolved against the model (then numbered names if no file was given).
     pub labels: Option<Labels>,
     pub labels_path: Option<PathBuf>,
@@ -190,6 +211,7 @@ impl ModelCard {
             name: file.name.unwrap_or_else(|| stem(path)),
             input: file.input,
             output: file.output,
+            layer: file.layer,
             labels: None,
             labels_path,
             source,
@@ -248,6 +270,7 @@ impl ModelCard {
                 std: [0.229 * 255.0, 0.224 * 255.0, 0.225 * 255.0],
             },
             output: OutputSpec::default(),
+            layer: None,
             labels: None,
             labels_path,
             source: CardSource::Inferred,

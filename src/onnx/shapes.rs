@@ -76,6 +76,9 @@ impl TensorFact {
 #[derive(Debug, Clone, Default)]
 pub struct ShapeFacts {
     facts: HashMap<String, TensorFact>,
+    /// Tensors whose batch axis holds a multiple of the batch (attention heads or windows
+    /// folded into it: 12 at batch 1, 24 at batch 2), which are not per-image maps.
+    folded: std::collections::HashSet<String>,
 }
 
 impl ShapeFacts {
@@ -83,7 +86,7 @@ impl ShapeFacts {
     /// `value_info`, initializers and `Constant` nodes.
     pub fn from_model(model: &ModelProto) -> Self {
         let mut facts = HashMap::new();
-        let Some(g) = model.graph.as_ref() else { return Self { facts } };
+        let Some(g) = model.graph.as_ref() else { return Self { facts, ..Default::default() } };
         let declared = |v: &ValueInfoProto| -> Option<(String, TensorFact)> {
             let (elem_type, dims) = value_info_dims(v)?;
             let dims = dims?
@@ -126,7 +129,7 @@ impl ShapeFacts {
                 }
             }
         }
-        Self { facts }
+        Self { facts, ..Default::default() }
     }
 
     /// Merge measured dims at batch 1 and 2 with element types (`types`). Measurements
@@ -147,8 +150,18 @@ impl ShapeFacts {
             let elem_type = types.get(name).copied().or_else(|| self.facts.get(name).map(|f| f.elem_type)).unwrap_or(0);
             let dims =
                 d1.iter().zip(d2.iter()).map(|(&a, &b)| if a == b { Dim::Fixed(a) } else { Dim::Batch }).collect();
+            if d1.iter().zip(d2.iter()).any(|(&a, &b)| a != b && a != 1) {
+                self.folded.insert(name.clone());
+            } else {
+                self.folded.remove(name);
+            }
             self.facts.insert(name.clone(), TensorFact { elem_type, dims });
         }
+    }
+
+    /// Whether the tensor's batch axis holds exactly one entry per image (see `folded`).
+    pub fn per_image(&self, name: &str) -> bool {
+        !self.folded.contains(name)
     }
 
     pub fn get(&self, name: &str) -> Option<&TensorFact> {

@@ -307,7 +307,7 @@ mod tests {
                 output: "y".into(),
                 classes: 2,
                 fixed_batch: false,
-                outputs_probabilities: false,
+                head: Default::default(),
             },
             root: PathBuf::from("/data"),
             truth: GroundTruth::None,

@@ -70,7 +70,7 @@ pub fn loaded(name: &str, colour: [u8; 3]) -> Arc<Loaded> {
         path: path(name),
         view: RgbImage::from_pixel(8, 8, image::Rgb(colour)),
         input: Array3::zeros((3, 8, 8)),
-        scores: ClassScores::from_output(&logits, false),
+        scores: ClassScores::from_output(&logits, Default::default()),
         activation: ArrayD::zeros(IxDyn(&[1, 2, 2, 2])),
         side: Vec::new(),
         timings: Timings::default(),
