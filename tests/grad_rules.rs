@@ -860,3 +860,70 @@ fn reduce_l2_normalize_sum_square_and_l1() {
     let t = unary(17, &[-1, 3, 4], "ReduceL1", &[], vec![attrs::ints("axes", &[2]), attrs::int("keepdims", 0)], 3);
     check(t, &[1, 3, 4], "ReduceL1");
 }
+
+/// Opt-in check of whole exported networks (e.g. tiny random-weight ViT/Swin exports):
+/// `CAMSCOPE_FD_MODELS=a.onnx:b.onnx cargo test --test grad_rules -- --ignored`. The
+/// gradient w.r.t. the input image goes through every rule on the path; first graph input
+/// and output, batch 1.
+#[test]
+#[ignore = "needs exported models named in CAMSCOPE_FD_MODELS"]
+fn exported_models_from_env() {
+    let Some(list) = std::env::var_os("CAMSCOPE_FD_MODELS") else { return };
+    for path in std::env::split_paths(&list) {
+        let model = camscope::onnx::io::read_model(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let g = model.graph.as_ref().unwrap();
+        let inp = g.input[0].name.clone().unwrap();
+        let out = g.output[0].name.clone().unwrap();
+        let (_, dims) = camscope::onnx::value_info_dims(&g.input[0]).unwrap();
+        let dims: Vec<usize> = dims.unwrap().iter().map(|&d| d.max(1) as usize).collect();
+        let a = analyse(model, &inp, &out, &dims).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let x = array(&dims, 5, 0.0);
+        let c = fd_check(&a, &inp, ScoreKind::Logit, &x, None, H, 200);
+        eprintln!("{}: {c:?} relative {}", path.display(), c.relative());
+        // A zero-initialised head (torchvision's ViT) gives zero gradients on both sides.
+        let all_zero = c.max_grad == 0.0 && c.max_abs_err == 0.0;
+        assert!(all_zero || c.agrees(1e-2), "{}: {c:?}", path.display());
+    }
+}
+
+#[test]
+fn slice_with_ends_and_steps_from_the_input_shape() {
+    // x[:, :, 1:W-1:C-1] with W and C read from the input's shape (timm's Swin crops its
+    // padding this way): not foldable into constants, so the rule slices a ramp of positions.
+    let t = Tiny::new(17)
+        .input("x", &[-1, 3, 6])
+        .init_i64("i1", &[1], &[1])
+        .init_i64("i2", &[1], &[2])
+        .init_i64("one", &[1], &[1])
+        .init_i64("ax", &[1], &[2])
+        .node("Shape", &["x"], &["sh"], vec![])
+        .node("Gather", &["sh", "i2"], &["w"], vec![attrs::int("axis", 0)])
+        .node("Sub", &["w", "one"], &["en"], vec![])
+        .node("Gather", &["sh", "i1"], &["ch"], vec![attrs::int("axis", 0)])
+        .node("Sub", &["ch", "one"], &["sp"], vec![])
+        .node("Slice", &["x", "one", "en", "ax", "sp"], &["s"], vec![])
+        .node("Mul", &["s", "s"], &["t"], vec![])
+        .node("Flatten", &["t"], &["y"], vec![attrs::int("axis", 1)])
+        .output("y", &[-1, 6]);
+    check(t, &[1, 3, 6], "Slice with run-time ends and steps");
+}
+
+#[test]
+fn gather_with_indices_computed_at_run_time() {
+    // indices = c − W with W read from the input's shape: [0, −2, 4, 0] (a negative and a
+    // repeat), gathered along the last axis: the ScatterND-add path.
+    let t = Tiny::new(17)
+        .input("x", &[-1, 4, 5])
+        .init_i64("i2", &[1], &[2])
+        .init_i64("c", &[2, 2], &[5, 3, 9, 5])
+        .init("wt", &[2, 2], &[1.0, -2.0, 0.5, 3.0])
+        .node("Shape", &["x"], &["sh"], vec![])
+        .node("Gather", &["sh", "i2"], &["w"], vec![attrs::int("axis", 0)])
+        .node("Sub", &["c", "w"], &["idx"], vec![])
+        .node("Gather", &["x", "idx"], &["g"], vec![attrs::int("axis", 2)])
+        .node("Mul", &["g", "wt"], &["m"], vec![])
+        .node("Tanh", &["m"], &["t"], vec![])
+        .node("Flatten", &["t"], &["y"], vec![attrs::int("axis", 1)])
+        .output("y", &[-1, 16]);
+    check(t, &[1, 4, 5], "Gather with run-time indices");
+}

@@ -14,6 +14,7 @@ type Grads = Result<Vec<Option<String>>, GradError>;
 /// Unlike a scatter it needs no opset-16 `reduction`, and duplicate indices add up by
 /// construction. Only the data gets a gradient; a Gather of an initializer (a
 /// relative-position-bias table) never reaches a rule since nothing flows into its data.
+/// Run-time indices and batch-sized axes go through [`gather_at_run_time`].
 pub fn gather(c: &mut RuleCtx<'_>) -> Grads {
     let mut out = vec![None; c.node.input.len()];
     if !c.needs(0) {
@@ -23,13 +24,10 @@ pub fn gather(c: &mut RuleCtx<'_>) -> Grads {
     let dims = c.dims(&data)?;
     let r = dims.len();
     let axis = norm_axis(attr_int(c.node, "axis").unwrap_or(0), r);
-    let Dim::Fixed(d) = dims[axis] else {
-        return Err(c.unsupported("Gather along the batch axis or an axis of unknown size"));
+    let (Dim::Fixed(d), Some(idx)) = (dims[axis], c.consts.ints(c.input(1))) else {
+        out[0] = Some(gather_at_run_time(c, &g, &data, r, axis)?);
+        return Ok(out);
     };
-    let idx = c
-        .consts
-        .ints(c.input(1))
-        .ok_or_else(|| c.unsupported("Gather with indices computed at run time (only constant indices)"))?;
     let idx_rank = match c.consts.get(c.input(1)) {
         Some(t) => t.dims.len(),
         None => c.rank(c.input(1))?,
@@ -82,6 +80,52 @@ pub fn gather(c: &mut RuleCtx<'_>) -> Grads {
     };
     out[0] = Some(gx);
     Ok(out)
+}
+
+/// Gather with indices computed in the graph, or along an axis whose size follows the
+/// batch (the dynamo exporter writes `as_strided` as a Gather from a flattened tensor):
+/// ScatterND with `reduction="add"` (opset 16+) writes the gradient back, the gathered axis
+/// moved first in the data and the index block moved first in the gradient. Negative
+/// indices are wrapped by the axis size read at run time.
+fn gather_at_run_time(c: &mut RuleCtx<'_>, g: &str, data: &str, r: usize, axis: usize) -> Result<String, GradError> {
+    if c.b.opset() < 16 {
+        return Err(c.unsupported(
+            "Gather with run-time indices or along a batch-sized axis before opset 16 (no ScatterND add)",
+        ));
+    }
+    let idx = c.input(1).to_owned();
+    let q = match c.consts.get(&idx) {
+        Some(t) => t.dims.len(),
+        None => c.rank(&idx)?,
+    };
+    let sh = c.b.shape_of(data);
+    let ax = c.b.const_i64("gather_axis", &[], &[axis as i64]);
+    let d = c.b.op("Gather", &[&sh, &ax], vec![attrs::int("axis", 0)]);
+    let zero = c.b.const_i64("zero", &[], &[0]);
+    let neg = c.b.op("Less", &[&idx, &zero], vec![]);
+    let idx64 = c.b.op("Cast", &[&idx], vec![attrs::int("to", i64::from(crate::onnx::dtype::INT64))]);
+    let wrapped = c.b.add(&idx64, &d);
+    let idxn = c.b.op("Where", &[&neg, &wrapped, &idx64], vec![]);
+    let idx1 = c.b.unsqueeze(&idxn, &[q as i64]);
+    let z = c.b.zeros_like(data);
+    let add = attrs::string("reduction", "add");
+    if axis == 0 {
+        return Ok(c.b.op("ScatterND", &[&z, &idx1, g], vec![add]));
+    }
+    // Data: [axis, 0..axis, axis+1..r]; gradient: [index block, 0..axis, the rest].
+    let mut dperm = vec![axis as i64];
+    dperm.extend((0..r as i64).filter(|&a| a != axis as i64));
+    let mut gperm: Vec<i64> = (axis..axis + q).map(|a| a as i64).collect();
+    gperm.extend(0..axis as i64);
+    gperm.extend((axis + q) as i64..(r - 1 + q) as i64);
+    let mut inv = vec![0i64; r];
+    for (i, &p) in dperm.iter().enumerate() {
+        inv[p as usize] = i as i64;
+    }
+    let zt = c.b.transpose(&z, &dperm);
+    let gt = c.b.transpose(g, &gperm);
+    let s = c.b.op("ScatterND", &[&zt, &idx1, &gt], vec![add]);
+    Ok(c.b.transpose(&s, &inv))
 }
 
 /// The scatters with `reduction="add"` that transpose GatherElements/GatherND exist from

@@ -100,6 +100,10 @@ pub fn slice(c: &mut RuleCtx<'_>) -> Grads {
     let (g, x) = (c.grad(), c.input(0).to_owned());
     let dims = c.dims(&x)?;
     let r = dims.len();
+    let runtime = |c: &RuleCtx<'_>, i: usize| c.has_input(i) && c.consts.ints(c.input(i)).is_none();
+    if c.b.opset() >= 11 && (runtime(c, 1) || runtime(c, 2) || runtime(c, 4)) {
+        return slice_at_run_time(c, &g, &x);
+    }
     let (starts, ends, axes, steps) = if c.b.opset() >= 10 {
         let axes = if c.has_input(3) { c.const_ints(3)? } else { (0..c.const_ints(1)?.len() as i64).collect() };
         let steps = if c.has_input(4) { c.const_ints(4)? } else { vec![1; axes.len()] };
@@ -153,6 +157,44 @@ pub fn slice(c: &mut RuleCtx<'_>) -> Grads {
     }
     let mut out = vec![None; c.node.input.len()];
     out[0] = Some(c.b.pad(&g, &begin, &end));
+    Ok(out)
+}
+
+/// Slice whose starts/ends/steps are computed in the graph (timm's Swin crops its padding
+/// with `x[:, :H, :W]`, H and W read from the input's shape): the same Slice applied to a
+/// constant ramp of per-sample flat positions yields the positions it selects, where
+/// ScatterElements writes the gradient (positions are distinct, so no reduction is needed).
+fn slice_at_run_time(c: &mut RuleCtx<'_>, g: &str, x: &str) -> Grads {
+    let dims = c.dims(x)?;
+    let r = dims.len();
+    if !c.has_input(3) {
+        return Err(c.unsupported("Slice with starts/ends computed at run time and no axes"));
+    }
+    let axes: Vec<usize> = c.const_ints(3)?.iter().map(|&a| norm_axis(a, r)).collect();
+    if r < 2 || axes.contains(&0) {
+        return Err(c.unsupported("Slice with starts/ends computed at run time along axis 0"));
+    }
+    let rest: Vec<i64> = dims[1..]
+        .iter()
+        .map(|d| d.fixed())
+        .collect::<Option<_>>()
+        .ok_or_else(|| c.unsupported("Slice with starts/ends computed at run time on a tensor of unknown size"))?;
+    let m: i64 = rest.iter().product();
+    let mut ramp_dims = vec![1];
+    ramp_dims.extend(&rest);
+    let ramp = c.b.const_i64("slice_ramp", &ramp_dims, &(0..m).collect::<Vec<_>>());
+    let mut inputs: Vec<&str> = c.node.input.iter().map(String::as_str).collect();
+    inputs[0] = &ramp;
+    let picked = c.b.op("Slice", &inputs, vec![]);
+    let idx = c.b.reshape_to(&picked, &[1, -1]);
+    let gf = c.b.reshape_to(g, &[0, -1]);
+    let shape = c.b.shape_of(&gf);
+    let idx = c.b.op("Expand", &[&idx, &shape], vec![]);
+    let z = c.b.zeros_like(x);
+    let zf = c.b.reshape_to(&z, &[0, -1]);
+    let scattered = c.b.op("ScatterElements", &[&zf, &idx, &gf], vec![crate::onnx::attrs::int("axis", 1)]);
+    let mut out = vec![None; c.node.input.len()];
+    out[0] = Some(c.b.reshape_like(&scattered, x));
     Ok(out)
 }
 
