@@ -329,8 +329,16 @@ pub fn candidates(
             is_default: false,
         });
     }
-    let default = token_default(graph, index, consts, facts, &out, &layout, &feeds_output)
-        .or_else(|| default_index(graph, index, consts, facts, &out, output));
+    // A transformer's readout of its tokens, or a CNN's global pooling: whichever comes last
+    // on the way to the score decides (a Swin's windows look like tokens, but its map is
+    // pooled later; a hybrid's CNN stem is followed by tokens).
+    let tokens = token_default(graph, index, consts, facts, &out, &layout, &feeds_output);
+    let spatial = default_index(graph, index, consts, facts, &out, output);
+    let default = match (tokens, spatial) {
+        (Some((tp, t)), Some((Some(sp), s))) => Some(if sp > tp { s } else { t }),
+        (Some((_, t)), _) => Some(t),
+        (None, s) => s.map(|(_, s)| s),
+    };
     if let Some(d) = default {
         out[d].is_default = true;
     }
@@ -465,10 +473,11 @@ fn token_default(
     cands: &[Candidate],
     layout: &HashMap<String, MapLayout>,
     feeds_output: &std::collections::HashSet<String>,
-) -> Option<usize> {
+) -> Option<(usize, usize)> {
     // The readout: the last node on the way to the score that turns a token map into one
     // vector per image (picking extra tokens, pooling tokens, or flattening).
-    let readout = index.order.iter().rev().map(|&i| &graph.node[i]).find_map(|n| {
+    let (pos, readout) = index.order.iter().enumerate().rev().find_map(|(pos, &i)| {
+        let n = &graph.node[i];
         let x = n.input.first()?;
         let l = *layout.get(x)?;
         if !matches!(l, MapLayout::Tokens { .. }) || !n.output.iter().any(|o| feeds_output.contains(o)) {
@@ -478,16 +487,17 @@ fn token_default(
         let reads = selects_extra_tokens(n, x, l, consts)
             || (!per_token(n, x, r, consts, facts)
                 && n.output.first().and_then(|o| facts.get(o)).is_some_and(|f| f.rank() < r));
-        reads.then_some(x.clone())
+        reads.then_some((pos, x.clone()))
     })?;
     let width = facts.get(&readout)?.dims.last()?.fixed()?;
     let anc = index.ancestors(&[readout.as_str()]);
-    cands.iter().rposition(|c| {
+    let found = cands.iter().rposition(|c| {
         matches!(c.layout, MapLayout::Tokens { .. })
             && c.reaches_patches
             && c.dims.last().and_then(|d| d.fixed()) == Some(width)
             && (anc.contains(&c.tensor) || c.tensor == readout)
-    })
+    })?;
+    Some((pos, found))
 }
 
 /// Whether `n` pools a spatial map down to one value per channel (global pooling, a
@@ -519,7 +529,8 @@ fn is_global_pool(n: &NodeProto, consts: &Constants, facts: &ShapeFacts, layout:
 }
 
 /// The automatic target: the input of the last global pooling on the way to the scores
-/// (or the nearest candidate before it); without pooling, the last candidate.
+/// (or the nearest candidate before it); without pooling, the last candidate. With the
+/// pooling's position in topological order, when there is one.
 fn default_index(
     graph: &GraphProto,
     index: &GraphIndex,
@@ -527,26 +538,26 @@ fn default_index(
     facts: &ShapeFacts,
     cands: &[Candidate],
     output: &str,
-) -> Option<usize> {
+) -> Option<(Option<usize>, usize)> {
     let feeds_output = index.ancestors(&[output]);
     let by_tensor: HashMap<&str, usize> = cands.iter().enumerate().map(|(i, c)| (c.tensor.as_str(), i)).collect();
-    let pool = index.order.iter().rev().map(|&i| &graph.node[i]).find(|n| {
+    let pool = index.order.iter().enumerate().rev().map(|(pos, &i)| (pos, &graph.node[i])).find(|(_, n)| {
         n.output.first().is_some_and(|y| feeds_output.contains(y))
             && n.input.first().is_some_and(|x| {
                 let l = cands.iter().find(|c| &c.tensor == x).map(|c| c.layout);
                 facts.get(x).is_some_and(|f| f.rank() == 4) && is_global_pool(n, consts, facts, l)
             })
     });
-    if let Some(pool) = pool {
+    if let Some((pos, pool)) = pool {
         let x = &pool.input[0];
         if let Some(&i) = by_tensor.get(x.as_str()) {
-            return Some(i);
+            return Some((Some(pos), i));
         }
         // The pool reads a non-candidate (e.g. a 1x1 map); take the latest candidate feeding it.
         let anc = index.ancestors(&[x]);
-        return cands.iter().rposition(|c| anc.contains(&c.tensor) && c.op != "Input");
+        return cands.iter().rposition(|c| anc.contains(&c.tensor) && c.op != "Input").map(|i| (Some(pos), i));
     }
-    cands.iter().rposition(|c| c.op != "Input" && c.reaches_patches)
+    cands.iter().rposition(|c| c.op != "Input" && c.reaches_patches).map(|i| (None, i))
 }
 
 /// Resolve a user's layer name among the candidates: exact tensor name, exact node name, a
