@@ -5,7 +5,7 @@ use std::path::{Path, PathBuf};
 use ndarray::{ArrayD, ArrayView2, ArrayViewD};
 
 use super::{EngineError, GraphSession, Provider, SessionOptions};
-use crate::grad::{Analysis, Candidate, Plan, ScoreKind};
+use crate::grad::{Analysis, Candidate, GradError, Plan, ScoreKind};
 
 /// What the body computes for a batch of images.
 #[derive(Debug, Clone)]
@@ -34,6 +34,9 @@ pub struct Explainer {
     head: GraphSession,
     body_outputs: Vec<String>,
     path: PathBuf,
+    /// Why the head has no gradient (an operator without a rule on the way): the methods
+    /// that need none still run on its scores and the body's activations.
+    gradient_error: Option<GradError>,
 }
 
 impl Explainer {
@@ -47,16 +50,28 @@ impl Explainer {
         guided: bool,
         opts: &SessionOptions,
     ) -> Result<Self, EngineError> {
-        let plan = analysis
-            .plan(target, score, guided)
-            .map_err(|source| EngineError::Grad { path: label.to_owned(), source })?;
+        let (plan, gradient_error) = match analysis.plan(target, score, guided) {
+            Ok(plan) => (plan, None),
+            Err(e @ GradError::Unsupported { .. }) if !guided => {
+                let plan = analysis
+                    .plan_forward(target, score)
+                    .map_err(|source| EngineError::Grad { path: label.to_owned(), source })?;
+                (plan, Some(e))
+            }
+            Err(source) => return Err(EngineError::Grad { path: label.to_owned(), source }),
+        };
         let body = GraphSession::from_model(&plan.body(), label, opts)?;
         let head = GraphSession::from_model(&plan.head(), label, opts)?;
         let body_outputs = plan.body_outputs();
         // The sessions hold the graphs now; the plan's model copy would only cost memory.
         let mut plan = plan;
         plan.release_model();
-        Ok(Self { plan, body, head, body_outputs, path: label.to_owned() })
+        Ok(Self { plan, body, head, body_outputs, path: label.to_owned(), gradient_error })
+    }
+
+    /// Why gradients cannot be computed for this layer, if they cannot.
+    pub fn gradient_error(&self) -> Option<EngineError> {
+        self.gradient_error.clone().map(|source| EngineError::Grad { path: self.path.clone(), source })
     }
 
     /// The execution provider running the graphs, and why CUDA was not used (for `auto`).

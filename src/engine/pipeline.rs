@@ -369,6 +369,9 @@ impl Engine {
 
     /// Head run for one image: (score vector, gradient `[C,h,w]`).
     pub fn head(&mut self, loaded: &Loaded, seed: &Seed) -> Result<(Vec<f32>, Array3<f32>), ExplainError> {
+        if let Some(e) = self.explainer.gradient_error() {
+            return Err(e.into());
+        }
         let row = self.seed_row(seed)?;
         self.head_row(loaded, &row)
     }
@@ -388,6 +391,11 @@ impl Engine {
         let mut t = Timings::default();
         let seed_row = self.seed_row(seed)?;
         let needs = method.needs();
+        if needs.gradients || needs.input_gradients {
+            if let Some(e) = self.explainer.gradient_error() {
+                return Err(e.into());
+            }
+        }
         let (raw, guided) = match needs.model_runs {
             ModelRuns::None => {
                 let g = if needs.gradients {
@@ -444,10 +452,11 @@ impl Engine {
     pub fn score_inputs(&mut self, inputs: ArrayView4<'_, f32>) -> Result<Array2<f32>, EngineError> {
         if self.scores_session.is_none() {
             // Rebuilt from the analysis: the explainer's plan no longer holds the model.
+            // The forward part is all Score-CAM needs (it works where a rule is missing).
             let plan = self
                 .model
                 .analysis
-                .plan(&self.target, self.config.score, false)
+                .plan_forward(&self.target, self.config.score)
                 .map_err(|source| EngineError::Grad { path: self.model.path.clone(), source })?;
             self.scores_session =
                 Some(GraphSession::from_model(&plan.scores_model(), &self.model.path, &self.config.session)?);

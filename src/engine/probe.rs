@@ -28,9 +28,17 @@ pub fn probe_shapes(
     fixed_batch: bool,
     ort_lib: Option<&Path>,
 ) -> Result<bool, EngineError> {
+    // The probe renames nodes `camscope_probe_<i>`; messages must name the user's nodes.
+    let names: Vec<String> =
+        analysis.model().graph.as_ref().map_or_else(Vec::new, |g| g.node.iter().map(crate::onnx::node_label).collect());
     let fail = |e: EngineError| match e {
-        EngineError::Run { detail, .. } | EngineError::BadModel { detail, .. } => {
-            EngineError::Probe { path: label.to_owned(), detail }
+        EngineError::Run { detail, .. } => {
+            EngineError::Probe { path: label.to_owned(), detail: real_names(&detail, &names) }
+        }
+        // The session could not even be created: ONNX Runtime cannot load the model at all,
+        // whatever the card says about the input.
+        EngineError::BadModel { detail, .. } => {
+            EngineError::Unloadable { path: label.to_owned(), detail: real_names(&detail, &names) }
         }
         other => other,
     };
@@ -45,6 +53,25 @@ pub fn probe_shapes(
     analysis.add_measured(&at1, at2.as_ref().unwrap_or(&at1), &types);
     analysis.add_constant_values(&ints);
     Ok(batches)
+}
+
+/// `camscope_probe_<i>` in an ONNX Runtime message back to node `i`'s own name.
+fn real_names(detail: &str, names: &[String]) -> String {
+    const PREFIX: &str = "camscope_probe_";
+    let mut out = String::with_capacity(detail.len());
+    let mut rest = detail;
+    while let Some(at) = rest.find(PREFIX) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + PREFIX.len()..];
+        let digits = after.chars().take_while(char::is_ascii_digit).count();
+        match after[..digits].parse::<usize>().ok().and_then(|i| names.get(i)) {
+            Some(name) => out.push_str(name),
+            None => out.push_str(&rest[at..at + PREFIX.len() + digits]),
+        }
+        rest = &after[digits..];
+    }
+    out.push_str(rest);
+    out
 }
 
 type Dims = Vec<(String, Vec<i64>)>;
@@ -210,6 +237,15 @@ fn by_outputs(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn probe_node_names_become_the_models_own() {
+        let names = vec!["stem/Conv".to_owned(), "head/PartitionedCall".to_owned()];
+        assert_eq!(
+            real_names("Node (camscope_probe_1) of type PartitionedCall: no kernel; camscope_probe_9", &names),
+            "Node (head/PartitionedCall) of type PartitionedCall: no kernel; camscope_probe_9"
+        );
+    }
 
     #[test]
     fn profile_events_map_to_node_outputs_per_run() {

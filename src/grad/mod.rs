@@ -83,9 +83,13 @@ pub enum GradError {
     #[error("layer `{query}` is ambiguous, it matches {}; give the full tensor name", matches.join(", "))]
     AmbiguousLayer { query: String, matches: Vec<String> },
     #[error(
-        "cannot differentiate {op} node `{node}` on the way from layer `{layer}` to the score ({detail}); pick a later layer with --layer (see `camscope layers`)"
+        "cannot differentiate {op} node `{node}` on the way from layer `{layer}` to the score ({detail}); {}; Eigen-CAM needs no gradients and still works (--method eigencam)",
+        match later.as_slice() {
+            [] => "no layer after that node can be explained with gradients".to_owned(),
+            l => format!("layers after it avoid it: {} (--layer; see `camscope layers`)", l.join(", ")),
+        }
     )]
-    Unsupported { op: String, node: String, layer: String, detail: String },
+    Unsupported { op: String, node: String, layer: String, detail: String, later: Vec<String> },
     #[error("the shape of `{tensor}` is unknown; it could not be measured by running the model")]
     ShapeUnknown { tensor: String },
     #[error("tensor `{tensor}` does not influence the scores output `{output}`; pick a layer before it")]
@@ -374,7 +378,43 @@ impl Analysis {
     }
 
     /// Build body, head and export pieces for `target` (see [`Analysis::resolve_layer`]).
+    /// An operator without a gradient rule on the way is an error naming it and the layers
+    /// after it, which avoid it.
     pub fn plan(&self, target: &Candidate, kind: ScoreKind, guided: bool) -> Result<Plan, GradError> {
+        self.plan_inner(target, kind, guided, true).map_err(|e| self.with_later_layers(e))
+    }
+
+    /// A plan without the backward walk: the head computes the score vector and a zero
+    /// "gradient". For the methods that need no gradient (Eigen-CAM, Score-CAM,
+    /// Ablation-CAM) when [`Analysis::plan`] fails for want of a rule; callers must not
+    /// read its gradient.
+    pub fn plan_forward(&self, target: &Candidate, kind: ScoreKind) -> Result<Plan, GradError> {
+        self.plan_inner(target, kind, false, false)
+    }
+
+    /// Fill an `Unsupported` error's `later`: the nearest candidate layers downstream of the
+    /// node that blocks the way (at most 3, in topological order).
+    fn with_later_layers(&self, e: GradError) -> GradError {
+        let GradError::Unsupported { op, node, layer, detail, .. } = e else { return e };
+        let g = self.graph();
+        let outputs: Vec<&str> = g
+            .node
+            .iter()
+            .find(|n| node_label(n) == node)
+            .map(|n| n.output.iter().map(String::as_str).collect())
+            .unwrap_or_default();
+        let after = if outputs.is_empty() { HashSet::new() } else { self.index.descendants(g, &outputs) };
+        let later = self
+            .candidates()
+            .into_iter()
+            .filter(|c| c.reaches_patches && after.contains(&c.tensor) && !outputs.contains(&c.tensor.as_str()))
+            .take(3)
+            .map(|c| format!("`{}`", c.tensor))
+            .collect();
+        GradError::Unsupported { op, node, layer, detail, later }
+    }
+
+    fn plan_inner(&self, target: &Candidate, kind: ScoreKind, guided: bool, backward: bool) -> Result<Plan, GradError> {
         if self.opset < 11 {
             return Err(GradError::OldOpset { opset: self.opset });
         }
@@ -491,7 +531,7 @@ impl Analysis {
             .cloned()
             .chain(self.index.order.iter().rev().filter(|i| head_set.contains(i)).map(|&i| g.node[i].clone()))
             .collect();
-        for node in &forward {
+        for node in forward.iter().filter(|_| backward) {
             let grads: Vec<Option<String>> = node
                 .output
                 .iter()
@@ -509,6 +549,7 @@ impl Analysis {
                 node: node_label(node),
                 layer: layer.clone(),
                 detail: "no gradient rule for this operator".into(),
+                later: Vec::new(),
             })?;
             let mut ctx = rules::RuleCtx {
                 node,

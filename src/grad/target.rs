@@ -245,11 +245,13 @@ fn token_readings(
     if !from_graph.is_empty() {
         return from_graph;
     }
+    // From the input's shape alone, a reading needs more patches than extra tokens (13
+    // tokens are not 9 extra tokens around a 2x2 grid).
     let mut out = Vec::new();
     for k in 0..=MAX_EXTRA_TOKENS.min(t.saturating_sub(2)) {
         let n = t - k;
         for h in 1..=n {
-            if n % h == 0 && n / h > 0 && h * (n / h) > 1 && strided(h, n / h) {
+            if n % h == 0 && n > k && h * (n / h) > 1 && strided(h, n / h) {
                 out.push((k, h, n / h));
             }
         }
@@ -658,4 +660,37 @@ fn edit_distance(a: &str, b: &str) -> usize {
         prev = cur;
     }
     prev[b.len()]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn strided_by(size: usize) -> impl Fn(usize, usize) -> bool {
+        move |h, w| h > 0 && w > 0 && size % h == 0 && size % w == 0 && size / h == size / w
+    }
+
+    #[test]
+    fn token_grids_come_from_the_graph_then_from_the_input() {
+        let s224 = strided_by(224);
+        // ViT-B/16: the patch embedding's 14x14 map is in the graph.
+        assert_eq!(token_readings(197, None, &[(14, 14)], &s224), vec![(1, 14, 14)]);
+        assert_eq!(token_readings(201, None, &[(14, 14)], &s224), vec![(5, 14, 14)]);
+        // No map in the graph: 196 = 14x14 (stride 16) is the only square within 16 extra tokens.
+        assert_eq!(token_readings(197, None, &[], &s224), vec![(1, 14, 14)]);
+        // 13 tokens on a 224 input fit no grid with more patches than extra tokens.
+        assert!(token_readings(13, None, &[], &s224).is_empty());
+    }
+
+    #[test]
+    fn an_ambiguous_count_lists_every_reading_and_a_spec_decides() {
+        // 65 tokens on a 56x56 input: 1 + 8x8 (stride 7) or 16 + 7x7 (stride 8).
+        let s56 = strided_by(56);
+        let readings = token_readings(65, None, &[], &s56);
+        assert_eq!(readings, vec![(1, 8, 8), (16, 7, 7)]);
+        let spec = |s: &str| Some(s.parse::<TokenSpec>().unwrap());
+        assert_eq!(token_readings(65, spec("1"), &[], &s56), vec![(1, 8, 8)]);
+        assert_eq!(token_readings(65, spec("16+7x7"), &[], &s56), vec![(16, 7, 7)]);
+        assert!(token_readings(65, spec("2+8x8"), &[], &s56).is_empty(), "2 + 64 is not 65");
+    }
 }

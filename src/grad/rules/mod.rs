@@ -93,6 +93,7 @@ impl RuleCtx<'_> {
             node: node_label(self.node),
             layer: self.layer.to_owned(),
             detail: why.to_owned(),
+            later: Vec::new(),
         }
     }
 

@@ -1,0 +1,214 @@
+//! Models users bring, through the real binary: errors that lead somewhere (the blocking op
+//! and the layers that avoid it, ONNX Runtime's own reason with the real node name, a
+//! layer after the class-token selection, cards that contradict the head) and the cases
+//! that must simply work (Eigen-CAM without gradient rules, Keras layer names, heads).
+
+mod common;
+
+use std::path::{Path, PathBuf};
+
+use camscope::onnx::attrs;
+use common::onnx_build::*;
+use common::*;
+
+fn conformance(name: &str) -> String {
+    data("conformance").join(format!("{name}.onnx")).to_string_lossy().into_owned()
+}
+
+fn input_image() -> String {
+    sample("tabby/chelsea.png").to_string_lossy().into_owned()
+}
+
+fn tmp(name: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("camscope-model-errors-{}", std::process::id()));
+    std::fs::create_dir_all(&d).unwrap();
+    d.join(name)
+}
+
+/// A small CNN `x [N,3,16,16] -> Conv -> Relu -> (op) -> Conv -> Relu -> GAP -> Flatten
+/// -> (op) -> Gemm -> y [N,5]` with `op` inserted in the middle or in the head.
+fn cnn_with(op: &str, in_head: bool, path: &Path) {
+    let w1 = values(8 * 3 * 9, 1, 0.0);
+    let w2 = values(8 * 8 * 9, 2, 0.0);
+    let wd = values(8 * 5, 3, 0.0);
+    let mut t = Tiny::new(17)
+        .input("x", &[-1, 3, 16, 16])
+        .init("W1", &[8, 3, 3, 3], &w1)
+        .init("W2", &[8, 8, 3, 3], &w2)
+        .init("Wd", &[8, 5], &wd)
+        .node("Conv", &["x", "W1"], &["c1"], vec![attrs::ints("pads", &[1, 1, 1, 1])])
+        .node("Relu", &["c1"], &["r1"], vec![]);
+    let mid = if in_head { "r1" } else { "odd" };
+    if !in_head {
+        t = t.node(op, &["r1"], &["odd"], vec![attrs::int("axis", 1)]);
+    }
+    t = t
+        .node("Conv", &[mid, "W2"], &["c2"], vec![attrs::ints("pads", &[1, 1, 1, 1])])
+        .node("Relu", &["c2"], &["r2"], vec![])
+        .node("GlobalAveragePool", &["r2"], &["p"], vec![])
+        .node("Flatten", &["p"], &["f"], vec![attrs::int("axis", 1)]);
+    let feat = if in_head {
+        t = t.node(op, &["f"], &["g"], vec![attrs::int("axis", 1)]);
+        "g"
+    } else {
+        "f"
+    };
+    let m = t.node("MatMul", &[feat, "Wd"], &["y"], vec![]).output("y", &[-1, 5]).build();
+    camscope::onnx::write_model(path, &m).unwrap();
+    std::fs::write(
+        path.with_extension("toml"),
+        "[input]\nlayout = \"NCHW\"\nheight = 16\nwidth = 16\nmean = [0.5, 0.5, 0.5]\nstd = [0.25, 0.25, 0.25]\npixel_scale = 0.00392156862745098\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn an_op_without_a_rule_names_itself_and_the_layers_after_it_and_eigen_cam_still_works() {
+    let path = tmp("mid.onnx");
+    cnn_with("LpNormalization", false, &path);
+    let model = path.to_string_lossy().into_owned();
+    let img = input_image();
+    let out = camscope(&["explain", "--model", &model, &img, "--layer", "r1"]);
+    let err = one_line_error(&out);
+    assert!(err.contains("cannot differentiate LpNormalization node `LpNormalization_2`"), "{err}");
+    assert!(err.contains("layers after it avoid it: `c2`, `r2`"), "{err}");
+    assert!(err.contains("--method eigencam"), "{err}");
+    // The default layer (after the op) works, and so do the methods that need no gradient
+    // at the layer before it.
+    assert!(camscope(&["explain", "--model", &model, &img]).status.success());
+    for method in ["eigencam", "scorecam", "ablationcam"] {
+        let out = camscope(&["explain", "--model", &model, &img, "--layer", "r1", "--method", method]);
+        assert!(out.status.success(), "{method}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+
+    let head = tmp("head.onnx");
+    cnn_with("LpNormalization", true, &head);
+    let model = head.to_string_lossy().into_owned();
+    let err = one_line_error(&camscope(&["explain", "--model", &model, &img]));
+    assert!(err.contains("no layer after that node can be explained"), "{err}");
+    assert!(camscope(&["explain", "--model", &model, &img, "--method", "eigencam"]).status.success());
+}
+
+#[test]
+fn a_model_onnx_runtime_cannot_load_says_so_with_the_real_node_name() {
+    let path = tmp("partitioned.onnx");
+    cnn_with("PartitionedCall", false, &path);
+    let model = path.to_string_lossy().into_owned();
+    let t0 = std::time::Instant::now();
+    let err = one_line_error(&camscope(&["layers", "--model", &model]));
+    let took = t0.elapsed();
+    assert!(err.contains("ONNX Runtime cannot load this model"), "{err}");
+    assert!(err.contains("PartitionedCall"), "{err}");
+    assert!(!err.contains("camscope_probe"), "internal node names leak: {err}");
+    assert!(!err.contains("input size"), "a hint about the card is misleading here: {err}");
+    eprintln!("unloadable model reported in {took:?}");
+}
+
+#[test]
+fn a_layer_after_the_class_token_selection_names_the_right_one() {
+    let model = conformance("vit_cls");
+    let err = one_line_error(&camscope(&[
+        "explain",
+        "--model",
+        &model,
+        &input_image(),
+        "--layer",
+        "/norm/LayerNormalization_output_0",
+    ]));
+    assert!(err.contains("after the model picks its class token"), "{err}");
+    assert!(err.contains("/blocks/blocks.1/norm1/LayerNormalization_output_0"), "{err}");
+    // `layers` shows the token layout and the default.
+    let out = camscope(&["layers", "--model", &model]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let default = text.lines().find(|l| l.contains("<- default")).unwrap();
+    assert!(default.contains("/blocks/blocks.1/norm1/LayerNormalization_output_0"), "{default}");
+    assert!(default.contains("tokens 14x14 +1 first"), "{default}");
+}
+
+#[test]
+fn a_card_that_contradicts_the_head_is_one_line_each_way() {
+    // A Keras model ending in Softmax, with a multi-label card.
+    let card = tmp("multi.toml");
+    let base = std::fs::read_to_string(data("conformance/keras_mobilenetv2.toml")).unwrap();
+    let without_output: String = base.split("[output]").next().unwrap().to_owned();
+    std::fs::write(&card, format!("{without_output}\n[output]\nkind = \"sigmoid\"\n")).unwrap();
+    let err = one_line_error(&camscope(&[
+        "explain",
+        "--model",
+        &conformance("keras_mobilenetv2"),
+        "--card",
+        &card.to_string_lossy(),
+        &input_image(),
+    ]));
+    assert!(err.contains("kind = \"sigmoid\"") && err.contains("from a Softmax"), "{err}");
+
+    let multi = std::fs::read_to_string(data("conformance/multilabel_densenet.toml")).unwrap();
+    let without_output: String = multi.split("[output]").next().unwrap().to_owned();
+    let card = tmp("softmax.toml");
+    std::fs::write(&card, format!("{without_output}\n[output]\nkind = \"probabilities\"\n")).unwrap();
+    let err = one_line_error(&camscope(&[
+        "explain",
+        "--model",
+        &conformance("multilabel_densenet"),
+        "--card",
+        &card.to_string_lossy(),
+        &input_image(),
+    ]));
+    assert!(err.contains("comes from a Sigmoid") && err.contains("kind = \"sigmoid\""), "{err}");
+}
+
+#[test]
+fn multi_label_and_binary_heads_show_each_class_its_own_probability() {
+    let out =
+        camscope(&["explain", "--model", &conformance("multilabel_densenet"), &input_image(), "--json", "--top", "14"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let probs: Vec<f64> = v[0]["top"].as_array().unwrap().iter().map(|p| p["probability"].as_f64().unwrap()).collect();
+    assert_eq!(probs.len(), 14);
+    let sum: f64 = probs.iter().sum();
+    assert!((sum - 1.0).abs() > 0.05, "independent sigmoids do not sum to 1 (sum {sum})");
+    assert!(probs.iter().all(|p| *p > 0.0 && *p < 1.0), "{probs:?}");
+    // `--score prob` differentiates the sigmoid: a different map from the logit's, same layer.
+    let prob = camscope(&[
+        "explain",
+        "--model",
+        &conformance("multilabel_densenet"),
+        &input_image(),
+        "--json",
+        "--score",
+        "prob",
+    ]);
+    assert!(prob.status.success(), "{}", String::from_utf8_lossy(&prob.stderr));
+
+    let out =
+        camscope(&["explain", "--model", &conformance("binary_logit"), &input_image(), "--json", "-c", "0", "-c", "1"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    let top = v[0]["top"].as_array().unwrap();
+    assert_eq!(top.len(), 2, "a binary classifier shows the positive class and its complement");
+    let sum: f64 = top.iter().map(|p| p["probability"].as_f64().unwrap()).sum();
+    assert!((sum - 1.0).abs() < 1e-6);
+    // The complement's map is the positive class's evidence reversed: where one is hot the
+    // other is not.
+    let (m0, m1) = (&v[0]["map"], &v[1]["map"]);
+    let flat = |m: &serde_json::Value| -> Vec<f64> {
+        m.as_array().unwrap().iter().flat_map(|r| r.as_array().unwrap().iter().map(|x| x.as_f64().unwrap())).collect()
+    };
+    let (a, b) = (flat(m0), flat(m1));
+    let hot = a.iter().position(|&x| x == 1.0).unwrap();
+    assert_eq!(b[hot], 0.0, "the complement's map is cold where the positive class's is hottest");
+}
+
+#[test]
+fn keras_layer_names_match_the_shallowest_path_and_a_layer_of_several_nodes_its_output() {
+    let layer = |model: &str, name: &str| -> String {
+        let out = camscope(&["explain", "--model", &conformance(model), &input_image(), "--json", "--layer", name]);
+        assert!(out.status.success(), "{model} {name}: {}", String::from_utf8_lossy(&out.stderr));
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+        v[0]["layer"].as_str().unwrap().to_owned()
+    };
+    // `relu` is the top-level layer, not the nested conv blocks' `relu`.
+    assert_eq!(layer("keras_densenet_relu", "relu"), "densenet_like/relu/Relu:0");
+    // swish = Sigmoid + Mul: the layer's output is the Mul.
+    assert_eq!(layer("keras_swish", "top_activation"), "swishnet/top_activation/mul_1:0");
+}
