@@ -52,7 +52,7 @@ impl Explainer {
     ) -> Result<Self, EngineError> {
         let (plan, gradient_error) = match analysis.plan(target, score, guided) {
             Ok(plan) => (plan, None),
-            Err(e @ GradError::Unsupported { .. }) if !guided => {
+            Err(e @ GradError::Unsupported(_)) if !guided => {
                 let plan = analysis
                     .plan_forward(target, score)
                     .map_err(|source| EngineError::Grad { path: label.to_owned(), source })?;

@@ -82,14 +82,8 @@ pub enum GradError {
     LayerNotFound { query: String, detail: String, suggestions: Vec<String> },
     #[error("layer `{query}` is ambiguous, it matches {}; give the full tensor name", matches.join(", "))]
     AmbiguousLayer { query: String, matches: Vec<String> },
-    #[error(
-        "cannot differentiate {op} node `{node}` on the way from layer `{layer}` to the score ({detail}); {}; Eigen-CAM needs no gradients and still works (--method eigencam)",
-        match later.as_slice() {
-            [] => "no layer after that node can be explained with gradients".to_owned(),
-            l => format!("layers after it avoid it: {} (--layer; see `camscope layers`)", l.join(", ")),
-        }
-    )]
-    Unsupported { op: String, node: String, layer: String, detail: String, later: Vec<String> },
+    #[error("{0}")]
+    Unsupported(Box<Blocked>),
     #[error("the shape of `{tensor}` is unknown; it could not be measured by running the model")]
     ShapeUnknown { tensor: String },
     #[error("tensor `{tensor}` does not influence the scores output `{output}`; pick a layer before it")]
@@ -100,6 +94,25 @@ pub enum GradError {
     OldOpset { opset: i64 },
     #[error("the scores output `{output}` has shape {shape}; camscope needs [N, classes]")]
     BadOutput { output: String, shape: String },
+}
+
+/// An operator camscope cannot differentiate, on the way from a layer to the score.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error(
+    "cannot differentiate {op} node `{node}` on the way from layer `{layer}` to the score ({detail}); {}; Eigen-CAM needs no gradients and still works (--method eigencam)",
+    match later.as_slice() {
+        [] => "no layer after that node can be explained with gradients".to_owned(),
+        l => format!("layers after it avoid it: {} (--layer; see `camscope layers`)", l.join(", ")),
+    }
+)]
+pub struct Blocked {
+    pub op: String,
+    /// The model's own node name.
+    pub node: String,
+    pub layer: String,
+    pub detail: String,
+    /// The nearest layers after the node, which avoid it.
+    pub later: Vec<String>,
 }
 
 /// A model prepared for differentiation: graph index, constants and shape facts.
@@ -395,7 +408,8 @@ impl Analysis {
     /// Fill an `Unsupported` error's `later`: the nearest candidate layers downstream of the
     /// node that blocks the way (at most 3, in topological order).
     fn with_later_layers(&self, e: GradError) -> GradError {
-        let GradError::Unsupported { op, node, layer, detail, .. } = e else { return e };
+        let GradError::Unsupported(mut blocked) = e else { return e };
+        let node = blocked.node.clone();
         let g = self.graph();
         let outputs: Vec<&str> = g
             .node
@@ -411,7 +425,8 @@ impl Analysis {
             .take(3)
             .map(|c| format!("`{}`", c.tensor))
             .collect();
-        GradError::Unsupported { op, node, layer, detail, later }
+        blocked.later = later;
+        GradError::Unsupported(blocked)
     }
 
     fn plan_inner(&self, target: &Candidate, kind: ScoreKind, guided: bool, backward: bool) -> Result<Plan, GradError> {
@@ -544,12 +559,14 @@ impl Analysis {
             if !needs.iter().any(|n| *n) || rules::is_non_differentiable(op(node)) {
                 continue;
             }
-            let rule = rules::rule_for(op(node)).ok_or_else(|| GradError::Unsupported {
-                op: op(node).to_owned(),
-                node: node_label(node),
-                layer: layer.clone(),
-                detail: "no gradient rule for this operator".into(),
-                later: Vec::new(),
+            let rule = rules::rule_for(op(node)).ok_or_else(|| {
+                GradError::Unsupported(Box::new(Blocked {
+                    op: op(node).to_owned(),
+                    node: node_label(node),
+                    layer: layer.clone(),
+                    detail: "no gradient rule for this operator".into(),
+                    later: Vec::new(),
+                }))
             })?;
             let mut ctx = rules::RuleCtx {
                 node,

@@ -88,13 +88,13 @@ impl RuleCtx<'_> {
 
     /// An `Unsupported` error for this node with a reason.
     pub fn unsupported(&self, why: &str) -> GradError {
-        GradError::Unsupported {
+        GradError::Unsupported(Box::new(crate::grad::Blocked {
             op: op(self.node).to_owned(),
             node: node_label(self.node),
             layer: self.layer.to_owned(),
             detail: why.to_owned(),
             later: Vec::new(),
-        }
+        }))
     }
 
     /// Sum `g` (shaped like the node's output `out`) down to the shape of input `x`, undoing
