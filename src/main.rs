@@ -149,7 +149,7 @@ enum Command {
         /// Repetitions per figure (medians are reported)
         #[arg(long, default_value_t = 30)]
         runs: usize,
-        /// Repetitions of Score-CAM and Ablation-CAM (slow)
+        /// Repetitions of Score-CAM and Ablation-CAM (slow; 0 skips them)
         #[arg(long, default_value_t = 3)]
         scorecam_runs: usize,
         /// Instead: generate N small images and measure the triage scan (images/s, UI tick, peak RSS)

@@ -212,3 +212,61 @@ fn keras_layer_names_match_the_shallowest_path_and_a_layer_of_several_nodes_its_
     // swish = Sigmoid + Mul: the layer's output is the Mul.
     assert_eq!(layer("keras_swish", "top_activation"), "swishnet/top_activation/mul_1:0");
 }
+
+/// A toy transformer on a 56x56 input with no patch-embedding map in the graph (patches cut
+/// by Reshape/Transpose): its 65 tokens read as 1 + 8x8 (stride 7) or 16 + 7x7 (stride 8).
+fn ambiguous_transformer(path: &Path) {
+    let t = Tiny::new(17)
+        .input("x", &[-1, 3, 56, 56])
+        .init_i64("s1", &[6], &[0, 3, 8, 7, 8, 7])
+        .init_i64("s2", &[3], &[0, 64, 147])
+        .init("We", &[147, 8], &values(147 * 8, 5, 0.0))
+        .init("Wd", &[8, 5], &values(40, 6, 0.0))
+        .init_i64("zero", &[], &[0])
+        .node("Reshape", &["x", "s1"], &["p6"], vec![])
+        .node("Transpose", &["p6"], &["pt"], vec![attrs::ints("perm", &[0, 2, 4, 1, 3, 5])])
+        .node("Reshape", &["pt", "s2"], &["patches"], vec![])
+        .node("MatMul", &["patches", "We"], &["tok"], vec![])
+        .node("ReduceMean", &["tok"], &["cls"], vec![attrs::ints("axes", &[1]), attrs::int("keepdims", 1)])
+        .node("Concat", &["cls", "tok"], &["seq"], vec![attrs::int("axis", 1)])
+        .node("Transpose", &["seq"], &["seqT"], vec![attrs::ints("perm", &[0, 2, 1])])
+        .node("MatMul", &["seq", "seqT"], &["logits_att"], vec![])
+        .node("Softmax", &["logits_att"], &["att"], vec![attrs::int("axis", -1)])
+        .node("MatMul", &["att", "seq"], &["mixed"], vec![])
+        .node("Gather", &["mixed", "zero"], &["cls_out"], vec![attrs::int("axis", 1)])
+        .node("MatMul", &["cls_out", "Wd"], &["y"], vec![])
+        .output("y", &[-1, 5]);
+    camscope::onnx::write_model(path, &t.build()).unwrap();
+    std::fs::write(
+        path.with_extension("toml"),
+        "[input]\nlayout = \"NCHW\"\nheight = 56\nwidth = 56\nmean = [0.5, 0.5, 0.5]\nstd = [0.25, 0.25, 0.25]\npixel_scale = 0.00392156862745098\n",
+    )
+    .unwrap();
+}
+
+#[test]
+fn a_token_count_that_fits_several_grids_names_them_and_tokens_decides() {
+    let path = tmp("ambiguous.onnx");
+    ambiguous_transformer(&path);
+    let model = path.to_string_lossy().into_owned();
+    let err = one_line_error(&camscope(&["explain", "--model", &model, &input_image()]));
+    assert!(err.contains("fits several grids (1+8x8, 16+7x7)") && err.contains("--tokens"), "{err}");
+    let out = camscope(&["layers", "--model", &model, "--tokens", "1"]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    let default = text.lines().find(|l| l.contains("<- default")).unwrap_or_else(|| panic!("{text}"));
+    assert!(default.contains("seq") && default.contains("tokens 8x8 +1 first"), "{default}");
+    let out = camscope(&["explain", "--model", &model, &input_image(), "--tokens", "16+7x7", "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["map"].as_array().unwrap().len(), 7, "a 7x7 map");
+    // The same through the card.
+    let card = std::fs::read_to_string(path.with_extension("toml")).unwrap();
+    std::fs::write(path.with_extension("toml"), format!("{card}\n[layer]\ntokens = \"1+8x8\"\n")).unwrap();
+    let out = camscope(&["explain", "--model", &model, &input_image(), "--json"]);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v[0]["map"].as_array().unwrap().len(), 8, "an 8x8 map");
+    // A token count that fits no grid at all is no map.
+    let err = one_line_error(&camscope(&["explain", "--model", &model, &input_image(), "--tokens", "3+5x5"]));
+    assert!(err.contains("no feature map"), "{err}");
+}

@@ -19,10 +19,19 @@ pub fn run(args: &ModelArgs, json: bool) -> Result<ExitCode> {
         return Ok(ExitCode::SUCCESS);
     }
     let width = layers.iter().map(|c| c.tensor.len()).max().unwrap_or(0).min(60);
-    println!("{}: {} candidate layers (last map before pooling is the default)", model.path.display(), layers.len());
+    println!(
+        "{}: {} candidate layers (the default: the last map before pooling, or the input of a transformer's last attention)",
+        model.path.display(),
+        layers.len()
+    );
     println!("  {:<width$}  {:<18}  {:<18}  layout", "tensor", "op", "shape");
     for c in layers {
-        let mark = if c.is_default { "  <- default" } else { "" };
+        let mark = match (c.is_default, c.reaches_patches) {
+            (true, _) => "  <- default",
+            // After a transformer picks its class token: listed, but refused as a target.
+            (false, false) => "  (after the class token is picked: no gradient on the patches)",
+            _ => "",
+        };
         println!("  {:<width$}  {:<18}  {:<18}  {}{mark}", c.tensor, c.op, c.shape_string(), c.layout);
     }
     Ok(ExitCode::SUCCESS)

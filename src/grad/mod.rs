@@ -293,6 +293,24 @@ impl Analysis {
     pub fn resolve_layer(&self, query: Option<&str>) -> Result<Candidate, GradError> {
         let cands = self.candidates();
         if cands.iter().all(|c| c.op == "Input") {
+            // No map at all, unless token sequences are there but fit several grids: then
+            // the user can say which.
+            let ambiguous = self.ambiguous_tokens();
+            let last = self
+                .index
+                .order
+                .iter()
+                .rev()
+                .flat_map(|&i| &self.graph().node[i].output)
+                .find_map(|t| ambiguous.get_key_value(t));
+            if let Some((t, readings)) = last {
+                let tokens = self.facts.get(t).and_then(|f| f.dims.get(1)?.fixed()).unwrap_or(0) as usize;
+                return Err(GradError::AmbiguousTokens {
+                    layer: t.clone(),
+                    tokens,
+                    readings: readings.iter().map(|l| token_reading(*l)).collect(),
+                });
+            }
             return Err(GradError::NoSpatialLayer);
         }
         match query {

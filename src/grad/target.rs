@@ -224,7 +224,7 @@ fn token_readings(
             return Vec::new();
         }
         return match grid {
-            Some((h, w)) if prefix + h * w <= t => vec![(t - h * w, h, w)],
+            Some((h, w)) if prefix + h * w == t => vec![(prefix, h, w)],
             Some(_) => Vec::new(),
             None => {
                 let n = t - prefix;
