@@ -124,11 +124,38 @@ fn by_profile(
     };
     drop(s);
     let (ints, ran2) = runs?;
-    let Some((at1, at2, types)) = parse_profile(&text, &outputs, ran2) else { return Ok(None) };
+    let Some((mut at1, mut at2, mut types)) = parse_profile(&text, &outputs, ran2) else { return Ok(None) };
+    let graph = analysis.model().graph.as_ref().expect("graph");
+    // ONNX Runtime records no kernel for a Cast to the type its input already has (torch
+    // writes many in shape arithmetic): it has its input's shape.
+    let mut have: HashMap<String, (Vec<i64>, Vec<i64>)> = at1
+        .iter()
+        .zip(at2.iter().chain(std::iter::repeat(&(String::new(), Vec::new()))))
+        .map(|((n, d1), (_, d2))| (n.clone(), (d1.clone(), d2.clone())))
+        .collect();
+    for n in graph.node.iter().filter(|n| matches!(onnx::op(n), "Cast" | "Identity")) {
+        let (Some(x), Some(y)) = (n.input.first(), n.output.first()) else { continue };
+        if have.contains_key(y) {
+            continue;
+        }
+        if let Some((d1, d2)) = have.get(x).cloned() {
+            at1.push((y.clone(), d1.clone()));
+            if ran2 {
+                at2.push((y.clone(), d2.clone()));
+            }
+            let ty = match onnx::op(n) {
+                "Cast" => onnx::attr_int(n, "to").map(|t| t as i32),
+                _ => types.get(x).copied(),
+            };
+            if let Some(ty) = ty {
+                types.insert(y.clone(), ty);
+            }
+            have.insert(y.clone(), (d1, d2));
+        }
+    }
     // ONNX Runtime may run a node as several kernels (function ops such as HardSwish are
     // expanded): their outputs are then missing from the profile, so measure another way.
     let measured: std::collections::HashSet<&String> = at1.iter().map(|(n, _)| n).collect();
-    let graph = analysis.model().graph.as_ref().expect("graph");
     let complete = graph
         .node
         .iter()
