@@ -50,7 +50,7 @@ impl Explainer {
         guided: bool,
         opts: &SessionOptions,
     ) -> Result<Self, EngineError> {
-        let (plan, gradient_error) = match analysis.plan(target, score, guided) {
+        let (plan, gradient_error) = match analysis.plan_for_sessions(target, score, guided) {
             Ok(plan) => (plan, None),
             Err(e @ GradError::Unsupported(_)) if !guided => {
                 let plan = analysis

@@ -412,7 +412,14 @@ impl Analysis {
     /// An operator without a gradient rule on the way is an error naming it and the layers
     /// after it, which avoid it.
     pub fn plan(&self, target: &Candidate, kind: ScoreKind, guided: bool) -> Result<Plan, GradError> {
-        self.plan_inner(target, kind, guided, true).map_err(|e| self.with_later_layers(e))
+        self.plan_inner(target, kind, guided, true, false).map_err(|e| self.with_later_layers(e))
+    }
+
+    /// [`Analysis::plan`] for the head sessions: where a transformer reads only its class
+    /// token, the per-token ops after the last attention run on the class token alone. The
+    /// result's [`Plan::export`] must not be used (the export graph keeps every token).
+    pub fn plan_for_sessions(&self, target: &Candidate, kind: ScoreKind, guided: bool) -> Result<Plan, GradError> {
+        self.plan_inner(target, kind, guided, true, true).map_err(|e| self.with_later_layers(e))
     }
 
     /// A plan without the backward walk: the head computes the score vector and a zero
@@ -420,7 +427,7 @@ impl Analysis {
     /// Ablation-CAM) when [`Analysis::plan`] fails for want of a rule; callers must not
     /// read its gradient.
     pub fn plan_forward(&self, target: &Candidate, kind: ScoreKind) -> Result<Plan, GradError> {
-        self.plan_inner(target, kind, false, false)
+        self.plan_inner(target, kind, false, false, true)
     }
 
     /// Fill an `Unsupported` error's `later`: the nearest candidate layers downstream of the
@@ -447,7 +454,14 @@ impl Analysis {
         GradError::Unsupported(blocked)
     }
 
-    fn plan_inner(&self, target: &Candidate, kind: ScoreKind, guided: bool, backward: bool) -> Result<Plan, GradError> {
+    fn plan_inner(
+        &self,
+        target: &Candidate,
+        kind: ScoreKind,
+        guided: bool,
+        backward: bool,
+        prune: bool,
+    ) -> Result<Plan, GradError> {
         if self.opset < 11 {
             return Err(GradError::OldOpset { opset: self.opset });
         }
@@ -539,7 +553,82 @@ impl Analysis {
                 None => head_nodes.push(g.node[i].clone()),
             }
         }
-        // Initializers created by shape rewrites belong to the head.
+        // A class-token head: after the last attention only the leading tokens matter, so
+        // the per-token ops there read them alone (their inputs sliced to those tokens).
+        let mut slices: Vec<(String, String)> = Vec::new();
+        if prune {
+            let readout = target::extra_token_readout(
+                g,
+                &self.index,
+                &self.consts,
+                &self.facts,
+                &self.input,
+                self.input_layout,
+                &self.output,
+                self.tokens,
+            );
+            if let Some((prefix, total, blind)) = readout {
+                let (prefix, total) = (prefix as i64, total as i64);
+                let full = |f: &TensorFact| f.rank() == 3 && f.dims[1] == Dim::Fixed(total);
+                let mut pruned: HashSet<String> = HashSet::new();
+                let mut small: HashMap<String, String> = HashMap::new();
+                let mut nodes = Vec::with_capacity(head_nodes.len());
+                for mut n in head_nodes.drain(..) {
+                    let outs: Vec<String> = n.output.iter().filter(|o| !o.is_empty()).cloned().collect();
+                    // Every input is a token map this node treats per token (full, to be
+                    // sliced, or sliced already), or a broadcast operand (weights, biases,
+                    // scalars); at least one is a token map.
+                    let mut maps = 0;
+                    let inputs_ok = n.input.iter().filter(|i| !i.is_empty()).all(|i| {
+                        if pruned.contains(i.as_str()) {
+                            maps += 1;
+                            return true;
+                        }
+                        match facts.get(i) {
+                            Some(f) if full(f) => {
+                                maps += 1;
+                                target::per_token(&n, i, 3, &self.consts, &facts)
+                            }
+                            Some(f) => f.rank() < 3 || (f.rank() == 3 && f.dims[1] == Dim::Fixed(1)),
+                            None => false,
+                        }
+                    });
+                    let rewrite = !outs.is_empty() && outs.iter().all(|o| blind.contains(o)) && inputs_ok && maps > 0;
+                    if rewrite {
+                        for inp in n.input.iter_mut() {
+                            if pruned.contains(inp.as_str()) || !facts.get(inp).is_some_and(full) {
+                                continue;
+                            }
+                            let s = match small.get(inp.as_str()) {
+                                Some(s) => s.clone(),
+                                None => {
+                                    let before = b.nodes.len();
+                                    let s = b.slice(inp, &[0], &[prefix], &[1]);
+                                    nodes.extend(b.nodes.drain(before..));
+                                    let mut f = facts.get(inp).cloned().expect("checked");
+                                    f.dims[1] = Dim::Fixed(prefix);
+                                    facts.insert(&s, f);
+                                    small.insert(inp.clone(), s.clone());
+                                    slices.push((inp.clone(), s.clone()));
+                                    s
+                                }
+                            };
+                            *inp = s;
+                        }
+                        for o in &outs {
+                            if let Some(mut f) = facts.get(o).cloned().filter(full) {
+                                f.dims[1] = Dim::Fixed(prefix);
+                                facts.insert(o, f);
+                            }
+                            pruned.insert(o.clone());
+                        }
+                    }
+                    nodes.push(n);
+                }
+                head_nodes = nodes;
+            }
+        }
+        // Initializers created by shape rewrites and slices belong to the head.
         let rewrite_inits: Vec<crate::onnx::TensorProto> = b.initializers.drain(..).collect();
 
         // Backward: reverse topological walk over the region between target and score.
@@ -548,22 +637,23 @@ impl Analysis {
         if let Some(t) = dep.iter().find(|t| (anc.contains(*t) || **t == score) && facts.get(t).is_none()) {
             return Err(GradError::ShapeUnknown { tensor: t.clone() });
         }
-        let region: HashSet<String> = dep
+        let mut region: HashSet<String> = dep
             .iter()
             .filter(|t| anc.contains(*t) || **t == score)
             .filter(|t| facts.get(t).is_some_and(TensorFact::is_float) || **t == a)
             .cloned()
             .collect();
+        for (full, small) in &slices {
+            if region.contains(full) {
+                region.insert(small.clone());
+            }
+        }
         let layer = target.tensor.clone();
         let seed = if b.reserve("seed") { "seed".to_owned() } else { b.fresh("seed") };
         let mut contributions: HashMap<String, Vec<String>> = HashMap::new();
         contributions.insert(score.clone(), vec![seed.clone()]);
-        let forward: Vec<NodeProto> = score_nodes
-            .iter()
-            .rev()
-            .cloned()
-            .chain(self.index.order.iter().rev().filter(|i| head_set.contains(i)).map(|&i| g.node[i].clone()))
-            .collect();
+        let forward: Vec<NodeProto> =
+            score_nodes.iter().rev().cloned().chain(head_nodes.iter().rev().cloned()).collect();
         for node in forward.iter().filter(|_| backward) {
             let grads: Vec<Option<String>> = node
                 .output
@@ -575,6 +665,16 @@ impl Analysis {
             }
             let needs: Vec<bool> = node.input.iter().map(|i| !i.is_empty() && region.contains(i)).collect();
             if !needs.iter().any(|n| *n) || rules::is_non_differentiable(op(node)) {
+                continue;
+            }
+            // The head's own token slices: the gradient goes back to the leading tokens,
+            // zero on the rest (their constants are the builder's, not the model's).
+            if let Some((full, _)) = slices.iter().find(|(_, s)| node.output.first() == Some(s)) {
+                if let (Some(g), Some(f)) = (grads[0].as_ref(), facts.get(full).and_then(|f| f.dims[1].fixed())) {
+                    let kept = facts.get(&node.output[0]).and_then(|f| f.dims[1].fixed()).unwrap_or(f);
+                    let back = b.pad(g, &[0, 0, 0], &[0, f - kept, 0]);
+                    contributions.entry(full.clone()).or_default().push(back);
+                }
                 continue;
             }
             let rule = rules::rule_for(op(node)).ok_or_else(|| {

@@ -392,7 +392,7 @@ fn selects_extra_tokens(n: &NodeProto, t: &str, l: MapLayout, consts: &Constants
 /// Whether node `n` works on each token separately with respect to its input `t` (rank
 /// `r`): elementwise ops, LayerNorm/Softmax/reductions over the last axis, a Linear layer.
 /// Through such ops, which tokens carry gradient does not change.
-fn per_token(n: &NodeProto, t: &str, r: usize, consts: &Constants, facts: &ShapeFacts) -> bool {
+pub(crate) fn per_token(n: &NodeProto, t: &str, r: usize, consts: &Constants, facts: &ShapeFacts) -> bool {
     let last = |a: i64| (if a < 0 { a + r as i64 } else { a }) == r as i64 - 1;
     let out_rank = n.output.first().and_then(|o| facts.get(o)).map(|f| f.rank());
     match op(n) {
@@ -460,6 +460,46 @@ fn patch_blind<'g>(
         blind.clear();
     }
     blind
+}
+
+/// Where a transformer's head reads only extra tokens (its class token): the number of
+/// leading tokens it reads, the token count, and the tensors whose patch positions the
+/// score ignores. The head graph then runs the per-token ops after the last attention on
+/// those leading tokens alone (ViT-B/16: the last MLP on 1 token instead of 197).
+pub(crate) fn extra_token_readout(
+    graph: &GraphProto,
+    index: &GraphIndex,
+    consts: &Constants,
+    facts: &ShapeFacts,
+    input: &str,
+    input_layout: MapLayout,
+    output: &str,
+    tokens: Option<TokenSpec>,
+) -> Option<(usize, usize, std::collections::HashSet<String>)> {
+    let layout = layouts(graph, index, facts, input, input_layout, tokens).of;
+    let feeds_output = index.ancestors(&[output]);
+    let blind: std::collections::HashSet<String> =
+        patch_blind(graph, index, consts, facts, &layout, &feeds_output).into_iter().map(str::to_owned).collect();
+    // Every pick must read leading tokens only, all from maps of one token count.
+    let mut reads: Option<(usize, usize)> = None;
+    for &i in &index.order {
+        let n = &graph.node[i];
+        let Some(x) = n.input.first() else { continue };
+        let Some(&l @ MapLayout::Tokens { prefix, suffix, h, w }) = layout.get(x) else { continue };
+        if !blind.contains(x) || !selects_extra_tokens(n, x, l, consts) {
+            continue;
+        }
+        if suffix > 0 || prefix == 0 {
+            return None;
+        }
+        let here = (prefix, prefix + h * w);
+        if reads.is_some_and(|r| r != here) {
+            return None;
+        }
+        reads = Some(here);
+    }
+    let (prefix, total) = reads?;
+    Some((prefix, total, blind))
 }
 
 /// The automatic target of a transformer: the last token map as wide as the one the head
