@@ -466,6 +466,7 @@ fn patch_blind<'g>(
 /// leading tokens it reads, the token count, and the tensors whose patch positions the
 /// score ignores. The head graph then runs the per-token ops after the last attention on
 /// those leading tokens alone (ViT-B/16: the last MLP on 1 token instead of 197).
+#[allow(clippy::too_many_arguments)]
 pub(crate) fn extra_token_readout(
     graph: &GraphProto,
     index: &GraphIndex,
