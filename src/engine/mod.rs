@@ -43,7 +43,7 @@ pub enum EngineError {
     Unsupported { path: PathBuf, detail: String },
     #[error("{}: {source}", path.display())]
     Grad { path: PathBuf, source: GradError },
-    #[error("{}: ONNX Runtime cannot load this model: {detail}; the converter left an operator ONNX Runtime does not know or a malformed node: re-export it (e.g. another opset, or tf2onnx/torch.onnx options that inline functions) and check it with `python -m onnxruntime.tools.check_onnx_model_mobile_usability` or by opening it in onnxruntime", path.display())]
+    #[error("{}: ONNX Runtime cannot load this model: {detail}; the converter left an operator ONNX Runtime does not know or a malformed node; re-export the model (another opset, or converter options that inline functions) so that onnxruntime.InferenceSession opens it", path.display())]
     Unloadable { path: PathBuf, detail: String },
     #[error("{}: could not measure tensor shapes by running the model once ({detail}); check that the model card's input size is one the model accepts", path.display())]
     Probe { path: PathBuf, detail: String },
