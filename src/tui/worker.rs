@@ -153,7 +153,15 @@ pub fn engine_info(engine: &Engine) -> EngineInfo {
     EngineInfo {
         model_name: card.name.clone(),
         layer: layer_info(engine.target()),
-        layers: engine.model().analysis.candidates().iter().filter(|c| c.op != "Input").map(layer_info).collect(),
+        // Maps after a transformer's class-token pick are no choice: every patch gets zero.
+        layers: engine
+            .model()
+            .analysis
+            .candidates()
+            .iter()
+            .filter(|c| c.op != "Input" && c.reaches_patches)
+            .map(layer_info)
+            .collect(),
         score: engine.score_kind(),
         provider: provider.to_string(),
         fallback,
@@ -162,7 +170,12 @@ pub fn engine_info(engine: &Engine) -> EngineInfo {
 }
 
 fn layer_info(c: &crate::grad::Candidate) -> LayerInfo {
-    LayerInfo { tensor: c.tensor.clone(), op: c.op.clone(), shape: c.shape_string(), is_default: c.is_default }
+    // Channels-last and token maps say so beside their shape (NCHW is the common case).
+    let shape = match c.layout {
+        crate::grad::MapLayout::Nchw => c.shape_string(),
+        other => format!("{} {other}", c.shape_string()),
+    };
+    LayerInfo { tensor: c.tensor.clone(), op: c.op.clone(), shape, is_default: c.is_default }
 }
 
 /// Work waiting in the worker, by priority.
