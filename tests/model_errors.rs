@@ -186,6 +186,29 @@ fn multi_label_and_binary_heads_show_each_class_its_own_probability() {
     let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
     let top = v[0]["top"].as_array().unwrap();
     assert_eq!(top.len(), 2, "a binary classifier shows the positive class and its complement");
+    let mut names: Vec<&str> = top.iter().map(|p| p["label"].as_str().unwrap()).collect();
+    names.sort_unstable();
+    assert_eq!(names, ["negative", "positive"]);
+    // A labels file naming the positive class only gives its complement a name.
+    let labels = tmp("finding.txt");
+    std::fs::write(&labels, "pneumonia\n").unwrap();
+    let base = std::fs::read_to_string(data("conformance/binary_logit.toml")).unwrap();
+    let card = tmp("binary.toml");
+    std::fs::write(&card, format!("labels = \"{}\"\n{base}", labels.display())).unwrap();
+    let named = camscope(&[
+        "explain",
+        "--model",
+        &conformance("binary_logit"),
+        "--card",
+        &card.to_string_lossy(),
+        &input_image(),
+        "-c",
+        "not pneumonia",
+        "--json",
+    ]);
+    assert!(named.status.success(), "{}", String::from_utf8_lossy(&named.stderr));
+    let n: serde_json::Value = serde_json::from_slice(&named.stdout).unwrap();
+    assert_eq!(n[0]["target"]["class"]["index"], 0);
     let sum: f64 = top.iter().map(|p| p["probability"].as_f64().unwrap()).sum();
     assert!((sum - 1.0).abs() < 1e-6);
     // The complement's map is the positive class's evidence reversed: where one is hot the

@@ -160,7 +160,10 @@ impl LoadedModel {
         if let Some(spec) = card.layer.as_ref().and_then(|l| l.tokens) {
             analysis.set_tokens(Some(spec));
         }
-        card.resolve_labels(head.classes(classes), path)?;
+        match head {
+            Head::Binary { .. } => card.resolve_binary_labels(path)?,
+            _ => card.resolve_labels(head.classes(classes), path)?,
+        }
         Ok(Self { path: path.to_owned(), card, analysis, input: input.to_owned(), output, head, fixed_batch, classes })
     }
 

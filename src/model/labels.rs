@@ -109,6 +109,16 @@ impl Labels {
         Self::from_classes((0..n).map(|i| vec![format!("class {i}")]).collect())
     }
 
+    /// A binary classifier's two classes, the complement first: from a labels file naming
+    /// the positive class only (`pneumonia` gives `not pneumonia`, `pneumonia`), or
+    /// `negative`/`positive` without one.
+    pub fn binary(positive: Option<&Labels>) -> Self {
+        match positive.and_then(|l| l.classes.first()) {
+            Some(names) => Self::from_classes(vec![names.iter().map(|n| format!("not {n}")).collect(), names.clone()]),
+            None => Self::from_classes(vec![vec!["negative".into()], vec!["positive".into()]]),
+        }
+    }
+
     /// Labels from synonym lists in output order; private because every list must be
     /// non-empty (display name first), which `parse` and `numbered` guarantee.
     fn from_classes(classes: Vec<Vec<String>>) -> Self {

@@ -367,6 +367,32 @@ impl ModelCard {
         Ok(())
     }
 
+    /// Labels of a binary classifier (one output): a labels file names both classes
+    /// (complement first) or only the positive one; without a file, `negative`/`positive`.
+    pub fn resolve_binary_labels(&mut self, model: &Path) -> Result<(), CardError> {
+        let labels = match &self.labels_path {
+            Some(p) => {
+                let file = Labels::read(p)?;
+                match file.len() {
+                    1 => Labels::binary(Some(&file)),
+                    2 => file,
+                    n => {
+                        return Err(CardError::Mismatch {
+                            card: p.display().to_string(),
+                            detail: format!(
+                                "{n} classes listed, but {} is a binary classifier (one output); list the positive class, or the negative then the positive",
+                                model.display()
+                            ),
+                        });
+                    }
+                }
+            }
+            None => Labels::binary(None),
+        };
+        self.labels = Some(labels);
+        Ok(())
+    }
+
     /// The labels; numbered names before [`resolve_labels`](Self::resolve_labels).
     pub fn labels(&self) -> Labels {
         self.labels.clone().unwrap_or_else(|| Labels::numbered(0))
