@@ -151,11 +151,14 @@ impl LoadedModel {
             )));
         }
         let grad_err = |source| EngineError::Grad { path: path.to_owned(), source };
-        let mut analysis = Analysis::new(model.clone(), input, &output, layout).map_err(grad_err)?;
+        // The analysis takes the model itself (a copy would cost its weights' size).
+        let input_name = input.to_owned();
+        let input = input_name.as_str();
+        let mut analysis = Analysis::new(model, input, &output, layout).map_err(grad_err)?;
         let dims = |n: usize| input_dims(&card, n);
         let fixed_batch = !probe_shapes(&mut analysis, input, &dims, path, declared_fixed, opts.ort_lib.as_deref())?;
         let classes = analysis.classes().map_err(grad_err)?;
-        let head = head_kind(&model, &output, &card, classes)?;
+        let head = head_kind(analysis.model(), &output, &card, classes)?;
         analysis.set_sigmoid(head.is_sigmoid());
         if let Some(spec) = card.layer.as_ref().and_then(|l| l.tokens) {
             analysis.set_tokens(Some(spec));

@@ -182,7 +182,12 @@ fn outer_scope_reads(g: &GraphProto, reads: &mut Vec<String>) {
 }
 
 /// Constant tensors of a graph (initializers and `Constant` node outputs), for reading
-/// axes, pads, starts and the like.
+/// axes, pads, starts, indices and the like. Weights are left out: no rule reads their
+/// values, and keeping a copy of them cost 346 MB and 0.2 s on ViT-B/16.
+/// Initializers larger than this are weights, not constants a rule reads (the largest
+/// index table seen, Swin's relative positions, has 2,401 values).
+const MAX_CONSTANT_ELEMENTS: i64 = 1 << 16;
+
 #[derive(Debug, Default, Clone)]
 pub struct Constants {
     values: HashMap<String, TensorProto>,
@@ -192,7 +197,8 @@ impl Constants {
     pub fn new(graph: &GraphProto) -> Self {
         let mut values = HashMap::new();
         for t in &graph.initializer {
-            if let Some(n) = &t.name {
+            let elements: i64 = t.dims.iter().product();
+            if let (Some(n), true) = (&t.name, elements <= MAX_CONSTANT_ELEMENTS) {
                 values.insert(n.clone(), t.clone());
             }
         }
