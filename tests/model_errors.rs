@@ -293,3 +293,16 @@ fn a_token_count_that_fits_several_grids_names_them_and_tokens_decides() {
     let err = one_line_error(&camscope(&["explain", "--model", &model, &input_image(), "--tokens", "3+5x5"]));
     assert!(err.contains("no feature map"), "{err}");
 }
+
+#[test]
+fn a_fifo_named_like_an_image_is_refused_at_once_not_waited_on() {
+    let dir = tmp("fifo");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let fifo = dir.join("stuck.png");
+    assert!(std::process::Command::new("mkfifo").arg(&fifo).status().unwrap().success());
+    let t0 = std::time::Instant::now();
+    let err = one_line_error(&camscope(&["explain", "--model", &conformance("vit_cls"), &fifo.to_string_lossy()]));
+    assert!(err.contains("stuck.png") && err.contains("not a regular file"), "{err}");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(20), "took {:?}", t0.elapsed());
+}

@@ -23,6 +23,8 @@ pub enum ImageError {
     NotAnImage { path: PathBuf, detail: String },
     #[error("{}: corrupt or truncated image ({detail}); re-export or replace the file", path.display())]
     Corrupt { path: PathBuf, detail: String },
+    #[error("{}: not a regular file (a pipe, socket or device); pass an image file", path.display())]
+    NotAFile { path: PathBuf },
     #[error("{}: image is {width}x{height}, too small to use; it needs at least 1x1 pixels", path.display())]
     Empty { path: PathBuf, width: u32, height: u32 },
 }
@@ -42,10 +44,15 @@ pub fn has_image_extension(path: &Path) -> bool {
 /// dropped, EXIF orientation ignored (training pipelines ignore it too, so the model's view
 /// of the image is the unrotated one).
 pub fn load_rgb(path: &Path) -> Result<RgbImage, ImageError> {
-    let bytes = std::fs::read(path).map_err(|source| match source.kind() {
+    let io_err = |source: std::io::Error| match source.kind() {
         std::io::ErrorKind::NotFound => ImageError::Missing { path: path.to_owned() },
         _ => ImageError::Unreadable { path: path.to_owned(), source },
-    })?;
+    };
+    // Reading a FIFO named `x.png` would block forever, waiting for a writer.
+    if !std::fs::metadata(path).map_err(io_err)?.is_file() {
+        return Err(ImageError::NotAFile { path: path.to_owned() });
+    }
+    let bytes = std::fs::read(path).map_err(io_err)?;
     decode_rgb(&bytes, path)
 }
 
