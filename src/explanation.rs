@@ -70,6 +70,7 @@ pub enum MapStatusName {
     AllZero,
     AllNegative,
     Constant,
+    NotFinite,
 }
 
 impl From<MapStatus> for MapStatusName {
@@ -79,6 +80,7 @@ impl From<MapStatus> for MapStatusName {
             MapStatus::AllZero => Self::AllZero,
             MapStatus::AllNegative => Self::AllNegative,
             MapStatus::Constant => Self::Constant,
+            MapStatus::NotFinite => Self::NotFinite,
         }
     }
 }

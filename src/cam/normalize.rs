@@ -22,6 +22,9 @@ pub enum MapStatus {
     AllNegative,
     /// A positive constant after the ReLU: every position counts the same. Normalised map: zeros (as the peer's).
     Constant,
+    /// No finite value left: the model's scores, activations or gradients were NaN or infinite (a model that
+    /// outputs NaN). Normalised map: zeros.
+    NotFinite,
 }
 
 impl MapStatus {
@@ -32,6 +35,9 @@ impl MapStatus {
             MapStatus::AllZero => "the map is zero everywhere (no gradient reached the target layer)",
             MapStatus::AllNegative => "nothing in the image increases this score (the map was negative everywhere)",
             MapStatus::Constant => "the map is the same everywhere (no location stands out)",
+            MapStatus::NotFinite => {
+                "the map is NaN or infinite everywhere (the model's scores or gradients are not finite for this image)"
+            }
         }
     }
 }
@@ -55,7 +61,9 @@ pub struct NormalizedMap {
 /// about `1e-7 / (max - min)` relative.
 pub fn normalize(raw: &RawMap) -> NormalizedMap {
     let (lo, hi) = raw.map.iter().fold((f32::INFINITY, f32::NEG_INFINITY), |(lo, hi), &v| (lo.min(v), hi.max(v)));
-    let status = if raw.map.is_empty() || hi <= 0.0 {
+    let status = if raw.non_finite > 0 && raw.non_finite == raw.map.len() {
+        MapStatus::NotFinite
+    } else if raw.map.is_empty() || hi <= 0.0 {
         if raw.pre_relu_min < 0.0 { MapStatus::AllNegative } else { MapStatus::AllZero }
     } else if hi == lo {
         MapStatus::Constant
@@ -93,6 +101,15 @@ mod tests {
 
     fn raw(pre: Array2<f32>) -> RawMap {
         RawMap::from_pre_relu(pre)
+    }
+
+    #[test]
+    fn a_map_with_no_finite_value_says_so() {
+        let n = normalize(&raw(array![[f32::NAN, f32::INFINITY], [f32::NAN, f32::NEG_INFINITY]]));
+        assert_eq!((n.status, n.non_finite), (MapStatus::NotFinite, 4));
+        assert!(n.map.iter().all(|v| *v == 0.0));
+        // One finite value left: the usual statuses apply.
+        assert_eq!(normalize(&raw(array![[f32::NAN, 0.0]])).status, MapStatus::AllZero);
     }
 
     #[test]
@@ -142,7 +159,9 @@ mod tests {
         assert_eq!(n.non_finite, 2);
         assert_eq!(n.map, array![[0.0, 1.0 / 3.0], [0.0, 1.0]]);
         let all_nan = normalize(&raw(Array2::from_elem((2, 2), f32::NAN)));
-        assert_eq!(all_nan.status, MapStatus::AllZero);
+        // Not "zero everywhere (no gradient reached the layer)": that sent users looking for a
+        // graph problem when their model outputs NaN.
+        assert_eq!(all_nan.status, MapStatus::NotFinite);
         assert!(all_nan.map.iter().all(|v| *v == 0.0));
         let empty = normalize(&raw(Array2::zeros((0, 0))));
         assert_eq!(empty.status, MapStatus::AllZero);

@@ -721,6 +721,7 @@ fn compare_captions(
         MapStatus::Ok => text,
         MapStatus::AllNegative => format!("{text} (no evidence)"),
         MapStatus::AllZero | MapStatus::Constant => format!("{text} (flat map)"),
+        MapStatus::NotFinite => format!("{text} (NaN map)"),
     };
     let (class, truth) = (labels.name(m.class), labels.name(cmp.truth));
     vec![
