@@ -203,7 +203,27 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
         provider
     );
     let mut progress = Progress::new(todo.len(), "explaining");
+    let report_of = |images: Vec<Entry>, unreadable: Vec<Unreadable>| Report {
+        model: path.display().to_string(),
+        layer: layer.clone(),
+        method: method.clone(),
+        score: args.score.to_string(),
+        device: provider.to_string(),
+        images,
+        unreadable,
+        non_images_skipped: non_images,
+        reused_from_previous_run: reused,
+        total_seconds: started.elapsed().as_secs_f64(),
+    };
+    // A report of the images done so far, every few seconds: an interrupted run (Ctrl-C,
+    // a killed job) then resumes from it instead of redoing everything and writing
+    // `name-1.png` copies beside the overlays it already wrote.
+    let mut checkpoint = std::time::Instant::now();
     for chunk in todo.chunks(args.batch.max(1)) {
+        if checkpoint.elapsed() > std::time::Duration::from_secs(2) {
+            write_report(&args.out, &report_of(entries.clone(), unreadable.clone()), args.top)?;
+            checkpoint = std::time::Instant::now();
+        }
         let paths: Vec<PathBuf> = chunk.iter().map(|c| c.0.clone()).collect();
         let loaded = engine.load_many(&paths);
         for ((_, rel, size, modified_ns), result) in chunk.iter().zip(loaded) {
@@ -259,18 +279,7 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
     }
     progress.finish();
     entries.sort_by(|a, b| a.file.cmp(&b.file));
-    let report = Report {
-        model: path.display().to_string(),
-        layer,
-        method,
-        score: args.score.to_string(),
-        device: provider.to_string(),
-        images: entries,
-        unreadable,
-        non_images_skipped: non_images,
-        reused_from_previous_run: reused,
-        total_seconds: started.elapsed().as_secs_f64(),
-    };
+    let report = report_of(entries, unreadable);
     write_report(&args.out, &report, args.top)?;
     eprintln!(
         "camscope batch: {} overlays in {} ({} unreadable images skipped{}), report: {}, {}",
