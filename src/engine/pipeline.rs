@@ -361,10 +361,12 @@ impl Engine {
     /// A tensor of the target layer (activations or gradients, `[1, ...]` as ONNX Runtime
     /// gives it) as the canonical `[C, h, w]`: the one place where a layout is undone.
     fn chw(&self, a: &ArrayD<f32>) -> Result<Array3<f32>, EngineError> {
-        self.target.layout.to_chw(a.view(), 0).map_err(|e| EngineError::Run {
-            path: self.model.path.clone(),
-            detail: format!("layer `{}`: {e}", self.target.tensor),
-        })
+        self.target.layout.to_chw(a.view(), 0).map_err(|e| self.layout_error(&self.model.path, &e))
+    }
+
+    /// A target tensor that does not fit its layout, as a run error naming the layer.
+    fn layout_error(&self, path: &Path, e: &crate::grad::layout::LayoutError) -> EngineError {
+        EngineError::Run { path: path.to_owned(), detail: format!("layer `{}`: {e}", self.target.tensor) }
     }
 
     /// Head run for one image: (score vector, gradient `[C,h,w]`).
@@ -567,10 +569,11 @@ impl Engine {
             let end = (start + batch).min(c);
             let chw = cam::ablation::ablated_batch(a.view(), start..end)
                 .map_err(|source| ExplainError::Cam { path: loaded.path.clone(), source })?;
-            let acts = self.target.layout.from_chw(chw, loaded.activation.view()).map_err(|e| EngineError::Run {
-                path: loaded.path.clone(),
-                detail: format!("layer `{}`: {e}", self.target.tensor),
-            })?;
+            let acts = self
+                .target
+                .layout
+                .from_chw(chw, loaded.activation.view())
+                .map_err(|e| self.layout_error(&loaded.path, &e))?;
             let n = end - start;
             let side: Vec<ArrayD<f32>> = loaded.side.iter().map(|s| repeat_batch(s, n)).collect();
             let side_views: Vec<_> = side.iter().map(|s| s.view()).collect();

@@ -304,12 +304,7 @@ impl Analysis {
                 .flat_map(|&i| &self.graph().node[i].output)
                 .find_map(|t| ambiguous.get_key_value(t));
             if let Some((t, readings)) = last {
-                let tokens = self.facts.get(t).and_then(|f| f.dims.get(1)?.fixed()).unwrap_or(0) as usize;
-                return Err(GradError::AmbiguousTokens {
-                    layer: t.clone(),
-                    tokens,
-                    readings: readings.iter().map(|l| token_reading(*l)).collect(),
-                });
+                return Err(self.ambiguous_error(t, readings));
             }
             return Err(GradError::NoSpatialLayer);
         }
@@ -325,12 +320,7 @@ impl Analysis {
                         let ambiguous = self.ambiguous_tokens();
                         let hit = ambiguous.iter().find(|(t, _)| t.as_str() == q || (t.contains(q) && !q.is_empty()));
                         if let Some((t, readings)) = hit {
-                            let tokens = self.facts.get(t).and_then(|f| f.dims.get(1)?.fixed()).unwrap_or(0) as usize;
-                            return Err(GradError::AmbiguousTokens {
-                                layer: t.clone(),
-                                tokens,
-                                readings: readings.iter().map(|l| token_reading(*l)).collect(),
-                            });
+                            return Err(self.ambiguous_error(t, readings));
                         }
                         return Err(e);
                     }
@@ -344,6 +334,15 @@ impl Analysis {
                 }
                 Ok(found)
             }
+        }
+    }
+
+    /// The error for token sequence `t` whose count fits several `readings`.
+    fn ambiguous_error(&self, t: &str, readings: &[MapLayout]) -> GradError {
+        GradError::AmbiguousTokens {
+            layer: t.to_owned(),
+            tokens: self.facts.get(t).and_then(|f| f.dims.get(1)?.fixed()).unwrap_or(0) as usize,
+            readings: readings.iter().map(|l| token_reading(*l)).collect(),
         }
     }
 
