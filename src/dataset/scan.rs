@@ -12,7 +12,8 @@
 //! Skipped, and counted in [`ScanStats`]: files without an image extension
 //! ([`has_image_extension`]), names starting with a dot (hidden files and folders, not
 //! entered), directories that cannot be read (reported, the walk goes on), broken symbolic
-//! links, and symbolic links to a directory that is already being walked (a loop). Other
+//! links, symbolic links to a directory that is already being walked (a loop), and FIFOs,
+//! sockets and devices with an image's name (reading one would block). Other
 //! links are followed, so a dataset made of linked class folders scans as expected.
 //!
 //! A root that is a file is listed as itself, whatever its extension: the user named it,
@@ -58,6 +59,9 @@ pub struct ScanStats {
     pub symlink_loops: Vec<PathBuf>,
     /// Links whose target does not exist.
     pub broken_links: Vec<PathBuf>,
+    /// FIFOs, sockets and devices named like images: reading one blocks or never ends, so
+    /// they are never listed (and named, so the user can see why a file is missing).
+    pub special_files: Vec<PathBuf>,
 }
 
 impl ScanStats {
@@ -74,6 +78,7 @@ impl ScanStats {
         add(self.unreadable.len(), "unreadable folders");
         add(self.symlink_loops.len(), "symlink loops not followed");
         add(self.broken_links.len(), "broken links");
+        add(self.special_files.len(), "pipes, sockets or devices named like images skipped");
         if parts.is_empty() { "nothing skipped".into() } else { parts.join(", ") }
     }
 }
@@ -184,6 +189,14 @@ impl Scan {
         };
         if !is_dir {
             if has_image_extension(&path) {
+                let regular = match &meta {
+                    Some(m) => m.is_file(),
+                    None => entry.file_type.is_file(),
+                };
+                if !regular {
+                    self.stats.special_files.push(path);
+                    return None;
+                }
                 self.stats.images += 1;
                 return Some(path);
             }
@@ -314,6 +327,10 @@ mod tests {
             std::os::unix::fs::symlink(r.join("a"), r.join("a/deep/loop")).unwrap();
             std::os::unix::fs::symlink(r.join("c/d"), r.join("linked")).unwrap();
             std::os::unix::fs::symlink(r.join("gone"), r.join("broken.png")).unwrap();
+            let fifo = std::ffi::CString::new(r.join("c/pipe.png").into_os_string().into_encoded_bytes()).unwrap();
+            // SAFETY: a valid NUL-terminated path; mkfifo only creates a file.
+            assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0, "mkfifo");
+            std::os::unix::fs::symlink(r.join("c/pipe.png"), r.join("c/link-to-pipe.jpg")).unwrap();
         }
         t
     }
@@ -337,6 +354,12 @@ mod tests {
         if cfg!(unix) {
             assert_eq!(rel(t.path(), &s.symlink_loops), ["a/deep/loop"]);
             assert_eq!(rel(t.path(), &s.broken_links), ["broken.png"]);
+            assert_eq!(
+                rel(t.path(), &s.special_files),
+                ["c/link-to-pipe.jpg", "c/pipe.png"],
+                "never listed: reading blocks"
+            );
+            assert!(s.skipped_summary().contains("2 pipes, sockets or devices"), "{}", s.skipped_summary());
         }
         assert!(s.unreadable.is_empty());
         assert!(s.skipped_summary().contains("2 non-image files skipped"), "{}", s.skipped_summary());
