@@ -214,6 +214,23 @@ fn external_data_escaping_the_model_folder_is_refused() {
     }
 }
 
+/// A FIFO as the data file used to block the load forever (waiting for a writer), and
+/// `explain`, `layers` and `export` with it.
+#[cfg(unix)]
+#[test]
+fn external_data_that_is_a_fifo_is_refused_at_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = with_external_weights(dir.path(), "weights.bin");
+    std::fs::remove_file(dir.path().join("weights.bin")).unwrap();
+    let fifo = std::ffi::CString::new(dir.path().join("weights.bin").into_os_string().into_encoded_bytes()).unwrap();
+    // SAFETY: a valid NUL-terminated path; mkfifo only creates a file.
+    assert_eq!(unsafe { libc::mkfifo(fifo.as_ptr(), 0o644) }, 0);
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || tx.send(onnx::read_model(&path).map(|_| ()).map_err(|e| e.to_string())));
+    let err = rx.recv_timeout(std::time::Duration::from_secs(20)).expect("the load returns").unwrap_err();
+    assert!(err.contains("weights.bin") && err.contains("not a regular file"), "{err}");
+}
+
 fn write(dir: &Path, name: &str, m: &camscope::onnx::ModelProto) -> std::path::PathBuf {
     let p = dir.join(name);
     onnx::write_model(&p, m).unwrap();

@@ -21,6 +21,8 @@ pub enum OnnxError {
     Missing { path: PathBuf },
     #[error("{}: cannot read: {source}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
+    #[error("{}: is a folder, not a model; pass the .onnx file {hint}", path.display())]
+    Folder { path: PathBuf, hint: String },
     #[error("{}: not an ONNX model ({detail}); re-export it or pass the right --model", path.display())]
     Decode { path: PathBuf, detail: String },
     #[error("{}: external data `{location}` {detail}", path.display())]
@@ -51,11 +53,29 @@ pub fn encode_model(model: &ModelProto) -> Vec<u8> {
 pub fn read_model(path: &Path) -> Result<ModelProto, OnnxError> {
     let bytes = std::fs::read(path).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => OnnxError::Missing { path: path.to_owned() },
+        _ if path.is_dir() => OnnxError::Folder { path: path.to_owned(), hint: folder_hint(path) },
         _ => OnnxError::Read { path: path.to_owned(), source },
     })?;
     let mut model = decode_model(&bytes, path)?;
     inline_external_data(&mut model, path)?;
     Ok(model)
+}
+
+/// Which file to pass instead of a folder: the `.onnx` files in it (a model is often
+/// downloaded or exported as a folder holding one).
+fn folder_hint(dir: &Path) -> String {
+    let mut models: Vec<PathBuf> =
+        std::fs::read_dir(dir).map(|d| d.filter_map(|e| e.ok().map(|e| e.path())).collect()).unwrap_or_default();
+    models.retain(|p| p.extension().is_some_and(|e| e.eq_ignore_ascii_case("onnx")));
+    models.sort();
+    match models.as_slice() {
+        [] => "(this folder holds none)".into(),
+        [one] => format!("inside it: --model {}", one.display()),
+        many => format!(
+            "inside it, one of: {}",
+            many.iter().map(|p| p.display().to_string()).collect::<Vec<_>>().join(", ")
+        ),
+    }
 }
 
 /// Write a model atomically (temporary file in the same folder, then rename).
@@ -100,6 +120,32 @@ pub fn resolve_external(model_path: &Path, location: &str) -> Result<PathBuf, On
     Ok(canon)
 }
 
+/// Read `length` bytes (to the end when `None`) at `offset` of an external-data file. Only a
+/// regular file is opened: a FIFO would block the load forever and a device could be
+/// endless. Exporters put every tensor of a model in one file, so only the tensor's own
+/// range is read (reading the whole file per tensor made a 300 MB model read 60 GB).
+fn read_range(file: &Path, offset: u64, length: Option<u64>) -> Result<Vec<u8>, String> {
+    use std::io::{Read, Seek, SeekFrom};
+    let meta = std::fs::metadata(file).map_err(|e| format!("cannot be read ({e}); check the data file"))?;
+    if !meta.is_file() {
+        return Err("is not a regular file (a pipe, socket, device or folder); replace it with the data file".into());
+    }
+    let size = meta.len();
+    let end = length.map_or(Some(size), |l| offset.checked_add(l)).unwrap_or(u64::MAX);
+    if offset > size || end > size {
+        return Err(format!("is {size} bytes, shorter than offset {offset} + length; the data file is truncated"));
+    }
+    let mut f = std::fs::File::open(file).map_err(|e| format!("cannot be read ({e}); check the data file"))?;
+    f.seek(SeekFrom::Start(offset)).map_err(|e| format!("cannot be read ({e}); check the data file"))?;
+    let mut data = Vec::new();
+    // `take` bounds the read even if the file grows meanwhile.
+    f.take(end - offset).read_to_end(&mut data).map_err(|e| format!("cannot be read ({e}); check the data file"))?;
+    if (data.len() as u64) < end - offset {
+        return Err("shrank while being read; the data file is truncated".into());
+    }
+    Ok(data)
+}
+
 fn inline_external_data(model: &mut ModelProto, path: &Path) -> Result<(), OnnxError> {
     let Some(graph) = model.graph.as_mut() else { return Ok(()) };
     let mut total: u64 = 0;
@@ -112,23 +158,16 @@ fn inline_external_data(model: &mut ModelProto, path: &Path) -> Result<(), OnnxE
         let offset: u64 = get("offset").and_then(|v| v.parse().ok()).unwrap_or(0);
         let length: Option<u64> = get("length").and_then(|v| v.parse().ok());
         let file = resolve_external(path, &location)?;
-        let data = std::fs::read(&file).map_err(|source| OnnxError::Read { path: file.clone(), source })?;
-        let end = length.map_or(data.len() as u64, |l| offset + l);
-        if offset > data.len() as u64 || end > data.len() as u64 {
-            return Err(OnnxError::ExternalData {
-                path: path.to_owned(),
-                location,
-                detail: format!(
-                    "is {} bytes, shorter than offset {offset} + length; the data file is truncated",
-                    data.len()
-                ),
-            });
-        }
-        total += end - offset;
+        let data = read_range(&file, offset, length).map_err(|detail| OnnxError::ExternalData {
+            path: path.to_owned(),
+            location: location.clone(),
+            detail,
+        })?;
+        total += data.len() as u64;
         if total > (2u64 << 30) - (64 << 20) {
             return Err(OnnxError::TooLarge { path: path.to_owned(), size: total });
         }
-        t.raw_data = Some(data[offset as usize..end as usize].to_vec());
+        t.raw_data = Some(data);
         t.external_data.clear();
         t.data_location = Some(DataLocation::Default as i32);
     }
