@@ -94,6 +94,8 @@ pub fn run(args: &ExplainArgs, model: &ModelArgs) -> Result<ExitCode> {
             Some(o.clone())
         }
         Some(o) => {
+            // Even with --force, only a regular file is replaced (never a link or a device).
+            camscope::render::png::check_replaceable(o)?;
             if o.exists() && !args.force {
                 bail!("{}: already exists; choose another --out path or pass --force to replace it", o.display());
             }

@@ -23,6 +23,8 @@ pub enum PngError {
     Io { path: PathBuf, source: std::io::Error },
     #[error("{}: no free file name after {tries} tries; clean up the folder or choose another name", path.display())]
     NoFreeName { path: PathBuf, tries: usize },
+    #[error("{}: is {what}, not a regular file; camscope only replaces regular files, so choose another output path", path.display())]
+    NotRegular { path: PathBuf, what: &'static str },
 }
 
 impl PngError {
@@ -43,12 +45,12 @@ impl PngError {
 
 /// Write `img` to `path`, replacing the file if it exists (the user named it). The image goes to a temporary file
 /// beside it first and is renamed into place, so a failure never leaves a half-written PNG under that name.
+///
+/// Only a regular file is replaced: renaming over a symlink would drop the link the user made, and over a device
+/// (`/dev/full`, a terminal) would remove a node of the system when run as root.
 pub fn write_png(img: &RgbImage, path: &Path) -> Result<(), PngError> {
-    if path.is_dir() {
-        return Err(PngError::IsFolder { path: path.to_owned() });
-    }
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    let tmp = path.with_file_name(format!(".{name}.{}.tmp", std::process::id()));
+    check_replaceable(path)?;
+    let tmp = temp_path(path);
     let file = OpenOptions::new().write(true).create_new(true).open(&tmp).map_err(|e| PngError::from_io(path, e))?;
     let written = encode(img, file).and_then(|()| std::fs::rename(&tmp, path));
     if let Err(e) = written {
@@ -57,6 +59,32 @@ pub fn write_png(img: &RgbImage, path: &Path) -> Result<(), PngError> {
         return Err(PngError::from_io(path, e));
     }
     Ok(())
+}
+
+/// `Ok` when `path` is free or a regular file (not following a final symlink).
+pub fn check_replaceable(path: &Path) -> Result<(), PngError> {
+    let Ok(meta) = path.symlink_metadata() else { return Ok(()) };
+    let ft = meta.file_type();
+    let what = if ft.is_file() {
+        return Ok(());
+    } else if ft.is_dir() {
+        return Err(PngError::IsFolder { path: path.to_owned() });
+    } else if ft.is_symlink() {
+        "a symbolic link"
+    } else {
+        "a device, pipe or socket"
+    };
+    Err(PngError::NotRegular { path: path.to_owned(), what })
+}
+
+/// A temporary name in `path`'s folder that stays short whatever the final name's length (a
+/// name built from the final one, `.NAME.PID.tmp`, passed the 255-byte limit for legal
+/// 240-byte names and failed the write). Hidden, and unique per process and call.
+pub fn temp_path(path: &Path) -> PathBuf {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static NEXT: AtomicU64 = AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, Ordering::Relaxed);
+    path.with_file_name(format!(".camscope-{}-{n}.tmp", std::process::id()))
 }
 
 /// Write `img` under `path` or, if that exists, the first free name of `name-1.png`, `name-2.png`, …; returns the
@@ -98,6 +126,16 @@ fn candidates(path: &Path) -> impl Iterator<Item = PathBuf> + '_ {
     }))
 }
 
+/// Encode `img` as PNG bytes in memory, for writers that place the file themselves (the
+/// crash-safe output folders of `batch` and `triage`).
+pub fn encode_png(img: &RgbImage) -> Vec<u8> {
+    let mut out = Vec::new();
+    PngEncoder::new(&mut out)
+        .write_image(img.as_raw(), img.width(), img.height(), ExtendedColorType::Rgb8)
+        .expect("an RGB8 image of its own size encodes into memory");
+    out
+}
+
 fn encode(img: &RgbImage, file: File) -> std::io::Result<()> {
     let mut out = BufWriter::new(file);
     PngEncoder::new(&mut out).write_image(img.as_raw(), img.width(), img.height(), ExtendedColorType::Rgb8).map_err(
@@ -113,6 +151,8 @@ fn encode(img: &RgbImage, file: File) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use image::Rgb;
+    #[cfg(unix)]
+    use std::os::unix::fs::FileTypeExt;
 
     use super::*;
 
@@ -154,6 +194,30 @@ mod tests {
         assert_eq!(fresh_path(&dir.join("notes")), dir.join("notes"));
         std::fs::write(dir.join("notes"), b"").unwrap();
         assert_eq!(fresh_path(&dir.join("notes")), dir.join("notes-1"));
+        std::fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn only_regular_files_are_replaced_and_long_names_fit() {
+        let dir = scratch("special");
+        // A 240-byte name is legal; the temporary name must not push it past 255 bytes.
+        let long = dir.join(format!("{}.png", "n".repeat(236)));
+        write_png(&img(4), &long).unwrap();
+        assert_eq!(image::open(&long).unwrap().to_rgb8(), img(4));
+        #[cfg(unix)]
+        {
+            let target = dir.join("target.png");
+            std::fs::write(&target, b"kept").unwrap();
+            let link = dir.join("link.png");
+            std::os::unix::fs::symlink(&target, &link).unwrap();
+            let err = write_png(&img(5), &link).unwrap_err();
+            assert!(matches!(err, PngError::NotRegular { .. }) && err.to_string().contains("symbolic link"), "{err}");
+            assert!(link.symlink_metadata().unwrap().file_type().is_symlink(), "the link is left alone");
+            assert_eq!(std::fs::read(&target).unwrap(), b"kept");
+            let err = write_png(&img(5), Path::new("/dev/null")).unwrap_err();
+            assert!(err.to_string().contains("/dev/null: is a device, pipe or socket"), "{err}");
+            assert!(Path::new("/dev/null").symlink_metadata().unwrap().file_type().is_char_device());
+        }
         std::fs::remove_dir_all(&dir).unwrap();
     }
 
