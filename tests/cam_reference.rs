@@ -100,8 +100,7 @@ fn npy1(rel: &str) -> Array1<f32> {
 }
 
 fn max_abs_diff(a: &Array2<f32>, b: &Array2<f32>) -> f32 {
-    assert_eq!(a.dim(), b.dim());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
+    common::max_abs_diff("camscope vs peer", a, b)
 }
 
 /// The peer's pipeline after its ReLU at feature resolution: `scale_cam_image` per layer, then again in
@@ -170,7 +169,7 @@ fn eigen_cam_matches_the_peer_up_to_the_arbitrary_sign() {
         let a = npy3(&entry.activations);
         let peer_projection = npy2(&entry.eigen_projection);
         let ours = eigen::eigen_projection(a.view());
-        let scale = peer_projection.iter().fold(0.0f32, |m, v| m.max(v.abs()));
+        let scale = common::max_abs("peer projection", &peer_projection);
         let same = max_abs_diff(&ours, &peer_projection) / scale;
         let flipped = max_abs_diff(&ours.mapv(|v| -v), &peer_projection) / scale;
         let agrees = same < flipped;
@@ -210,8 +209,8 @@ fn score_cam_pieces_match_the_peer() {
     let scores = npy1(&s.scores);
     let weights = score::weights(scores.as_slice().unwrap());
     let want_weights = npy1(&s.weights);
-    let weight_diff = weights.iter().zip(&want_weights).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
-    let weight_scale = want_weights.iter().fold(0.0f32, |m, v| m.max(*v));
+    let weight_diff = common::max_abs_diff("Score-CAM weights", &weights, &want_weights);
+    let weight_scale = common::max_abs("Score-CAM weights", &want_weights);
     // The map from the peer's A and scores.
     let map = score::score_cam(a.view(), scores.as_slice().unwrap()).unwrap().normalize();
     let map_diff = max_abs_diff(&map.map, &npy2(&s.map));
@@ -236,7 +235,7 @@ fn ablation_cam_pieces_match_the_peer() {
     let scores = npy1(&s.scores);
     let weights = ablation::weights(s.original_score, scores.as_slice().unwrap()).unwrap();
     let want_weights = npy1(&s.weights);
-    let weight_diff = weights.iter().zip(&want_weights).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max);
+    let weight_diff = common::max_abs_diff("Ablation-CAM weights", &weights, &want_weights);
     let map = ablation::ablation_cam(a.view(), s.original_score, scores.as_slice().unwrap()).unwrap().normalize();
     let map_diff = max_abs_diff(&map.map, &npy2(&s.map));
     println!("ablationcam {} class {}: weights {weight_diff:.2e}, map {map_diff:.2e}", s.image, s.class);

@@ -18,7 +18,7 @@ use std::path::PathBuf;
 use camscope::cam::{Method, normalize::scale_like_peer};
 use camscope::engine::{Device, Engine, EngineConfig, LoadedModel, Seed, SessionOptions};
 use camscope::grad::MapLayout;
-use ndarray::{Array2, ArrayD, Ix2, Ix4};
+use ndarray::{ArrayD, Ix2, Ix4};
 use serde::Deserialize;
 
 const MAP_TOLERANCE: f32 = 1e-4;
@@ -66,13 +66,6 @@ fn index() -> Index {
 fn npy(name: &str) -> ArrayD<f32> {
     let (shape, data) = common::read_npy_f32(&dir().join(name));
     ArrayD::from_shape_vec(shape, data).unwrap()
-}
-
-/// The same comparison everywhere: same shape, every value finite, largest difference.
-fn max_abs_diff(what: &str, got: &Array2<f32>, want: &Array2<f32>) -> f32 {
-    assert_eq!(got.dim(), want.dim(), "{what}: shapes differ");
-    assert!(got.iter().chain(want.iter()).all(|v| v.is_finite()), "{what}: non-finite values");
-    got.iter().zip(want).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max)
 }
 
 /// The default layer where it is not the layer the reference maps were made at, and why.
@@ -161,7 +154,7 @@ fn every_family_matches_its_reference_with_no_user_code() {
         let image = engine.body_batch(input.view()).unwrap_or_else(|e| panic!("{name}: {e}")).remove(0);
         if let (Some(want), Some(got)) = (&m.logits, &image.scores.logits) {
             if head == "softmax" {
-                let d = want.iter().zip(got).map(|(a, b)| (a - b).abs()).fold(0.0, f32::max);
+                let d = common::max_abs_diff(&format!("{name} logits"), got, want);
                 assert!(d < 1e-4, "{name}: logits differ by {d}");
             }
         }
@@ -175,6 +168,7 @@ fn every_family_matches_its_reference_with_no_user_code() {
             let out = engine.map(&image, method, &seed).unwrap_or_else(|e| panic!("{name} {}: {e}", r.method));
             let raw = &out.raw.map;
             let got = if r.normalisation.starts_with("relu / max") {
+                common::max_abs(&format!("{name} {} raw map", r.method), raw); // finite, not empty
                 let max = raw.iter().copied().fold(0.0f32, f32::max);
                 raw.mapv(|v| v.max(0.0) / max)
             } else {
@@ -201,7 +195,7 @@ fn every_family_matches_its_reference_with_no_user_code() {
                 want = scale_like_peer(scale_like_peer(oriented.mapv(|v| v.max(0.0)).view()).view());
             }
             let what = format!("{name} {} class {} ({})", r.method, r.class, r.target);
-            let d = max_abs_diff(&what, &got, &want);
+            let d = common::max_abs_diff(&what, &got, &want);
             checked_maps += 1;
             worst.push((what, d));
         }

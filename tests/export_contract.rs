@@ -205,9 +205,8 @@ fn exported_graph_equals_the_explainers_body_and_head() {
         let head = ex.head(body.activation.view(), &side, seed.view()).unwrap();
         let want: [&ArrayD<f32>; 3] = [&head.scores, &body.activation, &head.gradient];
         for ((name, g), w) in ["scores", "activations", "gradients"].iter().zip(&got).zip(want) {
-            assert_eq!(g.shape(), w.shape(), "{kind} {name}");
-            let scale = w.iter().fold(0f32, |a, v| a.max(v.abs()));
-            let err = g.iter().zip(w).fold(0f32, |a, (x, y)| a.max((x - y).abs()));
+            let scale = common::max_abs(&format!("{kind} {name}"), w);
+            let err = common::max_abs_diff(&format!("{kind} {name}"), g, w);
             eprintln!("{} {kind} {name}: max abs {err:.2e} (max |value| {scale:.2e})", target.tensor);
             assert!(err <= 1e-5 * scale, "{kind} {name}: export and body+head differ by {err:.2e}");
         }

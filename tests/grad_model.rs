@@ -104,13 +104,9 @@ fn gradient(ex: &mut Explainer, body: &BodyOutput, seed: &Array2<f32>) -> ArrayD
     ex.head(body.activation.view(), &side, seed.view()).expect("head").gradient
 }
 
-/// max |got - want| / max |want|.
+/// max |got - want| / max |want| (same shape, all finite: [`common::max_rel_diff`]).
 fn relative(got: &ArrayD<f32>, want: &ArrayD<f32>) -> f32 {
-    assert_eq!(got.shape(), want.shape());
-    let scale = want.iter().fold(0f32, |m, v| m.max(v.abs()));
-    let err = got.iter().zip(want).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
-    assert!(scale > 0.0, "reference is zero everywhere");
-    err / scale
+    common::max_rel_diff("camscope vs torch autograd", got, want)
 }
 
 #[test]
@@ -163,7 +159,7 @@ fn gradients_equal_torch_autograd_at_the_default_and_an_earlier_layer() {
 fn finite_differences(ex: &mut Explainer, body: &BodyOutput, seed: &Array2<f32>, h: f32, tol: f32, n: usize) -> f32 {
     let side: Vec<_> = body.side.iter().map(|s| s.view()).collect();
     let grad = ex.head(body.activation.view(), &side, seed.view()).expect("head").gradient;
-    let max_grad = grad.iter().fold(0f32, |m, g| m.max(g.abs()));
+    let max_grad = common::max_abs("gradient graph", &grad);
     assert!(max_grad > 0.0, "zero gradient");
     let mut f = |i: usize, step: f32| -> f64 {
         let mut a = body.activation.clone();
@@ -184,6 +180,7 @@ fn finite_differences(ex: &mut Explainer, body: &BodyOutput, seed: &Array2<f32>,
             let quarter = (f(i, h / 4.0) - f(i, -h / 4.0)) / (hh / 2.0);
             err = [(plus - f0) / hh, (f0 - minus) / hh, quarter].into_iter().map(rel).fold(err, f32::min);
         }
+        assert!(err.is_finite(), "element {i}: finite differences give {err}");
         worst = worst.max(err);
     }
     worst
@@ -239,7 +236,7 @@ fn head_scores_for_a_one_hot_seed_are_the_model_logits() {
             let top = body.output.iter().enumerate().max_by(|a, b| a.1.total_cmp(b.1)).unwrap().0;
             let side: Vec<_> = body.side.iter().map(|s| s.view()).collect();
             let head = ex.head(body.activation.view(), &side, one_hot(&[(top, 1.0)]).view()).expect("head");
-            let err = head.scores.iter().zip(&body.output).fold(0f32, |m, (a, b)| m.max((a - b).abs()));
+            let err = common::max_abs_diff(&format!("{rel} head scores vs body logits"), &head.scores, &body.output);
             eprintln!("{rel} {}: head scores vs body logits max abs {err:.2e}", tensor.unwrap_or(HEAD));
             assert!(err <= 1e-4, "{rel}: the head's scores differ from the model's logits by {err:.2e}");
         }

@@ -24,11 +24,6 @@ fn read2(name: &str) -> Array2<f32> {
     read::<f32>(name).into_dimensionality::<Ix2>().expect("2-D")
 }
 
-fn max_abs_diff(a: &Array2<f32>, b: &Array2<f32>) -> f32 {
-    assert_eq!(a.dim(), b.dim());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
-}
-
 fn rgb(a: &ArrayD<u8>) -> RgbImage {
     let a = a.view().into_dimensionality::<Ix3>().expect("[H, W, 3]");
     let (h, w, _) = a.dim();
@@ -41,7 +36,7 @@ fn resize_matches_opencv_inter_linear() {
         let x = read2(&format!("resize_{tag}_in.npy"));
         let want = read2(&format!("resize_{tag}_out.npy"));
         let got = resize::resize(x.view(), want.nrows(), want.ncols());
-        let d = max_abs_diff(&got, &want);
+        let d = common::max_abs_diff(&format!("resize {tag}"), &got, &want);
         println!("resize {tag}: max |camscope - cv2| = {d:.2e}");
         assert!(d <= 1e-5, "{tag}: {d}");
     }
@@ -53,7 +48,7 @@ fn align_corners_matches_torch_upsampling_bilinear2d() {
         let x = read2(&format!("align_{tag}_in.npy"));
         let want = read2(&format!("align_{tag}_out.npy"));
         let got = resize::resize_align_corners(x.view(), want.nrows(), want.ncols());
-        let d = max_abs_diff(&got, &want);
+        let d = common::max_abs_diff(&format!("align_corners {tag}"), &got, &want);
         println!("align_corners {tag}: max |camscope - torch| = {d:.2e}");
         assert!(d <= 1e-6, "{tag}: {d}");
     }

@@ -48,3 +48,56 @@ pub fn read_npy_f32(path: &Path) -> (Vec<usize>, Vec<f32>) {
     let a = ndarray::ArrayD::<f32>::read_npy(f).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     (a.shape().to_vec(), a.iter().copied().collect())
 }
+
+/// Anything the comparison helpers accept: an ndarray array of any rank, or a flat slice (a 1-D array).
+pub trait F32Values {
+    fn values_view(&self) -> ndarray::ArrayViewD<'_, f32>;
+}
+
+impl<S: ndarray::Data<Elem = f32>, D: ndarray::Dimension> F32Values for ndarray::ArrayBase<S, D> {
+    fn values_view(&self) -> ndarray::ArrayViewD<'_, f32> {
+        self.view().into_dyn()
+    }
+}
+
+impl F32Values for [f32] {
+    fn values_view(&self) -> ndarray::ArrayViewD<'_, f32> {
+        ndarray::ArrayViewD::from_shape(ndarray::IxDyn(&[self.len()]), self).expect("1-D view of a slice")
+    }
+}
+
+impl F32Values for Vec<f32> {
+    fn values_view(&self) -> ndarray::ArrayViewD<'_, f32> {
+        self.as_slice().values_view()
+    }
+}
+
+/// The largest `|v|` of an array, after checking that it is not empty and every value is finite (panics naming
+/// `what` otherwise). A fold with `f32::max` alone would skip NaN silently.
+pub fn max_abs(what: &str, a: &(impl F32Values + ?Sized)) -> f32 {
+    let a = a.values_view();
+    assert!(!a.is_empty(), "{what}: no values");
+    if let Some((i, v)) = a.iter().enumerate().find(|(_, v)| !v.is_finite()) {
+        panic!("{what}: value {i} is {v} (of shape {:?})", a.shape());
+    }
+    a.iter().fold(0.0f32, |m, v| m.max(v.abs()))
+}
+
+/// The one comparison of the tests: `got` and `want` must have the same shape (not merely the same number of
+/// values), hold at least one value, and every value on both sides must be finite; returns the largest
+/// absolute difference. Panics, naming `what`, on any of these failures.
+pub fn max_abs_diff(what: &str, got: &(impl F32Values + ?Sized), want: &(impl F32Values + ?Sized)) -> f32 {
+    let (g, w) = (got.values_view(), want.values_view());
+    assert_eq!(g.shape(), w.shape(), "{what}: shapes differ (got, want)");
+    max_abs(&format!("{what} (got)"), &g);
+    max_abs(&format!("{what} (want)"), &w);
+    g.iter().zip(w.iter()).fold(0.0f32, |m, (a, b)| m.max((a - b).abs()))
+}
+
+/// [`max_abs_diff`] relative to the largest `|want|`, which must not be zero.
+pub fn max_rel_diff(what: &str, got: &(impl F32Values + ?Sized), want: &(impl F32Values + ?Sized)) -> f32 {
+    let d = max_abs_diff(what, got, want);
+    let scale = max_abs(what, want);
+    assert!(scale > 0.0, "{what}: the reference is zero everywhere, so no difference is measurable");
+    d / scale
+}

@@ -173,7 +173,7 @@ pub fn fd_check(
     let idx: Vec<usize> =
         if n <= max_elems { (0..n).collect() } else { (0..max_elems).map(|i| i * n / max_elems).collect() };
     let grad: Vec<f32> = head.gradient.iter().copied().collect();
-    let max_grad = grad.iter().fold(0f32, |m, g| m.max(g.abs()));
+    let max_grad = super::max_abs(&format!("gradient w.r.t. {target}"), &grad);
     let mut max_abs_err = 0f32;
     let mut max_f = 0f64;
     for &i in &idx {
@@ -184,6 +184,7 @@ pub fn fd_check(
         let (fp, fm) = (f(&mut ex, &plus), f(&mut ex, &minus));
         max_f = max_f.max(fp.abs()).max(fm.abs());
         let fd = ((fp - fm) / (2.0 * f64::from(h))) as f32;
+        assert!(fd.is_finite(), "element {i} of {target}: the finite difference is {fd} (scores {fp}, {fm})");
         if std::env::var_os("FD_DEBUG").is_some() && (fd - grad[i]).abs() > 1e-4 {
             eprintln!("element {i}: value {} fd {fd} graph {}", a0.as_slice().unwrap()[i], grad[i]);
         }
