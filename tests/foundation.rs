@@ -7,6 +7,7 @@ use camscope::engine::{Classifier, Device, LoadedModel, SessionOptions};
 use camscope::imaging;
 use camscope::scores::ClassScores;
 use common::*;
+use std::path::Path;
 
 fn cpu() -> SessionOptions {
     SessionOptions { device: Device::Cpu, ..SessionOptions::default() }
@@ -21,11 +22,6 @@ fn classify(m: &LoadedModel, rel: &str) -> ClassScores {
     let x = imaging::load_tensor(&sample(rel), &m.card.input).unwrap();
     let out = c.run(x.insert_axis(ndarray::Axis(0)).view()).unwrap();
     ClassScores::from_output(out.row(0).as_slice().unwrap(), m.head)
-}
-
-fn max_abs_diff(a: &[f32], b: &[f32]) -> f32 {
-    assert_eq!(a.len(), b.len());
-    a.iter().zip(b).map(|(x, y)| (x - y).abs()).fold(0.0, f32::max)
 }
 
 #[test]
@@ -52,7 +48,7 @@ fn preprocessing_matches_export_script_png() {
     assert_eq!(shape, vec![1, 3, 224, 224]);
     let got = imaging::load_tensor(&sample("tabby/chelsea.png"), &c.card.input).unwrap();
     assert_eq!(got.shape(), &[3, 224, 224]);
-    let err = max_abs_diff(got.as_slice().unwrap(), &want);
+    let err = max_abs_diff("preprocessed chelsea.png", got.as_slice().unwrap(), &want);
     assert!(err <= 1e-5, "max abs diff {err} vs the export script's tensor");
 }
 
@@ -65,7 +61,7 @@ fn preprocessing_matches_export_script_jpeg_within_decoder_rounding() {
     let (_, want) = read_npy_f32(&data("preprocessed_grace_hopper.npy"));
     let got = imaging::load_tensor(&sample("military_uniform/grace_hopper.jpg"), &c.card.input).unwrap();
     let got = got.as_slice().unwrap();
-    let err = max_abs_diff(got, &want);
+    let err = max_abs_diff("preprocessed grace_hopper.jpg", got, &want);
     let mean: f32 = got.iter().zip(&want).map(|(a, b)| (a - b).abs()).sum::<f32>() / got.len() as f32;
     assert!(err <= 4.0 / 128.0 + 1e-6 && mean < 0.5 / 128.0, "max {err}, mean {mean}");
 }
@@ -134,8 +130,62 @@ fn missing_onnxruntime_is_one_line_with_install_command() {
         &["explain", "--ort-lib", "/nonexistent/libonnxruntime.so", "samples/espresso/coffee.png"],
         &["/nonexistent/libonnxruntime.so", "scripts/setup-ort"],
     );
-    // Not ONNX Runtime at all: a real shared library without its API.
+    // A file that is no shared library at all.
     let out = camscope(&["explain", "--ort-lib", "tests/data/bad/garbage.onnx", "samples/espresso/coffee.png"]);
     let line = one_line_error(&out);
     assert!(line.contains("garbage.onnx") && line.contains("scripts/setup-ort"), "{line}");
+}
+
+/// The C library this test process itself runs on: a real shared library that loads, but has no ONNX Runtime API.
+fn libc_path() -> String {
+    let maps = std::fs::read_to_string("/proc/self/maps").expect("/proc/self/maps (Linux)");
+    let path = maps
+        .lines()
+        .filter_map(|l| l.split_whitespace().nth(5))
+        .find(|p| p.rsplit('/').next().is_some_and(|f| f.starts_with("libc.so") || f.starts_with("libc-")))
+        .expect("libc among the mapped files");
+    assert!(Path::new(path).is_file(), "{path}");
+    path.to_owned()
+}
+
+#[test]
+fn a_real_shared_library_that_is_not_onnx_runtime_is_one_line() {
+    let lib = libc_path();
+    // Through --ort-lib, and through ORT_DYLIB_PATH (the search order's second place).
+    let out = camscope(&["explain", "--ort-lib", &lib, "samples/espresso/coffee.png"]);
+    let line = one_line_error(&out);
+    assert!(line.contains(&lib) && line.contains("not an ONNX Runtime library"), "{line}");
+    assert!(line.contains("scripts/setup-ort"), "{line}");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_camscope"))
+        .args(["explain", "samples/espresso/coffee.png"])
+        .env("ORT_DYLIB_PATH", &lib)
+        .current_dir(root())
+        .output()
+        .unwrap();
+    let line = one_line_error(&out);
+    assert!(line.contains(&lib) && line.contains("not an ONNX Runtime library"), "{line}");
+}
+
+/// The shared comparison of tests/common refuses what a bare `fold(0.0, f32::max)` lets through.
+#[test]
+fn comparisons_refuse_other_shapes_non_finite_values_and_empty_arrays() {
+    let a = ndarray::Array2::<f32>::zeros((2, 3));
+    assert_eq!(max_abs_diff("same", &a, &a), 0.0);
+    let caught = |f: fn()| std::panic::catch_unwind(f).is_err();
+    assert!(caught(|| {
+        max_abs_diff("shape", &ndarray::Array2::<f32>::zeros((2, 3)), &ndarray::Array2::<f32>::zeros((3, 2)));
+    }));
+    assert!(caught(|| {
+        max_abs_diff("nan", &vec![0.0, f32::NAN], &vec![0.0, 0.0]);
+    }));
+    assert!(caught(|| {
+        max_abs_diff("inf", &vec![0.0, 0.0], &vec![f32::INFINITY, 0.0]);
+    }));
+    assert!(caught(|| {
+        max_abs_diff("empty", &Vec::<f32>::new(), &Vec::<f32>::new());
+    }));
+    assert!(caught(|| {
+        max_rel_diff("zero reference", &vec![1.0], &vec![0.0]);
+    }));
+    assert_eq!(max_rel_diff("relative", &vec![1.0, 2.5], &vec![1.0, 2.0]), 0.25);
 }
