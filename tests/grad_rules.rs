@@ -430,31 +430,61 @@ fn identity_dropout_cast() {
     check(t, &[1, 5], "Identity/Dropout/Cast");
 }
 
+/// The rule divides by `sqrt(var + epsilon)`: with variances of the order of epsilon, a missing or wrong epsilon
+/// moves the gradient by 10-90 % (far past the 2e-3 tolerance). The first case sets epsilon; the second leaves
+/// it out, so the default (1e-5) must be the one the spec names.
 #[test]
 fn batch_normalization_inference() {
-    let t = Tiny::new(15)
-        .input("x", &[-1, 3, 2, 2])
-        .init("s", &[3], &[0.5, -1.5, 2.0])
-        .init("b", &[3], &[0.1, 0.2, 0.3])
-        .init("m", &[3], &[0.3, -0.2, 0.0])
-        .init("v", &[3], &[0.5, 2.0, 1.0])
-        .node("BatchNormalization", &["x", "s", "b", "m", "v"], &["t"], vec![attrs::float("epsilon", 1e-3)])
-        .node("Mul", &["t", "x"], &["u"], vec![])
-        .node("Flatten", &["u"], &["y"], vec![attrs::int("axis", 1)])
-        .output("y", &[-1, 12]);
-    check(t, &[1, 3, 2, 2], "BatchNormalization");
+    for (eps, var) in [(Some(1e-3), [1e-3, 4e-4, 2.5e-3]), (None, [1e-5, 4e-6, 2.5e-5])] {
+        let sd = var.map(|v: f32| v.sqrt());
+        let t = Tiny::new(15)
+            .input("x", &[-1, 3, 2, 2])
+            // Scales of the order of the standard deviations keep the output (and the gradient) near 1.
+            .init("s", &[3], &[0.5 * sd[0], -1.5 * sd[1], 2.0 * sd[2]])
+            .init("b", &[3], &[0.1, 0.2, 0.3])
+            .init("m", &[3], &[0.3, -0.2, 0.0])
+            .init("v", &[3], &var)
+            .node(
+                "BatchNormalization",
+                &["x", "s", "b", "m", "v"],
+                &["t"],
+                eps.map(|e| attrs::float("epsilon", e)).into_iter().collect(),
+            )
+            .node("Mul", &["t", "x"], &["u"], vec![])
+            .node("Flatten", &["u"], &["y"], vec![attrs::int("axis", 1)])
+            .output("y", &[-1, 12]);
+        check(t, &[1, 3, 2, 2], &format!("BatchNormalization epsilon {eps:?}"));
+    }
 }
 
+/// As for BatchNormalization, epsilon must matter: 0.3 against a variance of about 0.3, and the default
+/// (1e-5) against inputs scaled to a variance of about 3e-6 (with a step scaled alike).
 #[test]
 fn layer_normalization() {
-    let t = Tiny::new(17)
-        .input("x", &[-1, 2, 5])
-        .init("g", &[5], &w(5, 21))
-        .init("b", &[5], &w(5, 22))
-        .node("LayerNormalization", &["x", "g", "b"], &["t"], vec![attrs::int("axis", -1)])
-        .node("Flatten", &["t"], &["y"], vec![attrs::int("axis", 1)])
-        .output("y", &[-1, 10]);
-    check(t, &[1, 2, 5], "LayerNormalization");
+    let t = |eps: Option<f32>| {
+        Tiny::new(17)
+            .input("x", &[-1, 2, 5])
+            .init("g", &[5], &w(5, 21))
+            .init("b", &[5], &w(5, 22))
+            .node(
+                "LayerNormalization",
+                &["x", "g", "b"],
+                &["t"],
+                [Some(attrs::int("axis", -1)), eps.map(|e| attrs::float("epsilon", e))].into_iter().flatten().collect(),
+            )
+            .node("Flatten", &["t"], &["y"], vec![attrs::int("axis", 1)])
+            .output("y", &[-1, 10])
+    };
+    check(t(Some(0.3)), &[1, 2, 5], "LayerNormalization epsilon 0.3");
+    let a = analyse(t(None).build(), "x", "y", &[1, 2, 5]).unwrap();
+    let scale = 3e-3;
+    let x = array(&[1, 2, 5], 7, 0.05).mapv(|v| v * scale);
+    let c = fd_check(&a, "x", ScoreKind::Logit, &x, None, H * scale * 1e-2, 400);
+    assert!(
+        c.max_grad > 1e-6 && c.relative() < TOL,
+        "LayerNormalization default epsilon: {c:?} (relative {})",
+        c.relative()
+    );
 }
 
 #[test]
