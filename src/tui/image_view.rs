@@ -293,16 +293,36 @@ mod tests {
 
     /// The graphics protocols reach the frame buffer: the escape data in the first cell of the
     /// centred image, the cells under it left for the terminal. No terminal here speaks them,
-    /// so this is as far as they are tested (see the README). `Picker` runs `tmux set` when it
-    /// thinks it is inside tmux, so the test steps aside there.
+    /// so this is as far as they are tested (see the README). `Picker` reads `TERM` and
+    /// `TERM_PROGRAM`: inside tmux it wraps the data in passthrough and runs `tmux set` on the
+    /// user's server. So the test runs itself again in a child process with a plain terminal's
+    /// environment (tmux's and screen's variables removed), wherever it is started, and checks
+    /// that the child really ran it.
     #[test]
     fn protocols_put_their_escape_data_in_the_buffer() {
-        let in_tmux = std::env::var("TERM").is_ok_and(|t| t.starts_with("tmux") || t.starts_with("screen"))
-            || std::env::var("TERM_PROGRAM").is_ok_and(|t| t == "tmux")
-            || std::env::var_os("TMUX").is_some();
-        if in_tmux {
+        const CHILD: &str = "CAMSCOPE_TEST_PLAIN_TERMINAL";
+        if std::env::var_os(CHILD).is_none() {
+            let name = format!(
+                "{}::protocols_put_their_escape_data_in_the_buffer",
+                module_path!().split_once("::").expect("crate::module path").1
+            );
+            let out = std::process::Command::new(std::env::current_exe().expect("the test binary"))
+                .args([name.as_str(), "--exact", "--nocapture", "--test-threads=1"])
+                .env(CHILD, "1")
+                .env("TERM", "xterm-256color")
+                .env_remove("TERM_PROGRAM")
+                .env_remove("TMUX")
+                .env_remove("STY")
+                .output()
+                .expect("run the test binary");
+            let stdout = String::from_utf8_lossy(&out.stdout);
+            let report = format!("{stdout}{}", String::from_utf8_lossy(&out.stderr));
+            assert!(out.status.success(), "in a plain terminal's environment: {report}");
+            assert!(stdout.contains("1 passed"), "the child ran no test: {report}");
             return;
         }
+        assert_eq!(std::env::var("TERM").as_deref(), Ok("xterm-256color"));
+        assert!(std::env::var_os("TMUX").is_none() && std::env::var_os("TERM_PROGRAM").is_none());
         let img = RgbImage::from_fn(40, 40, |x, y| image::Rgb([x as u8 * 6, y as u8 * 6, 128]));
         for (proto, prefix) in
             [(ProtocolType::Sixel, "\x1bP"), (ProtocolType::Kitty, "\x1b_G"), (ProtocolType::Iterm2, "\x1b]1337;")]
@@ -315,7 +335,9 @@ mod tests {
             view.render(&mut buf, area, 1, 0, &img);
             let first = (0..10).flat_map(|y| (0..30).map(move |x| (x, y))).find(|&p| buf[p].symbol().len() > 4);
             let (x, y) = first.unwrap_or_else(|| panic!("{proto:?}: no escape data in the buffer"));
-            assert!(buf[(x, y)].symbol().contains(prefix), "{proto:?}: {:?}", &buf[(x, y)].symbol()[..12]);
+            let data = buf[(x, y)].symbol();
+            assert!(data.contains(prefix), "{proto:?}: {:?}", &data[..12]);
+            assert!(!data.contains("tmux;"), "{proto:?}: wrapped in tmux passthrough outside tmux");
             // Scaled up to the area's height (10 rows of 20-pixel cells: 200x200 pixels, 20 columns of
             // 10 pixels), centred in its 30 columns.
             assert_eq!((x, y), (5, 0), "{proto:?}");
