@@ -288,6 +288,51 @@ fn browse_1000_images_benchmark() {
     report(&std::fs::read_to_string(&trace).unwrap());
 }
 
+/// `--trace` in CI (the benchmark above is ignored): two images shown, one key, the exit; one JSON object per
+/// line, in time order, with the fields the benchmark's report reads.
+#[test]
+fn trace_records_keys_shown_frames_and_the_exit() {
+    let dir = tempfile::tempdir().unwrap();
+    let trace = dir.path().join("trace.jsonl");
+    let t = Tmux::start(&root(), &["samples", "--graphics", "halfblocks", "--trace", trace.to_str().unwrap()], &[]);
+    t.wait("the first map", |_, s| map_shown(s) && s.contains("astronaut"));
+    t.keys(&["j"]);
+    t.wait("the second image's map", |_, s| map_shown(s) && s.contains("Files 2/9"));
+    t.keys(&["q"]);
+    let s = t.wait("camscope to exit", |_, s| s.contains("RAW="));
+    assert!(s.contains("EXITED=0"), "{s}");
+    let text = std::fs::read_to_string(&trace).unwrap();
+    let events: Vec<serde_json::Value> =
+        text.lines().map(|l| serde_json::from_str(l).unwrap_or_else(|e| panic!("{e}: {l}"))).collect();
+    let kind = |e: &serde_json::Value| e["ev"].as_str().unwrap_or_default().to_owned();
+    let times: Vec<f64> = events.iter().map(|e| e["t_ms"].as_f64().expect("t_ms")).collect();
+    assert!(times.windows(2).all(|w| w[0] <= w[1]), "events out of time order: {text}");
+    let keys: Vec<&serde_json::Value> = events.iter().filter(|e| kind(e) == "key").collect();
+    assert_eq!(
+        keys.iter().map(|e| e["key"].as_str().unwrap()).collect::<Vec<_>>(),
+        ["Char('j')", "Char('q')"],
+        "{text}"
+    );
+    let shown: Vec<&serde_json::Value> = events.iter().filter(|e| kind(e) == "shown").collect();
+    let images = shown.iter().filter(|e| e["kind"] == "image").count();
+    assert!(images >= 2, "the first image and the one after `j`: {text}");
+    for e in &shown {
+        for field in ["latency_ms", "frame_ms", "decode_ms", "body_ms", "head_ms", "map_ms"] {
+            assert!(e[field].as_f64().is_some_and(|v| v >= 0.0 && v.is_finite()), "{field} in {e}");
+        }
+        assert!(e["serial"].as_u64().is_some() && e["vm_rss_kb"].as_u64().is_some_and(|v| v > 0), "{e}");
+    }
+    // The image shown after `j` came after the key, and its latency is measured from it.
+    let j_at = keys[0]["t_ms"].as_f64().unwrap();
+    let after =
+        shown.iter().find(|e| e["kind"] == "image" && e["t_ms"].as_f64().unwrap() >= j_at).expect("shown after j");
+    let latency = after["latency_ms"].as_f64().unwrap();
+    assert!(latency <= after["t_ms"].as_f64().unwrap() - j_at + 1.0, "latency {latency} from the key: {after}");
+    let last = events.last().unwrap();
+    assert_eq!(kind(last), "exit", "{text}");
+    assert!(last["vm_hwm_kb"].as_u64().is_some_and(|hwm| hwm >= last["vm_rss_kb"].as_u64().unwrap()), "{last}");
+}
+
 fn make_images(dir: &Path, n: usize) {
     let sources: Vec<image::RgbImage> = [
         "astronaut/astronaut.png",
