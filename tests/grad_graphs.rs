@@ -5,7 +5,7 @@ mod common;
 
 use std::path::Path;
 
-use camscope::engine::{EngineError, LoadedModel};
+use camscope::engine::{Engine, EngineConfig, EngineError, LoadedModel};
 use camscope::grad::{GradError, MapLayout, ScoreKind};
 use camscope::onnx::{self, attrs};
 use common::onnx_build::*;
@@ -330,6 +330,34 @@ fn model_that_only_runs_at_batch_one_is_fed_one_image_at_a_time() {
     image_card(dir.path(), "one.onnx", 4);
     let lm = LoadedModel::open(&p, None, &cpu()).unwrap();
     assert!(lm.fixed_batch);
+    // Five images through an engine asked for batches of 4: each must run alone.
+    let mut engine =
+        Engine::from_model(lm, EngineConfig { session: cpu(), batch: 4, ..EngineConfig::default() }).expect("engine");
+    let two = ndarray::Array4::<f32>::zeros((2, 3, 4, 4));
+    assert!(engine.body_batch(two.view()).is_err(), "the model really refuses a batch of two");
+    let paths: Vec<std::path::PathBuf> = (0..5u8)
+        .map(|i| {
+            let path = dir.path().join(format!("img{i}.png"));
+            let img =
+                image::RgbImage::from_fn(4, 4, |x, y| image::Rgb([i * 40 + x as u8 * 9, y as u8 * 50, 200 - i * 30]));
+            img.save(&path).unwrap();
+            path
+        })
+        .collect();
+    let w = values(144, 4, 0.0);
+    let mut logits = Vec::new();
+    for (path, loaded) in paths.iter().zip(engine.load_many(&paths)) {
+        let loaded = loaded.unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        // y = relu(x).flatten() · W by hand, on the sample the engine fed.
+        let x: Vec<f32> = loaded.input.iter().copied().collect();
+        let want: Vec<f32> =
+            (0..3).map(|k| x.iter().enumerate().map(|(i, v)| v.max(0.0) * w[i * 3 + k]).sum()).collect();
+        let got = loaded.scores.logits.clone().expect("logits");
+        let d = max_abs_diff(&path.display().to_string(), &got, &want);
+        assert!(d <= 1e-5, "{}: {got:?} vs {want:?}", path.display());
+        logits.push(got);
+    }
+    assert!(logits.windows(2).all(|p| p[0] != p[1]), "five different images, five different results: {logits:?}");
 }
 
 #[test]
