@@ -60,6 +60,10 @@ pub struct Explanation {
     /// Faithfulness metrics, when asked for.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub metrics: Option<Metrics>,
+    /// Why this result may be wrong, from decoding the image (a truncated JPEG accepted
+    /// with `--allow-truncated`); absent when there is nothing to say.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 /// [`MapStatus`] in the words of the JSON output.

@@ -40,6 +40,8 @@ struct InspectCli {
     path: Option<PathBuf>,
     #[command(flatten)]
     model: ModelArgs,
+    #[command(flatten)]
+    decode: DecodeArgs,
     /// Target layer: tensor name, node name, or a unique part of one (default: the last map before pooling)
     #[arg(long, short = 'l')]
     layer: Option<String>,
@@ -94,16 +96,47 @@ pub struct ModelArgs {
     /// tokens first (class, registers), or K+HxW (default: read from the graph)
     #[arg(long, value_name = "K+HxW")]
     pub tokens: Option<camscope::grad::TokenSpec>,
+    /// How images are read: set from the commands that read images (see [`DecodeArgs`]).
+    #[arg(skip)]
+    pub decode: DecodeArgs,
+}
+
+/// How the commands that read images decode them (explain, batch, triage, bench, the
+/// inspector). They change the tensor a file becomes, so they travel in the model card's
+/// input spec (and the triage cache keys on them).
+#[derive(Args, Clone, Debug, Default)]
+pub struct DecodeArgs {
+    /// Use pixels as stored, ignoring the EXIF orientation (for a model trained on raw sensor orientation)
+    #[arg(long)]
+    pub ignore_exif: bool,
+    /// Use truncated JPEGs (the missing part is grey) instead of refusing them, with a warning in every output
+    #[arg(long)]
+    pub allow_truncated: bool,
+    /// Refuse images with more pixels than this (default: 178956970, as Pillow; a guard against decompression bombs)
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_pixels: Option<u64>,
 }
 
 impl ModelArgs {
-    /// Open the model with these options (the card, then `--tokens` over the card's).
+    /// Open the model with these options (the card, then `--tokens` and the decoding options
+    /// over the card's).
     pub fn open(&self, path: &std::path::Path) -> Result<camscope::engine::LoadedModel, camscope::engine::EngineError> {
         let mut m = camscope::engine::LoadedModel::open(path, self.card.as_deref(), &self.session_options())?;
+        self.apply(&mut m);
+        Ok(m)
+    }
+
+    /// Put the command line's `--tokens` and decoding options over an opened model's card.
+    pub fn apply(&self, m: &mut camscope::engine::LoadedModel) {
         if self.tokens.is_some() {
             m.analysis.set_tokens(self.tokens);
         }
-        Ok(m)
+        let input = &mut m.card.input;
+        input.ignore_exif |= self.decode.ignore_exif;
+        input.allow_truncated = self.decode.allow_truncated;
+        if let Some(n) = self.decode.max_pixels {
+            input.max_pixels = n;
+        }
     }
 
     pub fn session_options(&self) -> SessionOptions {
@@ -124,6 +157,8 @@ enum Command {
         args: commands::explain::ExplainArgs,
         #[command(flatten)]
         model: ModelArgs,
+        #[command(flatten)]
+        decode: DecodeArgs,
     },
     /// Explain every image under DIR: overlays mirroring the tree in OUTDIR, report.json and report.csv
     Batch {
@@ -131,6 +166,8 @@ enum Command {
         args: commands::batch::BatchArgs,
         #[command(flatten)]
         model: ModelArgs,
+        #[command(flatten)]
+        decode: DecodeArgs,
     },
     /// Triage misclassifications: accuracy, confusions, and maps (predicted / true / contrast) for each mistake
     Triage {
@@ -138,6 +175,8 @@ enum Command {
         args: commands::triage::TriageArgs,
         #[command(flatten)]
         model: ModelArgs,
+        #[command(flatten)]
+        decode: DecodeArgs,
     },
     /// Measure camscope's speed on this machine: forward, body, head, Grad-CAM, Score-CAM, throughput
     Bench {
@@ -146,6 +185,8 @@ enum Command {
         image: Option<PathBuf>,
         #[command(flatten)]
         model: ModelArgs,
+        #[command(flatten)]
+        decode: DecodeArgs,
         /// Repetitions per figure (medians are reported)
         #[arg(long, default_value_t = 30)]
         runs: usize,
@@ -236,16 +277,18 @@ fn main() -> ExitCode {
             labels: i.labels,
             trace: i.trace,
         };
-        return finish(commands::inspect::run(&args, &i.model));
+        let model = ModelArgs { decode: i.decode, ..i.model };
+        return finish(commands::inspect::run(&args, &model));
     };
     let result = match command {
-        Command::Explain { args, model } => commands::explain::run(&args, &model),
-        Command::Batch { args, model } => commands::batch::run(&args, &model),
-        Command::Triage { args, model } => commands::triage::run(&args, &model),
-        Command::Bench { scan: Some(n), model, batch, decoders, .. } => {
-            commands::bench::run_scan(n, &model, batch, decoders)
+        Command::Explain { args, model, decode } => commands::explain::run(&args, &ModelArgs { decode, ..model }),
+        Command::Batch { args, model, decode } => commands::batch::run(&args, &ModelArgs { decode, ..model }),
+        Command::Triage { args, model, decode } => commands::triage::run(&args, &ModelArgs { decode, ..model }),
+        Command::Bench { scan: Some(n), model, decode, batch, decoders, .. } => {
+            commands::bench::run_scan(n, &ModelArgs { decode, ..model }, batch, decoders)
         }
-        Command::Bench { image, model, runs, scorecam_runs, json, .. } => {
+        Command::Bench { image, model, decode, runs, scorecam_runs, json, .. } => {
+            let model = ModelArgs { decode, ..model };
             let image = image.unwrap_or_else(|| {
                 std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/espresso/coffee.png")
             });

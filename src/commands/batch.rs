@@ -71,6 +71,9 @@ pub struct Entry {
     /// File size and modification time the entry was computed from (for resuming).
     pub size: u64,
     pub modified_ns: i128,
+    /// Why this entry may be wrong (a truncated JPEG used with `--allow-truncated`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub warnings: Vec<String>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -185,7 +188,14 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
         let rel = img.strip_prefix(&args.dir).unwrap_or(img).to_string_lossy().into_owned();
         let (size, modified_ns) = stamp(img);
         match previous.get(&rel) {
-            Some(e) if e.size == size && e.modified_ns == modified_ns && args.out.join(&e.output).is_file() => {
+            // An entry made from a truncated file under --allow-truncated is redone (and so
+            // refused) by a run without it.
+            Some(e)
+                if e.size == size
+                    && e.modified_ns == modified_ns
+                    && (e.warnings.is_empty() || engine.model().card.input.allow_truncated)
+                    && args.out.join(&e.output).is_file() =>
+            {
                 entries.push(e.clone());
                 reused += 1;
             }
@@ -235,6 +245,9 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
                     continue;
                 }
             };
+            for w in &loaded.warnings {
+                eprintln!("camscope: warning: {w}");
+            }
             let target = class.unwrap_or_else(|| loaded.scores.argmax());
             let map = engine.map(&loaded, args.method, &Seed::Class(target))?;
             let t0 = std::time::Instant::now();
@@ -273,6 +286,7 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
                 },
                 size: *size,
                 modified_ns: *modified_ns,
+                warnings: loaded.warnings.clone(),
             });
             progress.step(&format!("{rel} -> {}", written.display()));
         }

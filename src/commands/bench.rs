@@ -74,9 +74,7 @@ pub fn run(args: &BenchArgs, model: &ModelArgs) -> Result<ExitCode> {
     // Loading: the model (card, shape probing) and ONNX Runtime sessions.
     let (loaded, load_ms) = time_ms(|| LoadedModel::open(&path, model.card.as_deref(), &opts));
     let mut loaded = loaded?;
-    if model.tokens.is_some() {
-        loaded.analysis.set_tokens(model.tokens);
-    }
+    model.apply(&mut loaded);
     add("model load (read, card, shape probe)", load_ms, "ms");
     let session_ms = bench(args.runs.min(20), || {
         GraphSession::from_file(&path, &opts)?;
@@ -225,15 +223,16 @@ pub fn run_scan(n: usize, model: &ModelArgs, batch: usize, decoders: Option<usiz
     let path = super::model_path(model)?;
     let opts = model.session_options();
     let mut loaded = LoadedModel::open(&path, model.card.as_deref(), &opts)?;
-    if model.tokens.is_some() {
-        loaded.analysis.set_tokens(model.tokens);
-    }
+    model.apply(&mut loaded);
     let dir = std::env::temp_dir().join(format!("camscope-bench-scan-{}", std::process::id()));
     let _cleanup = RemoveOnDrop(dir.clone());
     let t0 = Instant::now();
     let sources: Vec<image::RgbImage> = ["tabby/chelsea.png", "espresso/coffee.png", "tripod/camera.png"]
         .iter()
-        .map(|s| imaging::load_rgb(&std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples").join(s)))
+        .map(|s| {
+            let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples").join(s);
+            imaging::load_rgb(&sample, &loaded.card.input.decode_options())
+        })
         .collect::<Result<_, _>>()?;
     for i in 0..n {
         let class_dir = dir.join(["tabby", "espresso", "tripod"][i % 3]);

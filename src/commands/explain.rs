@@ -119,6 +119,9 @@ pub fn run(args: &ExplainArgs, model: &ModelArgs) -> Result<ExitCode> {
                 continue;
             }
         };
+        for w in &loaded.warnings {
+            eprintln!("camscope: warning: {w}");
+        }
         let top = loaded.scores.top_k(args.top, &labels);
         let wanted = if classes.is_empty() { vec![loaded.scores.argmax()] } else { classes.clone() };
         if !args.json {
@@ -172,6 +175,7 @@ pub fn run(args: &ExplainArgs, model: &ModelArgs) -> Result<ExitCode> {
                 raw_max: map.normalized.raw_max,
                 timings,
                 metrics,
+                warnings: loaded.warnings.clone(),
             };
             let written = match (&args.out, &out_dir) {
                 (Some(_), Some(dir)) => {

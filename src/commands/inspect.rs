@@ -62,9 +62,7 @@ pub fn run(args: &InspectArgs, model: &ModelArgs) -> Result<ExitCode> {
         ..EngineConfig::default()
     };
     let mut loaded = LoadedModel::open(&path, model.card.as_deref(), &config.session)?;
-    if model.tokens.is_some() {
-        loaded.analysis.set_tokens(model.tokens);
-    }
+    model.apply(&mut loaded);
     let triage = scan_job(args, model, &loaded)?;
     let engine = Engine::from_model(loaded, config)?;
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {

@@ -107,6 +107,21 @@ pub struct Loaded {
     pub side: Vec<ArrayD<f32>>,
     /// Decode and body time when it was computed.
     pub timings: Timings,
+    /// What the decoder had to say about the file (a truncated JPEG used with
+    /// `--allow-truncated`), one line each: every output of this image repeats them, since
+    /// its scores and maps may be wrong.
+    pub warnings: Vec<String>,
+}
+
+/// An image decoded and preprocessed for the model, before any model run.
+#[derive(Debug, Clone)]
+pub struct Preprocessed {
+    /// The pixels the model sees (cropped and resized).
+    pub view: RgbImage,
+    /// The normalised input sample in the model's layout.
+    pub input: Array3<f32>,
+    /// The decoder's warnings (see [`Loaded::warnings`]).
+    pub warnings: Vec<String>,
 }
 
 impl Weighed for Loaded {
@@ -245,11 +260,12 @@ impl Engine {
     }
 
     /// Decode and preprocess an image (no model run).
-    pub fn preprocess(&self, path: &Path) -> Result<(RgbImage, Array3<f32>), ImageError> {
-        let rgb = imaging::load_rgb(path)?;
-        let view = imaging::model_view(&rgb, &self.model.card.input);
-        let input = imaging::normalize(&view, &self.model.card.input);
-        Ok((view, input))
+    pub fn preprocess(&self, path: &Path) -> Result<Preprocessed, ImageError> {
+        let spec = &self.model.card.input;
+        let decoded = imaging::load_image(path, &spec.decode_options())?;
+        let view = imaging::model_view(&decoded.rgb, spec);
+        let input = imaging::normalize(&view, spec);
+        Ok(Preprocessed { view, input, warnings: decoded.warnings })
     }
 
     /// Body results for an image: from the cache, or decoded and run now.
@@ -259,12 +275,12 @@ impl Engine {
             return Ok(hit);
         }
         let t0 = Instant::now();
-        let (view, input) = self.preprocess(path)?;
+        let Preprocessed { view, input, warnings } = self.preprocess(path)?;
         let decode_ms = ms(t0);
         let mut out = self.run_body(std::slice::from_ref(&input.view()))?;
         let mut loaded = out.remove(0);
         loaded.timings.decode_ms = decode_ms;
-        let loaded = Arc::new(Loaded { path: path.to_owned(), view, ..loaded });
+        let loaded = Arc::new(Loaded { path: path.to_owned(), view, warnings, ..loaded });
         self.cache.insert(key, loaded.clone());
         Ok(loaded)
     }
@@ -274,7 +290,7 @@ impl Engine {
     pub fn load_many(&mut self, paths: &[PathBuf]) -> Vec<Result<Arc<Loaded>, ExplainError>> {
         let batch = if self.model.fixed_batch { 1 } else { self.config.batch.max(1) };
         let mut results: Vec<Option<Result<Arc<Loaded>, ExplainError>>> = (0..paths.len()).map(|_| None).collect();
-        let mut pending: Vec<(usize, ImageKey, RgbImage, Array3<f32>, f64)> = Vec::new();
+        let mut pending: Vec<(usize, ImageKey, Preprocessed, f64)> = Vec::new();
         for (i, p) in paths.iter().enumerate() {
             let key = ImageKey::of(p);
             if let Some(hit) = self.cache.get(&key) {
@@ -283,17 +299,19 @@ impl Engine {
             }
             let t0 = Instant::now();
             match self.preprocess(p) {
-                Ok((view, input)) => pending.push((i, key, view, input, ms(t0))),
+                Ok(pre) => pending.push((i, key, pre, ms(t0))),
                 Err(e) => results[i] = Some(Err(e.into())),
             }
         }
         for chunk in pending.chunks(batch) {
-            let views: Vec<ArrayView3<'_, f32>> = chunk.iter().map(|c| c.3.view()).collect();
+            let views: Vec<ArrayView3<'_, f32>> = chunk.iter().map(|c| c.2.input.view()).collect();
             match self.run_body(&views) {
                 Ok(outs) => {
-                    for ((i, key, view, _, decode_ms), mut l) in chunk.iter().cloned().zip(outs) {
+                    for ((i, key, Preprocessed { view, warnings, .. }, decode_ms), mut l) in
+                        chunk.iter().cloned().zip(outs)
+                    {
                         l.timings.decode_ms = decode_ms;
-                        let l = Arc::new(Loaded { path: paths[i].clone(), view, ..l });
+                        let l = Arc::new(Loaded { path: paths[i].clone(), view, warnings, ..l });
                         self.cache.insert(key, l.clone());
                         results[i] = Some(Ok(l));
                     }
@@ -335,6 +353,7 @@ impl Engine {
                     activation: out.activation.slice_axis(Axis(0), (i..i + 1).into()).to_owned(),
                     side: out.side.iter().map(|s| slice_batch(s, i, samples.len())).collect(),
                     timings: Timings { body_ms, ..Timings::default() },
+                    warnings: Vec::new(),
                 }
             })
             .collect())

@@ -2,27 +2,77 @@
 //!
 //! Decoding is the only I/O here; everything after it is a pure function of the pixels and
 //! the model card's [`InputSpec`], so the same code serves the CLI, the TUI and the tests.
+//! Every reader of a photo (scoring, maps, overlays, the inspector's previews, triage,
+//! bench) decodes through [`load_image`], so they all see the same upright pixels.
 
 pub mod resample;
 
+use std::io::Cursor;
 use std::path::{Path, PathBuf};
 
-use image::RgbImage;
+use image::{DynamicImage, ImageDecoder, ImageFormat, RgbImage, metadata::Orientation};
 use ndarray::{Array3, Array4, ArrayView3, ArrayView4, Axis};
 
 use crate::model::{InputSpec, Layout, ResizePolicy};
+
+/// The pixel limit when none is given: 178,956,970 pixels, which is what image's default
+/// 512 MiB allocation cap allowed for an 8-bit RGB image before (512 Mi / 3), and Pillow's
+/// `DecompressionBombError` threshold (2 x `MAX_IMAGE_PIXELS`). A 12000x9000 photo fits.
+pub const DEFAULT_MAX_PIXELS: u64 = 178_956_970;
+
+/// How a file is turned into pixels. Built from the model card and the command line by
+/// [`InputSpec::decode_options`](crate::model::InputSpec::decode_options).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct DecodeOptions {
+    /// Turn the pixels upright as the file's EXIF orientation says, as Pillow's
+    /// `ImageOps.exif_transpose` does (phones store most photos sideways with a tag).
+    pub exif: bool,
+    /// Use a JPEG that ends early (the decoder fills the missing part with grey), with a
+    /// [`Decoded::warnings`] entry, instead of refusing it.
+    pub allow_truncated: bool,
+    /// Refuse images with more pixels than this before decoding them (decompression bombs).
+    pub max_pixels: u64,
+}
+
+impl Default for DecodeOptions {
+    fn default() -> Self {
+        Self { exif: true, allow_truncated: false, max_pixels: DEFAULT_MAX_PIXELS }
+    }
+}
+
+/// A decoded image and what the caller must pass on to the user about it.
+#[derive(Debug, Clone)]
+pub struct Decoded {
+    pub rgb: RgbImage,
+    /// One line each, naming the file (e.g. a truncated JPEG accepted with
+    /// [`DecodeOptions::allow_truncated`]). Every output that shows results of this image
+    /// should show these too: the scores may be wrong.
+    pub warnings: Vec<String>,
+}
 
 /// Why an image could not be turned into pixels.
 #[derive(Debug, thiserror::Error)]
 pub enum ImageError {
     #[error("{}: no such file; check the path", path.display())]
     Missing { path: PathBuf },
+    #[error("{}: a symbolic link to {}, which does not exist; fix the link or pass the image itself", path.display(), target.display())]
+    BrokenLink { path: PathBuf, target: PathBuf },
+    #[error("{}: a symbolic link that loops (it leads back to itself); fix or remove the link", path.display())]
+    LinkLoop { path: PathBuf },
     #[error("{}: cannot read: {source}; check the file's permissions", path.display())]
     Unreadable { path: PathBuf, source: std::io::Error },
     #[error("{}: not an image camscope can read ({detail}); use PNG, JPEG, GIF, BMP, TIFF, WebP, PNM or ICO", path.display())]
     NotAnImage { path: PathBuf, detail: String },
+    #[error("{}: unsupported TIFF sample format ({detail}); convert it to 8- or 16-bit integer samples", path.display())]
+    TiffSamples { path: PathBuf, detail: String },
     #[error("{}: corrupt or truncated image ({detail}); re-export or replace the file", path.display())]
     Corrupt { path: PathBuf, detail: String },
+    #[error("{}: truncated JPEG ({detail}); re-export or replace the file, or pass --allow-truncated to use the part that is there", path.display())]
+    Truncated { path: PathBuf, detail: String },
+    #[error("{}: image is {width}x{height} ({} pixels), over the limit of {limit} pixels that guards against decompression bombs; if you trust the file, pass --max-pixels {}", path.display(), u64::from(*width) * u64::from(*height), u64::from(*width) * u64::from(*height))]
+    TooLarge { path: PathBuf, width: u32, height: u32, limit: u64 },
+    #[error("{}: is a folder, not an image; pass image files, or give the folder to `camscope batch`, `camscope triage` or the inspector", path.display())]
+    IsFolder { path: PathBuf },
     #[error("{}: not a regular file (a pipe, socket or device); pass an image file", path.display())]
     NotAFile { path: PathBuf },
     #[error("{}: image is {width}x{height}, too small to use; it needs at least 1x1 pixels", path.display())]
@@ -40,36 +90,171 @@ pub fn has_image_extension(path: &Path) -> bool {
         .is_some_and(|e| IMAGE_EXTENSIONS.iter().any(|x| x.eq_ignore_ascii_case(e)))
 }
 
-/// Decode a file into 8-bit RGB. Like Pillow's `convert("RGB")`: grey is replicated, alpha
-/// dropped, EXIF orientation ignored (training pipelines ignore it too, so the model's view
-/// of the image is the unrotated one).
-pub fn load_rgb(path: &Path) -> Result<RgbImage, ImageError> {
-    let io_err = |source: std::io::Error| match source.kind() {
-        std::io::ErrorKind::NotFound => ImageError::Missing { path: path.to_owned() },
-        _ => ImageError::Unreadable { path: path.to_owned(), source },
-    };
+/// Decode a file into upright 8-bit RGB, dropping any warnings (see [`load_image`]).
+pub fn load_rgb(path: &Path, opts: &DecodeOptions) -> Result<RgbImage, ImageError> {
+    load_image(path, opts).map(|d| d.rgb)
+}
+
+/// Decode a file into 8-bit RGB. Like Pillow's `ImageOps.exif_transpose` then
+/// `convert("RGB")`: the EXIF orientation (JPEG, PNG eXIf, TIFF, WebP) is applied, grey is
+/// replicated, alpha dropped. Orientation is applied because the photo a person looks at is
+/// the upright one, and so were the images of nearly every training set (torchvision's and
+/// timm's loaders go through Pillow, and datasets are usually stored upright); a phone photo
+/// read sideways is a different input and gets different scores. A model trained on the raw
+/// stored orientation says so in its card (`[input] ignore_exif = true`), or the user passes
+/// `--ignore-exif`.
+pub fn load_image(path: &Path, opts: &DecodeOptions) -> Result<Decoded, ImageError> {
+    let io_err = |source: std::io::Error| classify_io(path, source);
+    let meta = std::fs::metadata(path).map_err(io_err)?;
+    if meta.is_dir() {
+        return Err(ImageError::IsFolder { path: path.to_owned() });
+    }
     // Reading a FIFO named `x.png` would block forever, waiting for a writer.
-    if !std::fs::metadata(path).map_err(io_err)?.is_file() {
+    if !meta.is_file() {
         return Err(ImageError::NotAFile { path: path.to_owned() });
     }
     let bytes = std::fs::read(path).map_err(io_err)?;
-    decode_rgb(&bytes, path)
+    decode_image(&bytes, path, opts)
 }
 
-/// Decode bytes (named by `path` in errors) into 8-bit RGB.
-pub fn decode_rgb(bytes: &[u8], path: &Path) -> Result<RgbImage, ImageError> {
+/// An I/O error on `path` in the words of the user's mistake: a missing file, a dangling or
+/// looping symbolic link (both read as "not found" / "too many links" to the OS), or else
+/// permissions.
+fn classify_io(path: &Path, source: std::io::Error) -> ImageError {
+    let link = std::fs::symlink_metadata(path).is_ok_and(|m| m.file_type().is_symlink());
+    #[cfg(unix)]
+    if source.raw_os_error() == Some(libc::ELOOP) {
+        return ImageError::LinkLoop { path: path.to_owned() };
+    }
+    match source.kind() {
+        std::io::ErrorKind::NotFound if link => {
+            ImageError::BrokenLink { path: path.to_owned(), target: std::fs::read_link(path).unwrap_or_default() }
+        }
+        std::io::ErrorKind::NotFound => ImageError::Missing { path: path.to_owned() },
+        _ => ImageError::Unreadable { path: path.to_owned(), source },
+    }
+}
+
+/// Decode bytes (named by `path` in errors) into upright 8-bit RGB, dropping any warnings.
+pub fn decode_rgb(bytes: &[u8], path: &Path, opts: &DecodeOptions) -> Result<RgbImage, ImageError> {
+    decode_image(bytes, path, opts).map(|d| d.rgb)
+}
+
+/// Decode bytes (named by `path` in errors) into upright 8-bit RGB (see [`load_image`]).
+pub fn decode_image(bytes: &[u8], path: &Path, opts: &DecodeOptions) -> Result<Decoded, ImageError> {
     let format = image::guess_format(bytes).map_err(|_| ImageError::NotAnImage {
         path: path.to_owned(),
         detail: if bytes.is_empty() { "the file is empty".into() } else { "unrecognised file signature".into() },
     })?;
-    let img = image::load_from_memory_with_format(bytes, format).map_err(|e| match e {
+    let mut warnings = Vec::new();
+    // image's JPEG decoder (zune-jpeg, lenient mode) fills a missing end with grey and
+    // reports success, so a half-downloaded photo would be scored as if it were whole.
+    if format == ImageFormat::Jpeg {
+        if let Some(detail) = jpeg_truncation(bytes) {
+            if !opts.allow_truncated {
+                return Err(ImageError::Truncated { path: path.to_owned(), detail });
+            }
+            warnings.push(format!(
+                "{}: truncated JPEG ({detail}), used anyway (--allow-truncated): the missing part is grey, so scores and maps may be wrong",
+                path.display()
+            ));
+        }
+    }
+    let convert = |e: image::ImageError| match e {
+        image::ImageError::Unsupported(u) if format == ImageFormat::Tiff => {
+            ImageError::TiffSamples { path: path.to_owned(), detail: u.to_string() }
+        }
         image::ImageError::Unsupported(u) => ImageError::NotAnImage { path: path.to_owned(), detail: u.to_string() },
         other => ImageError::Corrupt { path: path.to_owned(), detail: other.to_string() },
+    };
+    let mut reader = image::ImageReader::with_format(Cursor::new(bytes), format);
+    // The pixel count is checked below, from the header, before anything is allocated;
+    // image's own 512 MiB cap would otherwise refuse first, as "corrupt".
+    reader.no_limits();
+    let mut decoder = reader.into_decoder().map_err(convert)?;
+    let (width, height) = decoder.dimensions();
+    let too_large = || ImageError::TooLarge { path: path.to_owned(), width, height, limit: opts.max_pixels };
+    if u64::from(width) * u64::from(height) > opts.max_pixels {
+        return Err(too_large());
+    }
+    let mut limits = image::Limits::no_limits();
+    // Room for the largest common sample type (16-bit RGBA) at the allowed pixel count.
+    limits.max_alloc = Some(opts.max_pixels.saturating_mul(8).max(512 << 20));
+    decoder.set_limits(limits).map_err(|e| match e {
+        image::ImageError::Limits(_) => too_large(),
+        other => convert(other),
     })?;
+    // A malformed EXIF block leaves the image as stored (Pillow's exif_transpose does too).
+    let orientation =
+        if opts.exif { decoder.orientation().unwrap_or(Orientation::NoTransforms) } else { Orientation::NoTransforms };
+    let mut img = DynamicImage::from_decoder(decoder).map_err(|e| match e {
+        image::ImageError::Limits(_) => too_large(),
+        other => convert(other),
+    })?;
+    img.apply_orientation(orientation);
     if img.width() == 0 || img.height() == 0 {
         return Err(ImageError::Empty { path: path.to_owned(), width: img.width(), height: img.height() });
     }
-    Ok(img.to_rgb8())
+    Ok(Decoded { rgb: img.to_rgb8(), warnings })
+}
+
+/// Why a JPEG's bytes end before its end-of-image marker, if they do: walks the marker
+/// segments by their lengths and the compressed data to the next marker, as a decoder
+/// reads them. Data after the marker (some cameras append a second image) is fine; an
+/// EXIF thumbnail's own markers sit inside its segment and are skipped with it.
+pub fn jpeg_truncation(bytes: &[u8]) -> Option<String> {
+    let n = bytes.len();
+    let ends = |what: &str| Some(format!("the file ends after {n} bytes, {what}, before the end-of-image marker"));
+    let mut i = 2; // after SOI
+    let mut scans = 0;
+    loop {
+        // Skip anything up to the next marker (libjpeg warns about such bytes and goes on).
+        match bytes[i.min(n)..].iter().position(|&b| b == 0xFF) {
+            Some(k) => i += k,
+            None => return ends(if scans > 0 { "after the compressed image data" } else { "in the header" }),
+        }
+        while i < n && bytes[i] == 0xFF {
+            i += 1; // fill bytes
+        }
+        let Some(&marker) = bytes.get(i) else {
+            return ends("at a marker");
+        };
+        i += 1;
+        match marker {
+            0xD9 => return None,                   // EOI
+            0x00 | 0x01 | 0xD0..=0xD8 => continue, // stuffed zero, TEM, RSTn, SOI: no length
+            _ => {}
+        }
+        let Some(len) = bytes.get(i..i + 2).map(|b| usize::from(u16::from_be_bytes([b[0], b[1]]))) else {
+            return ends("in a segment header");
+        };
+        if i + len > n {
+            return ends(if marker == 0xDA { "in a scan header" } else { "inside a header segment" });
+        }
+        i += len.max(2);
+        if marker == 0xDA {
+            scans += 1;
+            // Compressed data runs to the next marker that is not a stuffed 0xFF00 or a
+            // restart marker.
+            loop {
+                let Some(k) = bytes[i..].iter().position(|&b| b == 0xFF) else {
+                    return ends("inside the compressed image data");
+                };
+                let mut j = i + k + 1;
+                while j < n && bytes[j] == 0xFF {
+                    j += 1;
+                }
+                match bytes.get(j) {
+                    None => return ends("inside the compressed image data"),
+                    Some(0x00 | 0xD0..=0xD7) => i = j + 1,
+                    Some(_) => {
+                        i = j - 1;
+                        break;
+                    }
+                }
+            }
+        }
+    }
 }
 
 /// The region of the source image the model sees, as `(left, top, width, height)`.
@@ -165,14 +350,112 @@ pub fn pad_batch(x: ArrayView4<'_, f32>, rows: usize) -> ndarray::CowArray<'_, f
     padded.into()
 }
 
-/// Decode, crop, resize and normalise one file.
+/// Decode (with the card's and command line's [`DecodeOptions`]), crop, resize and normalise
+/// one file. Warnings are dropped: callers that show results per image use [`load_image`].
 pub fn load_tensor(path: &Path, spec: &InputSpec) -> Result<Array3<f32>, ImageError> {
-    Ok(normalize(&model_view(&load_rgb(path)?, spec), spec))
+    Ok(normalize(&model_view(&load_rgb(path, &spec.decode_options())?, spec), spec))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    fn data(rel: &str) -> PathBuf {
+        Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/data").join(rel)
+    }
+
+    fn jpeg() -> Vec<u8> {
+        std::fs::read(data("exif/orient-1.jpg")).unwrap()
+    }
+
+    #[test]
+    fn a_whole_jpeg_is_not_truncated_even_with_data_after_its_end() {
+        assert_eq!(jpeg_truncation(&jpeg()), None);
+        let mut appended = jpeg();
+        appended.extend_from_slice(b"\xff\xd8 a second image some cameras append \xff\xd9 and more");
+        assert_eq!(jpeg_truncation(&appended), None);
+        let big = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/palace/china.jpg")).unwrap();
+        assert_eq!(jpeg_truncation(&big), None);
+    }
+
+    #[test]
+    fn a_jpeg_cut_anywhere_is_truncated() {
+        let whole = jpeg();
+        // In the EXIF segment, the tables, the scan header and the compressed data; and the
+        // last two bytes (only the end-of-image marker missing).
+        for cut in [3, 20, 200, 700, whole.len() / 2, whole.len() - 10, whole.len() - 2, whole.len() - 1] {
+            let detail = jpeg_truncation(&whole[..cut]).unwrap_or_else(|| panic!("cut at {cut} not seen"));
+            assert!(detail.contains(&format!("after {cut} bytes")), "{detail}");
+        }
+    }
+
+    #[test]
+    fn a_truncated_jpeg_is_refused_unless_allowed_and_then_warned_about() {
+        // image's zune-jpeg decodes this without an error, the missing rows grey.
+        let whole = std::fs::read(Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/palace/china.jpg")).unwrap();
+        let cut = &whole[..whole.len() / 2];
+        let path = Path::new("half.jpg");
+        let err = decode_image(cut, path, &DecodeOptions::default()).unwrap_err();
+        assert!(matches!(err, ImageError::Truncated { .. }), "{err}");
+        let msg = err.to_string();
+        assert!(msg.starts_with("half.jpg: truncated JPEG") && msg.contains("--allow-truncated"), "{msg}");
+        let opts = DecodeOptions { allow_truncated: true, ..DecodeOptions::default() };
+        let d = decode_image(cut, path, &opts).unwrap();
+        assert_eq!(d.rgb.dimensions(), decode_rgb(&whole, path, &DecodeOptions::default()).unwrap().dimensions());
+        assert_eq!(d.warnings.len(), 1);
+        assert!(d.warnings[0].starts_with("half.jpg: truncated JPEG"), "{:?}", d.warnings);
+        assert!(decode_image(&whole, path, &opts).unwrap().warnings.is_empty());
+    }
+
+    /// A JPEG whose frame header claims `w` x `h` (JPEG headers carry no checksum).
+    fn jpeg_claiming(w: u16, h: u16) -> Vec<u8> {
+        let mut b = jpeg();
+        let sof = b.windows(2).position(|m| m == [0xFF, 0xC0]).expect("a baseline JPEG");
+        b[sof + 5..sof + 7].copy_from_slice(&h.to_be_bytes());
+        b[sof + 7..sof + 9].copy_from_slice(&w.to_be_bytes());
+        b
+    }
+
+    #[test]
+    fn an_image_over_the_pixel_limit_says_so_and_names_the_option() {
+        let bomb = jpeg_claiming(60000, 60000);
+        let err = decode_rgb(&bomb, Path::new("bomb.jpg"), &DecodeOptions::default()).unwrap_err().to_string();
+        assert!(err.starts_with("bomb.jpg: image is 60000x60000 (3600000000 pixels)"), "{err}");
+        assert!(err.contains("limit of 178956970") && err.contains("--max-pixels 3600000000"), "{err}");
+        assert!(!err.contains("corrupt"), "{err}");
+        let small = DecodeOptions { max_pixels: 1000, ..DecodeOptions::default() };
+        let err = decode_rgb(&jpeg(), Path::new("x.jpg"), &small).unwrap_err().to_string();
+        assert!(err.contains("45x30 (1350 pixels)") && err.contains("--max-pixels 1350"), "{err}");
+        let exact = DecodeOptions { max_pixels: 1350, ..DecodeOptions::default() };
+        assert!(decode_rgb(&jpeg(), Path::new("x.jpg"), &exact).is_ok());
+    }
+
+    #[test]
+    fn a_folder_or_a_link_that_goes_nowhere_is_named_for_what_it_is() {
+        let dir = tempfile::tempdir().unwrap();
+        let err = load_rgb(dir.path(), &DecodeOptions::default()).unwrap_err();
+        assert!(matches!(err, ImageError::IsFolder { .. }) && err.to_string().contains("is a folder"), "{err}");
+        #[cfg(unix)]
+        {
+            let a = dir.path().join("a.jpg");
+            let b = dir.path().join("b.jpg");
+            std::os::unix::fs::symlink(&b, &a).unwrap();
+            std::os::unix::fs::symlink(&a, &b).unwrap();
+            let err = load_rgb(&a, &DecodeOptions::default()).unwrap_err().to_string();
+            assert!(err.contains("a symbolic link that loops") && !err.contains("permissions"), "{err}");
+            let dangling = dir.path().join("gone.jpg");
+            std::os::unix::fs::symlink(dir.path().join("nothing.jpg"), &dangling).unwrap();
+            let err = load_rgb(&dangling, &DecodeOptions::default()).unwrap_err().to_string();
+            assert!(err.contains("a symbolic link to") && err.contains("nothing.jpg"), "{err}");
+        }
+    }
+
+    #[test]
+    fn a_float_tiff_is_an_unsupported_sample_format_not_a_wrong_format() {
+        let err = load_rgb(&data("bad/float32.tif"), &DecodeOptions::default()).unwrap_err().to_string();
+        assert!(err.contains("unsupported TIFF sample format") && err.contains("8- or 16-bit"), "{err}");
+        assert!(!err.contains("use PNG"), "{err}");
+    }
 
     #[test]
     fn pad_batch_appends_zero_samples_and_keeps_full_batches_as_they_are() {

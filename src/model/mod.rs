@@ -85,6 +85,34 @@ pub struct InputSpec {
     pub mean: [f64; 3],
     /// Per-channel standard deviation, RGB, on the scale after `pixel_scale`.
     pub std: [f64; 3],
+    /// Read the pixels as stored, not turned upright by the EXIF orientation: for the rare
+    /// model trained on raw sensor orientation (a pipeline that never called
+    /// `exif_transpose`). `--ignore-exif` sets it for one run.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub ignore_exif: bool,
+    /// Accept truncated JPEGs (with a warning): `--allow-truncated`, never from a card.
+    #[serde(skip)]
+    pub allow_truncated: bool,
+    /// Refuse images with more pixels than this: `--max-pixels`, never from a card.
+    #[serde(skip, default = "default_max_pixels")]
+    pub max_pixels: u64,
+}
+
+impl InputSpec {
+    /// How files are decoded for this model. These settings are part of the spec (not
+    /// passed beside it) because they change the tensor a file becomes: everything keyed by
+    /// the spec, such as the triage score cache, must tell them apart.
+    pub fn decode_options(&self) -> crate::imaging::DecodeOptions {
+        crate::imaging::DecodeOptions {
+            exif: !self.ignore_exif,
+            allow_truncated: self.allow_truncated,
+            max_pixels: self.max_pixels,
+        }
+    }
+}
+
+fn default_max_pixels() -> u64 {
+    crate::imaging::DEFAULT_MAX_PIXELS
 }
 
 fn default_resize() -> ResizePolicy {
@@ -268,6 +296,9 @@ impl ModelCard {
                 pixel_scale: 1.0,
                 mean: [0.485 * 255.0, 0.456 * 255.0, 0.406 * 255.0],
                 std: [0.229 * 255.0, 0.224 * 255.0, 0.225 * 255.0],
+                ignore_exif: false,
+                allow_truncated: false,
+                max_pixels: default_max_pixels(),
             },
             output: OutputSpec::default(),
             layer: None,
@@ -455,6 +486,22 @@ mod tests {
         let err = ModelCard::parse(&text, Path::new("c.toml"), CardSource::Metadata).unwrap_err().to_string();
         assert!(err.starts_with("c.toml: invalid model card"), "{err}");
         assert!(err.contains("hieght"), "{err}");
+    }
+
+    #[test]
+    fn ignore_exif_comes_from_the_card_and_run_options_do_not() {
+        let card = ModelCard::parse(CARD, Path::new("c.toml"), CardSource::Metadata).unwrap();
+        assert!(card.input.decode_options().exif, "EXIF orientation is applied by default");
+        assert_eq!(card.input.decode_options().max_pixels, crate::imaging::DEFAULT_MAX_PIXELS);
+        let text = CARD.replace("width = 224", "width = 224\n        ignore_exif = true");
+        let card = ModelCard::parse(&text, Path::new("c.toml"), CardSource::Metadata).unwrap();
+        assert!(!card.input.decode_options().exif);
+        // How strictly files are read is the user's call for one run, not the model's.
+        for field in ["allow_truncated = true", "max_pixels = 5"] {
+            let text = CARD.replace("width = 224", &format!("width = 224\n        {field}"));
+            let err = ModelCard::parse(&text, Path::new("c.toml"), CardSource::Metadata).unwrap_err().to_string();
+            assert!(err.contains("unknown field"), "{field}: {err}");
+        }
     }
 
     #[test]

@@ -74,6 +74,7 @@ pub fn loaded(name: &str, colour: [u8; 3]) -> Arc<Loaded> {
         activation: ArrayD::zeros(IxDyn(&[1, 2, 2, 2])),
         side: Vec::new(),
         timings: Timings::default(),
+        warnings: Vec::new(),
     })
 }
 
