@@ -430,6 +430,9 @@ impl ScanCache {
             for _ in 0..STORED_TOP_K {
                 let class = r.u32()?;
                 let probability = f32::from_le_bytes(r.array()?);
+                if !(0.0..=1.0).contains(&probability) {
+                    return Err("an entry holds a probability outside [0, 1]".into());
+                }
                 if class != u32::MAX {
                     if class as usize >= classes {
                         return Err("an entry names a class out of range".into());
@@ -442,6 +445,9 @@ impl ScanCache {
                 .chunks_exact(4)
                 .map(|b| f32::from_le_bytes([b[0], b[1], b[2], b[3]]))
                 .collect();
+            if !probabilities.iter().all(|p| (0.0..=1.0).contains(p)) {
+                return Err("an entry holds a probability outside [0, 1]".into());
+            }
             let stamp = FileStamp { size, mtime_secs, mtime_nanos };
             entries.insert(key, Entry { stamp, scores: CachedScores { top, probabilities } });
         }
