@@ -76,6 +76,9 @@ pub fn matmul(c: &mut RuleCtx<'_>) -> Grads {
 /// operand's own matrix axes already).
 fn unbroadcast_batch(c: &mut RuleCtx<'_>, g: &str, y: &str, x: &str) -> Result<String, GradError> {
     let (yd, xd) = (c.dims(y)?, c.dims(x)?);
+    if xd.len() < 2 || yd.len() < xd.len() {
+        return Err(c.unsupported(&format!("MatMul output `{y}` has a lower rank than operand `{x}`")));
+    }
     if yd.len() == xd.len() && yd[..yd.len() - 2] == xd[..xd.len() - 2] {
         return Ok(g.to_owned());
     }
@@ -174,6 +177,10 @@ pub(super) fn transpose_back(
 }
 
 /// Explicit (begin, end) pads of a Conv/pool, resolving `auto_pad`.
+/// The largest size, stride, dilation or pad a window may have: products of a few of these
+/// stay far from `i64` overflow.
+const WINDOW_MAX: i64 = 1 << 31;
+
 pub(super) fn explicit_pads(
     c: &RuleCtx<'_>,
     in_sz: &[i64],
@@ -183,10 +190,21 @@ pub(super) fn explicit_pads(
     dil: &[i64],
 ) -> Result<(Vec<i64>, Vec<i64>), GradError> {
     let n = in_sz.len();
+    // A malformed node (attribute lists of the wrong length, sizes no tensor has) is an
+    // error, not an index out of bounds or an overflow in the window arithmetic below.
+    let sane = |v: &[i64], min: i64| v.len() == n && v.iter().all(|&x| (min..=WINDOW_MAX).contains(&x));
+    if !(sane(in_sz, 0) && sane(out_sz, 0) && sane(k, 1) && sane(strides, 1) && sane(dil, 1)) {
+        return Err(c.unsupported(&format!(
+            "kernel_shape {k:?}, strides {strides:?} or dilations {dil:?} do not fit its {n} spatial axes of sizes {in_sz:?} -> {out_sz:?}"
+        )));
+    }
     let auto = attr_string(c.node, "auto_pad").unwrap_or_else(|| "NOTSET".into());
     match auto.as_str() {
         "NOTSET" | "" => {
             let p = attr_ints(c.node, "pads").unwrap_or_else(|| vec![0; 2 * n]);
+            if p.len() != 2 * n || p.iter().any(|&x| !(0..=WINDOW_MAX).contains(&x)) {
+                return Err(c.unsupported(&format!("pads {p:?} for {n} spatial axes")));
+            }
             Ok((p[..n].to_vec(), p[n..].to_vec()))
         }
         "VALID" => Ok((vec![0; n], vec![0; n])),

@@ -104,7 +104,11 @@ impl RuleCtx<'_> {
         if gd == xd {
             return Ok(g.to_owned());
         }
-        let lead = gd.len().saturating_sub(xd.len());
+        if xd.len() > gd.len() {
+            // Broadcasting never lowers the rank: the recorded shapes contradict the node.
+            return Err(self.unsupported(&format!("input `{x}` has a higher rank than output `{out}`")));
+        }
+        let lead = gd.len() - xd.len();
         let mut axes: Vec<i64> = (0..lead as i64).collect();
         for (k, xdim) in xd.iter().enumerate() {
             let odim = gd[lead + k];

@@ -114,6 +114,19 @@ pub fn slice(c: &mut RuleCtx<'_>) -> Grads {
         let steps = vec![1; axes.len()];
         (starts, attr_ints(c.node, "ends").unwrap_or_default(), axes, steps)
     };
+    let n = axes.len();
+    if starts.len() != n
+        || ends.len() != n
+        || steps.len() != n
+        || axes.iter().any(|&a| !(-(r as i64)..r as i64).contains(&a))
+    {
+        return Err(c.unsupported(&format!(
+            "Slice with {} starts, {} ends, {} steps and axes {axes:?} on a rank-{r} tensor",
+            starts.len(),
+            ends.len(),
+            steps.len()
+        )));
+    }
     let (mut begin, mut end) = (vec![0i64; r], vec![0i64; r]);
     // Current extent of the gradient along each axis (0: the batch, copied by Reshape).
     let mut cur: Vec<i64> = c.dims(c.output(0))?.iter().map(|d| d.fixed().unwrap_or(0)).collect();
@@ -205,12 +218,13 @@ fn slice_range(start: i64, end: i64, step: i64, d: i64) -> (i64, i64) {
     let (s, e) = (wrap(start), wrap(end));
     if step > 0 {
         let (s, e) = (s.clamp(0, d), e.clamp(0, d));
-        let count = if e > s { (e - s + step - 1) / step } else { 0 };
+        // (e - s - 1) / step + 1: no overflow whatever the step.
+        let count = if e > s { (e - s - 1) / step + 1 } else { 0 };
         (s, count)
     } else {
         let (s, e) = (s.clamp(0, d - 1), e.clamp(-1, d - 1));
-        let st = -step;
-        let count = if s > e { (s - e + st - 1) / st } else { 0 };
+        let st = step.checked_neg().unwrap_or(i64::MAX);
+        let count = if s > e { (s - e - 1) / st + 1 } else { 0 };
         (s - (count - 1).max(0) * st, count)
     }
 }
