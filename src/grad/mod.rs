@@ -220,6 +220,12 @@ impl Analysis {
         &self.facts
     }
 
+    /// Constant tensors known to the analysis: small initializers, `Constant` nodes and the
+    /// values recorded by [`Analysis::add_constant_values`].
+    pub fn constants(&self) -> &Constants {
+        &self.consts
+    }
+
     pub fn opset(&self) -> i64 {
         self.opset
     }
