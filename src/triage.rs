@@ -229,6 +229,7 @@ pub fn scan(
     }
     let in_order = (0..n_chunks).map_while(|k| receivers[k % decoders].recv().ok());
     let mut since_save = 0;
+    let mut last_save = Instant::now();
     'batches: for d in in_order {
         for (index, error) in d.errors {
             report.unreadable += 1;
@@ -264,8 +265,9 @@ pub fn scan(
             }
         }
         since_save += d.samples.len();
-        // Save now and then so an interrupted scan of a huge folder keeps most of its work.
-        if since_save >= 2000 {
+        // Save now and then so an interrupted scan (Ctrl-C, a killed job) keeps its work: every
+        // 2,000 images or 5 s, whichever comes first (a save of 10,000 entries takes ~0.1 s).
+        if since_save >= 2000 || (since_save > 0 && last_save.elapsed() > std::time::Duration::from_secs(5)) {
             since_save = 0;
             if let Some(c) = cache.as_mut() {
                 if let Err(e) = c.save() {
@@ -281,6 +283,7 @@ pub fn scan(
     finish(report, cache, t0)
 }
 
+            last_save = Instant::now();
 /// Decode and preprocess one batch of images; unreadable ones are listed, not fatal.
 fn decode_batch(chunk: &[(usize, PathBuf)], spec: &crate::model::InputSpec) -> Decoded {
     let mut d = Decoded { indices: vec![], stamps: vec![], samples: vec![], errors: vec![] };

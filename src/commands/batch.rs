@@ -1,7 +1,7 @@
 //! `camscope batch DIR --out OUTDIR`: an overlay per image, mirroring the tree, and a report
-//! (JSON and CSV). Resumable; never writes inside DIR or outside OUTDIR.
+//! (JSON and CSV). Crash-safe and resumable (see [`camscope::dataset::journal`]); never writes
+//! inside DIR or outside OUTDIR.
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -10,6 +10,7 @@ use serde::{Deserialize, Serialize};
 
 use camscope::cam::Method;
 use camscope::dataset::cache::FileStamp;
+use camscope::dataset::journal::Journal;
 use camscope::dataset::scan::Scan;
 use camscope::engine::{Engine, EngineConfig, Seed};
 use camscope::explanation::{MapStatusName, Timings};
@@ -92,8 +93,30 @@ pub struct Report {
     pub images: Vec<Entry>,
     pub unreadable: Vec<Unreadable>,
     pub non_images_skipped: usize,
+    /// FIFOs, sockets and devices named like images: never read (reading would block).
+    #[serde(default)]
+    pub special_files_skipped: Vec<String>,
     pub reused_from_previous_run: usize,
     pub total_seconds: f64,
+}
+
+/// Exit status of a run that wrote what it could but could not read every image (the report
+/// lists them): not 0, so scripts notice; not 1, which means nothing useful was done.
+pub const EXIT_PARTIAL: u8 = 3;
+
+/// What must not change for a rerun to reuse the previous run's outputs.
+#[derive(Serialize)]
+struct RunConfig {
+    model: String,
+    model_size: u64,
+    model_modified_ns: i128,
+    layer: String,
+    method: String,
+    score: String,
+    class: Option<usize>,
+    colormap: String,
+    alpha: f64,
+    top: usize,
 }
 
 /// Refuse OUTDIR inside DIR (or DIR inside OUTDIR): outputs mirror DIR's tree, so any overlap
@@ -139,7 +162,7 @@ pub fn check_folders(dir: &Path, out: &Path) -> Result<()> {
 }
 
 /// Size and modification time (ns since the epoch) of a file, as the resume check compares them.
-fn stamp(path: &Path) -> (u64, i128) {
+pub(super) fn stamp(path: &Path) -> (u64, i128) {
     match FileStamp::read(path) {
         Ok(s) => (s.size, i128::from(s.mtime_secs) * 1_000_000_000 + i128::from(s.mtime_nanos)),
         Err(_) => (0, 0),
@@ -166,35 +189,42 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
     let mut scan = Scan::new(&args.dir)?;
     let images: Vec<PathBuf> = scan.by_ref().collect();
     let non_images = scan.stats().non_images;
+    let special: Vec<String> = scan.stats().special_files.iter().map(|p| rel_name(&args.dir, p)).collect();
     let layer = engine.target().tensor.clone();
     let method = args.method.to_string();
-    // Resume: reuse last run's entries whose overlay still exists for an unchanged image.
-    let report_path = args.out.join("report.json");
-    let previous: HashMap<String, Entry> = if args.overwrite {
-        HashMap::new()
-    } else {
-        std::fs::read(&report_path)
-            .ok()
-            .and_then(|b| serde_json::from_slice::<Report>(&b).ok())
-            .filter(|r| r.layer == layer && r.method == method && r.score == args.score.to_string())
-            .map(|r| r.images.into_iter().map(|e| (e.file.clone(), e)).collect())
-            .unwrap_or_default()
+    // Resume from the output folder's journal: items done under the same configuration are
+    // kept when their image is unchanged and their overlay still decodes; the rest is redone,
+    // replacing camscope's own stale or half-finished outputs in place.
+    let (model_size, model_modified_ns) = stamp(&path);
+    let config = RunConfig {
+        model: path.canonicalize().unwrap_or_else(|_| path.clone()).display().to_string(),
+        model_size,
+        model_modified_ns,
+        layer: layer.clone(),
+        method: method.clone(),
+        score: args.score.to_string(),
+        class,
+        colormap: format!("{:?}", args.colormap),
+        alpha: args.alpha,
+        top: args.top,
     };
+    let mut journal = Journal::<Entry>::open(&args.out, "batch", &config)?;
+    let report_path = args.out.join("report.json");
     let mut entries = Vec::new();
     let mut unreadable = Vec::new();
     let mut reused = 0;
     let mut todo = Vec::new();
     for img in &images {
-        let rel = img.strip_prefix(&args.dir).unwrap_or(img).to_string_lossy().into_owned();
+        let rel = rel_name(&args.dir, img);
         let (size, modified_ns) = stamp(img);
-        match previous.get(&rel) {
+        match journal.done(&rel).filter(|_| !args.overwrite) {
             // An entry made from a truncated file under --allow-truncated is redone (and so
             // refused) by a run without it.
             Some(e)
                 if e.size == size
                     && e.modified_ns == modified_ns
                     && (e.warnings.is_empty() || engine.model().card.input.allow_truncated)
-                    && args.out.join(&e.output).is_file() =>
+                    && decodes(&args.out.join(&e.output)) =>
             {
                 entries.push(e.clone());
                 reused += 1;
@@ -204,10 +234,11 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
     }
     let (provider, _) = engine.provider();
     eprintln!(
-        "camscope batch: {} images under {} ({} non-image files skipped, {} done in a previous run), {} on {}",
+        "camscope batch: {} images under {} ({} non-image files skipped{}, {} done in a previous run), {} on {}",
         images.len(),
         args.dir.display(),
         non_images,
+        if special.is_empty() { String::new() } else { format!(", {} pipes/sockets/devices skipped", special.len()) },
         reused,
         method,
         provider
@@ -222,18 +253,11 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
         images,
         unreadable,
         non_images_skipped: non_images,
+        special_files_skipped: special.clone(),
         reused_from_previous_run: reused,
         total_seconds: started.elapsed().as_secs_f64(),
     };
-    // A report of the images done so far, every few seconds: an interrupted run (Ctrl-C,
-    // a killed job) then resumes from it instead of redoing everything and writing
-    // `name-1.png` copies beside the overlays it already wrote.
-    let mut checkpoint = std::time::Instant::now();
     for chunk in todo.chunks(args.batch.max(1)) {
-        if checkpoint.elapsed() > std::time::Duration::from_secs(2) {
-            write_report(&args.out, &report_of(entries.clone(), unreadable.clone()), args.top)?;
-            checkpoint = std::time::Instant::now();
-        }
         let paths: Vec<PathBuf> = chunk.iter().map(|c| c.0.clone()).collect();
         let loaded = engine.load_many(&paths);
         for ((_, rel, size, modified_ns), result) in chunk.iter().zip(loaded) {
@@ -253,22 +277,12 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
             let t0 = std::time::Instant::now();
             let overlay = render::overlay(&loaded.view, map.normalized.map.view(), args.colormap, args.alpha)?;
             let rel_out = Path::new(rel).with_extension(format!("{}.png", args.method));
-            let out_path = args.out.join(&rel_out);
-            if let Some(parent) = out_path.parent() {
-                std::fs::create_dir_all(parent)
-                    .with_context(|| format!("{}: cannot create the folder", parent.display()))?;
-            }
-            // The user asked to replace outputs with --overwrite; otherwise a name already
-            // taken (by a file not from our report) gets a fresh one.
-            let written = if args.overwrite || !out_path.exists() {
-                render::png::write_png(&overlay, &out_path)?;
-                out_path.clone()
-            } else {
-                render::png::write_png_new(&overlay, &out_path)?
-            };
+            // The user asked to replace outputs with --overwrite; otherwise a name taken by a
+            // file camscope did not write gets a fresh one.
+            let written = journal.write_output(&rel_out, &render::png::encode_png(&overlay), args.overwrite)?;
             let render_ms = t0.elapsed().as_secs_f64() * 1e3;
             let top = loaded.scores.top_k(args.top, &labels);
-            entries.push(Entry {
+            let entry = Entry {
                 file: rel.clone(),
                 top,
                 class: loaded.scores.prediction(target, &labels),
@@ -277,7 +291,7 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
                     .as_str()
                     .unwrap_or_default()
                     .to_owned(),
-                output: written.strip_prefix(&args.out).unwrap_or(&written).to_string_lossy().into_owned(),
+                output: written.to_string_lossy().into_owned(),
                 timings: Timings {
                     decode_ms: loaded.timings.decode_ms,
                     body_ms: loaded.timings.body_ms,
@@ -287,14 +301,16 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
                 size: *size,
                 modified_ns: *modified_ns,
                 warnings: loaded.warnings.clone(),
-            });
-            progress.step(&format!("{rel} -> {}", written.display()));
+            };
+            journal.finish(rel, entry.clone())?;
+            entries.push(entry);
+            progress.step(&format!("{rel} -> {}", args.out.join(&written).display()));
         }
     }
     progress.finish();
     entries.sort_by(|a, b| a.file.cmp(&b.file));
     let report = report_of(entries, unreadable);
-    write_report(&args.out, &report, args.top)?;
+    write_report(&mut journal, &report, args.top)?;
     eprintln!(
         "camscope batch: {} overlays in {} ({} unreadable images skipped{}), report: {}, {}",
         report.images.len(),
@@ -304,7 +320,14 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
         report_path.display(),
         args.out.join("report.csv").display()
     );
-    Ok(if report.images.is_empty() && !images.is_empty() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(if report.images.is_empty() && !images.is_empty() {
+        ExitCode::from(1)
+    } else if report.unreadable.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        // Partial success, like rsync's 23: scripts must not take a run with failures for a clean one.
+        ExitCode::from(EXIT_PARTIAL)
+    })
 }
 
 fn list(u: &[Unreadable]) -> String {
@@ -312,9 +335,9 @@ fn list(u: &[Unreadable]) -> String {
 }
 
 /// Write report.json and report.csv atomically (temporary file, then rename).
-fn write_report(out: &Path, report: &Report, top: usize) -> Result<()> {
+fn write_report(journal: &mut Journal<Entry>, report: &Report, top: usize) -> Result<()> {
     let json = serde_json::to_vec_pretty(report)?;
-    atomic_write(&out.join("report.json"), &json)?;
+    journal.write_report("report.json", &json)?;
     let mut w = csv::Writer::from_writer(Vec::new());
     let mut header = vec!["file".to_owned()];
     for k in 1..=top {
@@ -368,13 +391,17 @@ fn write_report(out: &Path, report: &Report, top: usize) -> Result<()> {
         row[status] = format!("unreadable: {}", u.error);
         w.write_record(&row)?;
     }
-    atomic_write(&out.join("report.csv"), &w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
+    journal.write_report("report.csv", &w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
     Ok(())
 }
 
-fn atomic_write(path: &Path, bytes: &[u8]) -> Result<()> {
-    let tmp = path.with_extension(format!("tmp-{}", std::process::id()));
-    std::fs::write(&tmp, bytes).with_context(|| format!("{}: cannot write the report", tmp.display()))?;
-    std::fs::rename(&tmp, path).with_context(|| format!("{}: cannot write the report", path.display()))?;
-    Ok(())
+/// The name of `p` relative to `root`, as the report and the journal key it.
+fn rel_name(root: &Path, p: &Path) -> String {
+    p.strip_prefix(root).unwrap_or(p).to_string_lossy().into_owned()
+}
+
+/// Whether an output from an earlier run is still a whole PNG (a user may have truncated or
+/// replaced it since; camscope's own writes are atomic).
+pub(super) fn decodes(path: &Path) -> bool {
+    image::ImageReader::open(path).and_then(|r| r.with_guessed_format()).is_ok_and(|r| r.decode().is_ok())
 }

@@ -5,9 +5,10 @@ use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::{Result, bail};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use camscope::cam::Method;
+use camscope::dataset::journal::Journal;
 use camscope::dataset::scan::Scan;
 use camscope::dataset::stats::{self, ImageResult, Outcome};
 use camscope::dataset::truth::{CsvTruth, FolderTruth, GroundTruth};
@@ -17,7 +18,7 @@ use camscope::model::Labels;
 use camscope::render::{self, Colormap};
 use camscope::triage::{self, ScanOptions, ScanUpdate};
 
-use super::batch::check_folders;
+use super::batch::{EXIT_PARTIAL, check_folders, decodes, stamp};
 use super::progress::Progress;
 use crate::ModelArgs;
 
@@ -183,27 +184,53 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
     )?;
     let mistakes: Vec<usize> = (0..results.len()).filter(|&i| results[i].outcome() == Outcome::Wrong).collect();
     let mut overlays: Vec<Vec<String>> = vec![Vec::new(); results.len()];
+    // The maps are journalled (see camscope::dataset::journal): a rerun after an interruption
+    // keeps the mistakes already drawn and replaces camscope's own half-finished outputs in
+    // place instead of writing `-1` copies beside them.
+    let (model_size, model_modified_ns) = stamp(&path);
+    let config = MapConfig {
+        model: path.canonicalize().unwrap_or_else(|_| path.clone()).display().to_string(),
+        model_size,
+        model_modified_ns,
+        layer: engine.target().tensor.clone(),
+        method: args.method.to_string(),
+        score: args.score.to_string(),
+        colormap: format!("{:?}", args.colormap),
+        alpha: args.alpha,
+    };
+    let mut journal = Journal::<MistakeMaps>::open(&args.out, "triage", &config)?;
     let mut progress = Progress::new(mistakes.len(), "mistakes");
     for &i in &mistakes {
         let r = &results[i];
         let (t, p) = (r.truth.expect("labeled"), r.predicted().expect("has a prediction"));
-        let loaded = engine.load(&r.path)?;
-        let base = args.out.join("mistakes").join(rel(&args.dir, &r.path));
-        if let Some(parent) = base.parent() {
-            std::fs::create_dir_all(parent)?;
+        let name = rel(&args.dir, &r.path);
+        let stamp = stamp(&r.path);
+        if let Some(done) = journal.done(&name) {
+            let whole = done.overlays.iter().all(|o| decodes(&args.out.join(o)));
+            if done.predicted == p && done.truth == t && (done.size, done.modified_ns) == stamp && whole {
+                overlays[i] = done.overlays.clone();
+                progress.step(&name);
+                continue;
+            }
         }
-        for (name, seed) in [
+        let loaded = engine.load(&r.path)?;
+        let base = Path::new("mistakes").join(&name);
+        for (kind, seed) in [
             ("predicted", Seed::Class(p)),
             ("true", Seed::Class(t)),
             ("contrast", Seed::Contrast { positive: p, negative: t }),
         ] {
             let map = engine.map(&loaded, args.method, &seed)?;
             let img = render::overlay(&loaded.view, map.normalized.map.view(), args.colormap, args.alpha)?;
-            let file = base.with_extension(format!("{name}.png"));
-            let written = render::png::write_png_new(&img, &file)?;
-            overlays[i].push(rel(&args.out, &written));
+            let file = base.with_extension(format!("{kind}.png"));
+            let written = journal.write_output(&file, &render::png::encode_png(&img), false)?;
+            overlays[i].push(written.to_string_lossy().into_owned());
         }
-        progress.step(&rel(&args.dir, &r.path));
+        journal.finish(
+            &name,
+            MistakeMaps { predicted: p, truth: t, size: stamp.0, modified_ns: stamp.1, overlays: overlays[i].clone() },
+        )?;
+        progress.step(&name);
     }
     progress.finish();
 
@@ -269,9 +296,33 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
         unreadable,
         images: rows,
     };
-    write_outputs(&args.out, &out)?;
+    write_outputs(&mut journal, &out)?;
     print_summary(&out, &args.out);
-    Ok(ExitCode::SUCCESS)
+    Ok(if out.unreadable.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_PARTIAL) })
+}
+
+/// What must not change for a rerun to reuse the maps of a previous run.
+#[derive(Serialize)]
+struct MapConfig {
+    model: String,
+    model_size: u64,
+    model_modified_ns: i128,
+    layer: String,
+    method: String,
+    score: String,
+    colormap: String,
+    alpha: f64,
+}
+
+/// The journal record of one mistake's maps: reused while the image, its prediction and its
+/// truth are unchanged (a fixed label makes another contrast map).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+struct MistakeMaps {
+    predicted: usize,
+    truth: usize,
+    size: u64,
+    modified_ns: i128,
+    overlays: Vec<String>,
 }
 
 fn rel(root: &Path, p: &Path) -> String {
@@ -315,9 +366,10 @@ fn print_summary(t: &TriageOut, out: &Path) {
     );
 }
 
-fn write_outputs(out: &Path, t: &TriageOut) -> Result<()> {
-    std::fs::write(out.join("triage.json"), serde_json::to_vec_pretty(t)?)?;
-    let mut w = csv::Writer::from_path(out.join("triage.csv"))?;
+/// triage.json, triage.csv and summary.txt, each written atomically.
+fn write_outputs(journal: &mut Journal<MistakeMaps>, t: &TriageOut) -> Result<()> {
+    journal.write_report("triage.json", &serde_json::to_vec_pretty(t)?)?;
+    let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
         "path",
         "true_index",
@@ -349,7 +401,7 @@ fn write_outputs(out: &Path, t: &TriageOut) -> Result<()> {
             r.top5.iter().map(|(i, l, p)| format!("{l} ({i}) {p:.4}")).collect::<Vec<_>>().join("; "),
         ])?;
     }
-    w.flush()?;
+    journal.write_report("triage.csv", &w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
     let s = &t.summary;
     let mut text = format!(
         "camscope triage of {} with {}\nground truth: {}\nimages: {} ({} labeled, {} unlabeled, {} unreadable)\ntop-1 accuracy: {} ({}/{})\ntop-5 accuracy: {} ({}/{})\n",
@@ -380,6 +432,6 @@ fn write_outputs(out: &Path, t: &TriageOut) -> Result<()> {
     for f in &t.unlabeled_folders {
         text += &format!("note: {f}\n");
     }
-    std::fs::write(out.join("summary.txt"), text)?;
+    journal.write_report("summary.txt", text.as_bytes())?;
     Ok(())
 }

@@ -7,11 +7,13 @@
 //! | [`truth`] | ground truth from folder names (ImageFolder) or a `path,label` CSV |
 //! | [`stats`] | per-image results, accuracy, confusions, filters and sorts (pure) |
 //! | [`cache`] | model scores per image on disk, keyed by model hash + path + size + mtime |
+//! | [`journal`] | crash-safe output folders: atomic outputs and an append-only record of what is done |
 //!
 //! Nothing here runs a model: the engine's worker feeds scores in, the TUI and the batch
 //! report read results out.
 
 pub mod cache;
+pub mod journal;
 pub mod scan;
 pub mod stats;
 pub mod truth;

@@ -1,0 +1,363 @@
+//! Crash-safe output folders for `batch` and `triage`: an append-only journal of what is
+//! finished, and outputs that appear whole or not at all.
+//!
+//! A run can end at any instruction (Ctrl-C, `kill -9`, a full disk, a job's time limit), so
+//! nothing here relies on running to the end:
+//!
+//! - Every output is written under a short temporary name in `OUTDIR/.camscope-tmp` (same
+//!   file system, so the rename is atomic) and renamed into place: a final name never holds
+//!   half a PNG. The temporary names are short whatever the output's name, so a legal
+//!   240-byte name does not push them past the 255-byte limit. Leftovers of a killed run are
+//!   removed by the next one.
+//! - Before an output is renamed into place, the journal records a *claim* on its name. The
+//!   claims are how a rerun tells its own files (replace them: a stale overlay of a changed
+//!   image, or one written just before the kill) from files it did not write (never
+//!   touched: a fresh `name-1.png` is used instead). Without them, a rerun after an
+//!   interruption wrote a `-1` copy beside every overlay it had already made.
+//! - After all of an item's outputs are in place, the journal records the item as *done*,
+//!   with its report record. A rerun reuses done items of the same configuration and redoes
+//!   the rest, so its report equals an uninterrupted run's.
+//!
+//! The journal is JSON lines, one `write` per line on an append-mode file: a kill leaves at
+//! most one partial last line, which the reader skips (and the next run ends with a newline
+//! before appending). A configuration line starts a new generation: records of another
+//! configuration (another model, layer, method, ...) are not reused, but its claims still
+//! say which files are camscope's. A lock file keeps two runs out of one folder.
+
+use std::collections::{HashMap, HashSet};
+use std::fs::{File, OpenOptions};
+use std::io::{ErrorKind, Write};
+use std::path::{Path, PathBuf};
+
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+
+/// Why an output folder could not be used or written.
+#[derive(Debug, thiserror::Error)]
+pub enum JournalError {
+    #[error("{}: cannot use the output folder: {source}; check its permissions and free space", path.display())]
+    Folder { path: PathBuf, source: std::io::Error },
+    #[error("{}: another camscope run is writing to this output folder; wait for it to finish or choose another --out", path.display())]
+    Busy { path: PathBuf },
+    #[error("{}: cannot write: {source}; free some disk space (or fix the permissions) and run the same command again: it resumes where it stopped", path.display())]
+    Write { path: PathBuf, source: std::io::Error },
+    #[error("{}: is {what}, not a regular file; camscope only replaces regular files, so move it away or choose another --out", path.display())]
+    NotRegular { path: PathBuf, what: &'static str },
+}
+
+/// A path relative to the output folder, exactly (names need not be UTF-8).
+#[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(untagged)]
+enum RelPath {
+    Text(String),
+    Bytes(Vec<u8>),
+}
+
+impl RelPath {
+    fn of(p: &Path) -> Self {
+        match p.to_str() {
+            Some(s) => RelPath::Text(s.to_owned()),
+            None => RelPath::Bytes(p.as_os_str().as_encoded_bytes().to_vec()),
+        }
+    }
+
+    fn path(&self) -> Option<PathBuf> {
+        match self {
+            RelPath::Text(s) => Some(PathBuf::from(s)),
+            #[cfg(unix)]
+            RelPath::Bytes(b) => Some(PathBuf::from(<std::ffi::OsStr as std::os::unix::ffi::OsStrExt>::from_bytes(b))),
+            #[cfg(not(unix))]
+            RelPath::Bytes(_) => None,
+        }
+    }
+}
+
+#[derive(Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+enum Line<R> {
+    Config(serde_json::Value),
+    Claim(RelPath),
+    Done { key: String, record: R },
+}
+
+/// An output folder being written by one run (see the module documentation).
+pub struct Journal<R> {
+    out: PathBuf,
+    path: PathBuf,
+    file: File,
+    _lock: File,
+    tmp: PathBuf,
+    owned: HashSet<PathBuf>,
+    done: HashMap<String, R>,
+    next_tmp: u64,
+}
+
+/// Temporary files live here, inside the output folder (same file system: renames are atomic).
+pub const TMP_DIR: &str = ".camscope-tmp";
+
+impl<R: Serialize + DeserializeOwned> Journal<R> {
+    /// Open (or start) the journal `OUTDIR/.camscope-NAME.journal` for a run with `config`.
+    /// Items done under another configuration are forgotten; files claimed under any are
+    /// still known as camscope's.
+    pub fn open(out: &Path, name: &str, config: &impl Serialize) -> Result<Self, JournalError> {
+        let folder_err = |source| JournalError::Folder { path: out.to_owned(), source };
+        let config = serde_json::to_value(config).map_err(|e| folder_err(std::io::Error::other(e)))?;
+        std::fs::create_dir_all(out).map_err(folder_err)?;
+        let lock_path = out.join(format!(".camscope-{name}.lock"));
+        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(&lock_path).map_err(folder_err)?;
+        try_lock(&lock).map_err(|e| match e.kind() {
+            ErrorKind::WouldBlock => JournalError::Busy { path: out.to_owned() },
+            _ => folder_err(e),
+        })?;
+        let tmp = out.join(TMP_DIR);
+        // Leftovers of a killed run: every file in here is camscope's, written by a run that
+        // held the lock we hold now.
+        if let Ok(entries) = std::fs::read_dir(&tmp) {
+            for e in entries.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
+        std::fs::create_dir_all(&tmp).map_err(folder_err)?;
+        let path = out.join(format!(".camscope-{name}.journal"));
+        let text = match std::fs::read(&path) {
+            Ok(b) => b,
+            Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
+            Err(e) => return Err(folder_err(e)),
+        };
+        let mut owned = HashSet::new();
+        let mut done = HashMap::new();
+        let mut current = false;
+        for line in text.split(|&b| b == b'\n') {
+            // A partial last line (killed mid-write) or a record of another version: skipped.
+            let Ok(line) = serde_json::from_slice::<Line<R>>(line) else { continue };
+            match line {
+                Line::Config(c) => {
+                    current = c == config;
+                    done.clear();
+                }
+                Line::Claim(p) => {
+                    if let Some(p) = p.path() {
+                        owned.insert(p);
+                    }
+                }
+                Line::Done { key, record } => {
+                    if current {
+                        done.insert(key, record);
+                    }
+                }
+            }
+        }
+        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(folder_err)?;
+        let mut journal = Journal { out: out.to_owned(), path, file, _lock: lock, tmp, owned, done, next_tmp: 0 };
+        if !text.is_empty() && !text.ends_with(b"\n") {
+            journal.append_raw(b"\n")?;
+        }
+        if !current {
+            journal.append(&Line::<R>::Config(config))?;
+        }
+        Ok(journal)
+    }
+
+    /// The record of an item done under this configuration, if any.
+    pub fn done(&self, key: &str) -> Option<&R> {
+        self.done.get(key)
+    }
+
+    /// Whether a file (relative to the output folder) was written by camscope into this folder.
+    pub fn owns(&self, rel: &Path) -> bool {
+        self.owned.contains(rel)
+    }
+
+    /// Write `bytes` as the output `rel` (relative to the output folder), atomically, and
+    /// return the name actually used: `rel` when it is free, camscope's own, or `replace` is
+    /// set; else the first free or own `stem-N.ext`, so a file camscope did not write is never
+    /// replaced. Never replaces anything but a regular file.
+    pub fn write_output(&mut self, rel: &Path, bytes: &[u8], replace: bool) -> Result<PathBuf, JournalError> {
+        let chosen = candidates(rel)
+            .take(10_000)
+            .find(|c| replace || self.owned.contains(c) || self.out.join(c).symlink_metadata().is_err())
+            .unwrap_or_else(|| rel.to_owned());
+        let dest = self.out.join(&chosen);
+        if let Ok(meta) = dest.symlink_metadata() {
+            let ft = meta.file_type();
+            if !ft.is_file() {
+                let what = if ft.is_dir() {
+                    "a folder"
+                } else if ft.is_symlink() {
+                    "a symbolic link"
+                } else {
+                    "a device, pipe or socket"
+                };
+                return Err(JournalError::NotRegular { path: dest, what });
+            }
+        }
+        if !self.owned.contains(&chosen) {
+            self.append(&Line::<R>::Claim(RelPath::of(&chosen)))?;
+            self.owned.insert(chosen.clone());
+        }
+        let write_err = |source| JournalError::Write { path: dest.clone(), source };
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(write_err)?;
+        }
+        let tmp = self.tmp.join(format!("{}-{}.tmp", std::process::id(), self.next_tmp));
+        self.next_tmp += 1;
+        let result = (|| {
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_data()?;
+            std::fs::rename(&tmp, &dest)
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(write_err(e));
+        }
+        Ok(chosen)
+    }
+
+    /// Record an item as done (after all of its outputs are in place).
+    pub fn finish(&mut self, key: &str, record: R) -> Result<(), JournalError> {
+        self.append(&Line::Done { key: key.to_owned(), record: &record })?;
+        self.done.insert(key.to_owned(), record);
+        Ok(())
+    }
+
+    /// Write a whole file (a report) atomically, like an output but without a claim: reports
+    /// have fixed names and are always camscope's.
+    pub fn write_report(&mut self, name: &str, bytes: &[u8]) -> Result<(), JournalError> {
+        let dest = self.out.join(name);
+        let tmp = self.tmp.join(format!("{}-{}.tmp", std::process::id(), self.next_tmp));
+        self.next_tmp += 1;
+        let result = (|| {
+            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+            f.write_all(bytes)?;
+            f.sync_data()?;
+            std::fs::rename(&tmp, &dest)
+        })();
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(JournalError::Write { path: dest, source: e });
+        }
+        Ok(())
+    }
+
+    fn append<T: Serialize>(&mut self, line: &T) -> Result<(), JournalError> {
+        let mut bytes = serde_json::to_vec(line)
+            .map_err(|e| JournalError::Write { path: self.path.clone(), source: std::io::Error::other(e) })?;
+        bytes.push(b'\n');
+        self.append_raw(&bytes)
+    }
+
+    fn append_raw(&mut self, bytes: &[u8]) -> Result<(), JournalError> {
+        // One write per line: on an append-mode file a kill cannot interleave two lines.
+        self.file.write_all(bytes).map_err(|source| JournalError::Write { path: self.path.clone(), source })
+    }
+}
+
+/// An exclusive advisory lock on `file`, held until it is closed (the kernel drops it when the
+/// process dies, so a killed run never leaves the folder locked). `File::try_lock` needs Rust
+/// 1.89; camscope builds with 1.85.
+#[cfg(unix)]
+fn try_lock(file: &File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    // SAFETY: flock on a descriptor we own; no memory is passed.
+    if unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+#[cfg(not(unix))]
+fn try_lock(_: &File) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// `rel`, then `stem-1.ext`, `stem-2.ext`, ... in the same folder.
+fn candidates(rel: &Path) -> impl Iterator<Item = PathBuf> + '_ {
+    let stem = rel.file_stem().map(|s| s.to_string_lossy().into_owned()).unwrap_or_default();
+    let ext = rel.extension().map(|e| e.to_string_lossy().into_owned());
+    std::iter::once(rel.to_owned()).chain((1..).map(move |i| {
+        rel.with_file_name(match &ext {
+            Some(ext) => format!("{stem}-{i}.{ext}"),
+            None => format!("{stem}-{i}"),
+        })
+    }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+    struct Rec {
+        n: u32,
+    }
+
+    #[test]
+    fn done_items_and_claims_survive_a_reopen_and_a_new_config_keeps_only_claims() {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path();
+        {
+            let mut j = Journal::<Rec>::open(out, "batch", &"config-a").unwrap();
+            let used = j.write_output(Path::new("a/x.png"), b"one", false).unwrap();
+            assert_eq!(used, Path::new("a/x.png"));
+            j.finish("x", Rec { n: 1 }).unwrap();
+            // Claimed but not finished: as if killed between the rename and the done line.
+            j.write_output(Path::new("a/y.png"), b"two", false).unwrap();
+        }
+        std::fs::write(out.join("a/z.png"), b"the user's").unwrap();
+        let mut j = Journal::<Rec>::open(out, "batch", &"config-a").unwrap();
+        assert_eq!(j.done("x"), Some(&Rec { n: 1 }));
+        assert_eq!(j.done("y"), None);
+        assert!(j.owns(Path::new("a/y.png")));
+        // Its own file is replaced in place; a file it did not write is not.
+        assert_eq!(j.write_output(Path::new("a/y.png"), b"again", false).unwrap(), Path::new("a/y.png"));
+        assert_eq!(std::fs::read(out.join("a/y.png")).unwrap(), b"again");
+        assert_eq!(j.write_output(Path::new("a/z.png"), b"ours", false).unwrap(), Path::new("a/z-1.png"));
+        assert_eq!(std::fs::read(out.join("a/z.png")).unwrap(), b"the user's");
+        drop(j);
+        let j = Journal::<Rec>::open(out, "batch", &"config-b").unwrap();
+        assert_eq!(j.done("x"), None, "another configuration redoes the work");
+        assert!(j.owns(Path::new("a/x.png")) && j.owns(Path::new("a/z-1.png")));
+        assert!(std::fs::read_dir(out.join(TMP_DIR)).unwrap().next().is_none(), "no temporary file left");
+    }
+
+    #[test]
+    fn a_partial_last_line_is_skipped_and_the_next_line_is_not_glued_to_it() {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path();
+        {
+            let mut j = Journal::<Rec>::open(out, "batch", &1).unwrap();
+            j.finish("a", Rec { n: 1 }).unwrap();
+        }
+        let path = out.join(".camscope-batch.journal");
+        let mut text = std::fs::read(&path).unwrap();
+        text.extend_from_slice(br#"{"done":{"key":"b","rec"#);
+        std::fs::write(&path, &text).unwrap();
+        {
+            let mut j = Journal::<Rec>::open(out, "batch", &1).unwrap();
+            assert_eq!(j.done("a"), Some(&Rec { n: 1 }));
+            assert_eq!(j.done("b"), None);
+            j.finish("c", Rec { n: 3 }).unwrap();
+        }
+        let j = Journal::<Rec>::open(out, "batch", &1).unwrap();
+        assert_eq!(j.done("c"), Some(&Rec { n: 3 }));
+    }
+
+    #[test]
+    fn a_second_run_into_the_same_folder_is_refused_and_special_files_are_not_replaced() {
+        let t = tempfile::tempdir().unwrap();
+        let mut j = Journal::<Rec>::open(t.path(), "batch", &1).unwrap();
+        let err = Journal::<Rec>::open(t.path(), "batch", &1).err().expect("locked");
+        assert!(matches!(err, JournalError::Busy { .. }), "{err}");
+        #[cfg(unix)]
+        {
+            std::os::unix::fs::symlink("/dev/null", t.path().join("l.png")).unwrap();
+            let err = j.write_output(Path::new("l.png"), b"x", true).unwrap_err();
+            assert!(err.to_string().contains("symbolic link"), "{err}");
+        }
+        // A 240-byte name fits: the temporary name does not grow with it.
+        let long = PathBuf::from(format!("{}.png", "n".repeat(236)));
+        assert_eq!(j.write_output(&long, b"x", false).unwrap(), long);
+    }
+}
