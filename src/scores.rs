@@ -97,6 +97,11 @@ impl ClassScores {
         }
     }
 
+    /// The values the model gave: the logits when it outputs logits, else the probabilities.
+    pub fn raw(&self) -> &[f32] {
+        self.logits.as_deref().unwrap_or(&self.probabilities)
+    }
+
     /// The `k` most probable classes, most probable first (ties by lower index).
     pub fn top_k(&self, k: usize, labels: &Labels) -> Vec<Prediction> {
         self.top_k_indices(k).into_iter().map(|i| self.prediction(i, labels)).collect()

@@ -253,6 +253,21 @@ pub fn scan(
             let row: Vec<f32> = row.to_vec();
             let probs = crate::scores::ClassScores::from_output(&row, head).probabilities;
             let i = d.indices[k];
+            if let Some(what) = crate::engine::non_finite_summary(&row) {
+                // Never ranked or cached: NaN scores would sort anywhere and read as class 0.
+                let error = crate::engine::ExplainError::NonFinite {
+                    image: path.clone(),
+                    model: model.path.clone(),
+                    what: format!("scores: {what}"),
+                };
+                report.unreadable += 1;
+                if !on_update(ScanUpdate::Unreadable { index: i, error: error.to_string() }) {
+                    report.cancelled = true;
+                    break 'batches;
+                }
+                continue;
+            }
+            let probs = crate::scores::ClassScores::from_output(&row, head).probabilities;
             let path = &images[i];
             if let (Some(c), Some(s)) = (cache.as_mut(), d.stamps[k]) {
                 c.insert(path, s, &probs);

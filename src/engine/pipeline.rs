@@ -30,6 +30,29 @@ pub enum ExplainError {
     Cam { path: PathBuf, source: CamError },
     #[error("class {index} is out of range: the model has {classes} classes (0..{})", classes - 1)]
     ClassOutOfRange { index: usize, classes: usize },
+    #[error("{}: the model {} gave non-finite values for this image ({what}); a map or a ranking of NaN means nothing, so check the model (re-export it, or test it in onnxruntime) and the card's mean/std", image.display(), model.display())]
+    NonFinite { image: PathBuf, model: PathBuf, what: String },
+}
+
+/// `None` when every value is finite, else what was not, e.g. `3 NaN and 1 +Inf of 1000`.
+pub fn non_finite_summary<'a>(values: impl IntoIterator<Item = &'a f32>) -> Option<String> {
+    let (mut nan, mut pos, mut neg, mut n) = (0usize, 0usize, 0usize, 0usize);
+    for &v in values {
+        n += 1;
+        if v.is_nan() {
+            nan += 1;
+        } else if v == f32::INFINITY {
+            pos += 1;
+        } else if v == f32::NEG_INFINITY {
+            neg += 1;
+        }
+    }
+    let parts: Vec<String> = [(nan, "NaN"), (pos, "+Inf"), (neg, "-Inf")]
+        .iter()
+        .filter(|(k, _)| *k > 0)
+        .map(|(k, what)| format!("{k} {what}"))
+        .collect();
+    (!parts.is_empty()).then(|| format!("{} of {n}", parts.join(" and ")))
 }
 
 /// Score-CAM and Ablation-CAM inputs per run on CUDA (see [`Engine::mask_batch`]).
@@ -279,6 +302,7 @@ impl Engine {
         let decode_ms = ms(t0);
         let mut out = self.run_body(std::slice::from_ref(&input.view()))?;
         let mut loaded = out.remove(0);
+        self.check_finite(&loaded, path)?;
         loaded.timings.decode_ms = decode_ms;
         let loaded = Arc::new(Loaded { path: path.to_owned(), view, warnings, ..loaded });
         self.cache.insert(key, loaded.clone());
@@ -310,6 +334,10 @@ impl Engine {
                     for ((i, key, Preprocessed { view, warnings, .. }, decode_ms), mut l) in
                         chunk.iter().cloned().zip(outs)
                     {
+                        if let Err(e) = self.check_finite(&l, &paths[i]) {
+                            results[i] = Some(Err(e));
+                            continue;
+                        }
                         l.timings.decode_ms = decode_ms;
                         let l = Arc::new(Loaded { path: paths[i].clone(), view, warnings, ..l });
                         self.cache.insert(key, l.clone());
@@ -326,6 +354,20 @@ impl Engine {
             }
         }
         results.into_iter().map(|r| r.expect("every image has a result")).collect()
+    }
+
+    /// Scores and target activations must be finite: a model that outputs NaN (a broken
+    /// export, an overflow on this input) used to show `NaN%` for every class, call class 0
+    /// the top-1 and blame the gradient for a blank map.
+    fn check_finite(&self, l: &Loaded, image: &Path) -> Result<(), ExplainError> {
+        let what = match non_finite_summary(l.scores.raw()) {
+            Some(w) => format!("scores: {w}"),
+            None => match non_finite_summary(l.activation.iter()) {
+                Some(w) => format!("activations of layer {}: {w}", self.target.tensor),
+                None => return Ok(()),
+            },
+        };
+        Err(ExplainError::NonFinite { image: image.to_owned(), model: self.model.path.clone(), what })
     }
 
     /// Run the body on samples; returns one [`Loaded`] per sample (paths and views unset).
