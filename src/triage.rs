@@ -251,8 +251,8 @@ pub fn scan(
         };
         for (k, row) in out.axis_iter(Axis(0)).take(d.indices.len()).enumerate() {
             let row: Vec<f32> = row.to_vec();
-            let probs = crate::scores::ClassScores::from_output(&row, head).probabilities;
             let i = d.indices[k];
+            let path = &images[i];
             if let Some(what) = crate::engine::non_finite_summary(&row) {
                 // Never ranked or cached: NaN scores would sort anywhere and read as class 0.
                 let error = crate::engine::ExplainError::NonFinite {
@@ -268,7 +268,6 @@ pub fn scan(
                 continue;
             }
             let probs = crate::scores::ClassScores::from_output(&row, head).probabilities;
-            let path = &images[i];
             if let (Some(c), Some(s)) = (cache.as_mut(), d.stamps[k]) {
                 c.insert(path, s, &probs);
             }
@@ -284,6 +283,7 @@ pub fn scan(
         // 2,000 images or 5 s, whichever comes first (a save of 10,000 entries takes ~0.1 s).
         if since_save >= 2000 || (since_save > 0 && last_save.elapsed() > std::time::Duration::from_secs(5)) {
             since_save = 0;
+            last_save = Instant::now();
             if let Some(c) = cache.as_mut() {
                 if let Err(e) = c.save() {
                     report.cache_note = Some(e.to_string());
@@ -298,7 +298,6 @@ pub fn scan(
     finish(report, cache, t0)
 }
 
-            last_save = Instant::now();
 /// Decode and preprocess one batch of images; unreadable ones are listed, not fatal.
 fn decode_batch(chunk: &[(usize, PathBuf)], spec: &crate::model::InputSpec) -> Decoded {
     let mut d = Decoded { indices: vec![], stamps: vec![], samples: vec![], errors: vec![] };
