@@ -306,3 +306,43 @@ fn a_fifo_named_like_an_image_is_refused_at_once_not_waited_on() {
     assert!(err.contains("stuck.png") && err.contains("not a regular file"), "{err}");
     assert!(t0.elapsed() < std::time::Duration::from_secs(20), "took {:?}", t0.elapsed());
 }
+
+/// A model whose head weights are NaN: every score is NaN. It used to show `NaN%` for every
+/// class, call class 0 the top-1 and blame the gradient for a blank map.
+#[test]
+fn a_model_that_outputs_nan_is_an_error_naming_the_model_and_what_was_not_finite() {
+    let path = tmp("nan.onnx");
+    let m = Tiny::new(17)
+        .input("x", &[-1, 3, 16, 16])
+        .init("W1", &[8, 3, 3, 3], &values(8 * 3 * 9, 1, 0.0))
+        .init("Wd", &[8, 5], &[f32::NAN; 40])
+        .node("Conv", &["x", "W1"], &["c1"], vec![attrs::ints("pads", &[1, 1, 1, 1])])
+        .node("Relu", &["c1"], &["r1"], vec![])
+        .node("GlobalAveragePool", &["r1"], &["p"], vec![])
+        .node("Flatten", &["p"], &["f"], vec![attrs::int("axis", 1)])
+        .node("MatMul", &["f", "Wd"], &["y"], vec![])
+        .output("y", &[-1, 5])
+        .build();
+    camscope::onnx::write_model(&path, &m).unwrap();
+    std::fs::write(
+        path.with_extension("toml"),
+        "[input]\nlayout = \"NCHW\"\nheight = 16\nwidth = 16\nmean = [0.5, 0.5, 0.5]\nstd = [0.25, 0.25, 0.25]\npixel_scale = 0.00392156862745098\n",
+    )
+    .unwrap();
+    let model = path.to_string_lossy().into_owned();
+    let img = input_image();
+    let err = one_line_error(&camscope(&["explain", "--model", &model, &img]));
+    assert!(err.contains("chelsea.png") && err.contains("nan.onnx"), "{err}");
+    assert!(err.contains("non-finite") && err.contains("scores: 5 NaN of 5"), "{err}");
+    assert!(!err.contains("NaN%") && !err.contains("zero everywhere"), "{err}");
+    // batch: every image fails, so nothing is done (exit 1), and the report says why.
+    let data = tmp("nan-data");
+    std::fs::create_dir_all(data.join("tabby")).unwrap();
+    std::fs::copy(&img, data.join("tabby/chelsea.png")).unwrap();
+    let out = tmp("nan-out");
+    let r = camscope(&["batch", "--model", &model, data.to_str().unwrap(), "-o", out.to_str().unwrap()]);
+    assert_eq!(r.status.code(), Some(1), "{}", String::from_utf8_lossy(&r.stderr));
+    let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert!(report["images"].as_array().unwrap().is_empty());
+    assert!(report["unreadable"][0]["error"].as_str().unwrap().contains("scores: 5 NaN of 5"), "{report}");
+}
