@@ -38,7 +38,8 @@ impl Progress {
             );
             let _ = std::io::stderr().flush();
         } else {
-            eprintln!("[{}/{}] {what}", self.done, self.total);
+            // One line per image, whatever its name holds (a newline would split the log).
+            eprintln!("[{}/{}] {}", self.done, self.total, camscope::render::printable(what));
         }
     }
 

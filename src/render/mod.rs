@@ -16,6 +16,20 @@ use image::RgbImage;
 use ndarray::{Array2, ArrayView2, ArrayView3};
 
 pub use self::blend::{blend, blend_like_peer};
+
+/// `s` made safe to print on one terminal line: control characters (a newline in a file
+/// name, a tab, an escape sequence) are shown as escapes such as `\n` or `\u{1b}`. A newline
+/// in a name shifted every later row of the inspector's file list, and an escape could
+/// drive the terminal.
+pub fn printable(s: &str) -> std::borrow::Cow<'_, str> {
+    if !s.chars().any(char::is_control) {
+        return s.into();
+    }
+    s.chars()
+        .map(|c| if c.is_control() { c.escape_default().to_string() } else { c.to_string() })
+        .collect::<String>()
+        .into()
+}
 pub use self::colormap::{Colormap, UnknownColormap};
 pub use self::png::{PngError, fresh_path, write_png, write_png_new};
 
@@ -94,6 +108,12 @@ mod tests {
     use ndarray::{Array3, array};
 
     use super::*;
+
+    #[test]
+    fn printable_keeps_text_on_one_line_and_leaves_plain_names_alone() {
+        assert!(matches!(printable("cats/tabby ü.png"), std::borrow::Cow::Borrowed(_)));
+        assert_eq!(printable("a\nb\tc\u{1b}[2J.png"), "a\\nb\\tc\\u{1b}[2J.png");
+    }
 
     #[test]
     fn heatmap_pixels_come_from_the_colormap() {

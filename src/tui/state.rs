@@ -209,12 +209,14 @@ impl FileList {
     }
 }
 
-/// `path` relative to `root` for display (the file name when the root is the file itself).
+/// `path` relative to `root` for display (the file name when the root is the file itself),
+/// on one line whatever characters the name holds (see [`crate::render::printable`]).
 pub fn display_name(root: &Path, path: &Path) -> String {
-    match path.strip_prefix(root) {
+    let name = match path.strip_prefix(root) {
         Ok(rel) if !rel.as_os_str().is_empty() => rel.display().to_string(),
         _ => path.file_name().map_or_else(|| path.display().to_string(), |n| n.to_string_lossy().into_owned()),
-    }
+    };
+    crate::render::printable(&name).into_owned()
 }
 
 /// A map as received from the worker.

@@ -625,6 +625,16 @@ mod tests {
         a
     }
 
+    /// A newline in a file name used to split its row and shift every row below it.
+    #[test]
+    fn a_name_with_a_newline_stays_on_its_own_row() {
+        let a = listed(&["a\nb.png", "c.png"]);
+        let s = text(&render(&a, 100, 20));
+        let rows: Vec<&str> = s.lines().collect();
+        let first = rows.iter().position(|r| r.contains("┃a\\nb.png")).expect("the escaped name is shown");
+        assert!(rows[first + 1].contains("┃c.png"), "the next file is on the next row: {s}");
+    }
+
     #[test]
     fn three_panes_and_a_status_bar() {
         let a = shown();
