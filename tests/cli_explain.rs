@@ -222,3 +222,27 @@ fn explicit_cuda_fails_loudly_without_a_cuda_build_and_auto_reports_the_cpu() {
     let line = one_line_error(&camscope(&["explain", "samples/espresso/coffee.png", "--device", "tpu"]));
     assert!(line.contains("tpu") && line.contains("auto, cuda or cpu"), "{line}");
 }
+
+/// `--force` replaces a regular file only: as root, `explain -o /dev/null --force` renamed a
+/// PNG over the device node, and over a symlink it dropped the user's link.
+#[test]
+fn force_never_replaces_a_device_or_a_link() {
+    let img = sample("tabby/chelsea.png");
+    let line = one_line_error(&camscope(&["explain", img.to_str().unwrap(), "-o", "/dev/null", "--force"]));
+    assert!(line.contains("/dev/null") && line.contains("not a regular file"), "{line}");
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::FileTypeExt;
+        assert!(std::fs::symlink_metadata("/dev/null").unwrap().file_type().is_char_device());
+        let tmp = tempfile::tempdir().unwrap();
+        let target = tmp.path().join("kept.png");
+        std::fs::write(&target, b"the user's").unwrap();
+        let link = tmp.path().join("link.png");
+        std::os::unix::fs::symlink(&target, &link).unwrap();
+        let line =
+            one_line_error(&camscope(&["explain", img.to_str().unwrap(), "-o", link.to_str().unwrap(), "--force"]));
+        assert!(line.contains("symbolic link"), "{line}");
+        assert!(link.symlink_metadata().unwrap().file_type().is_symlink());
+        assert_eq!(std::fs::read(&target).unwrap(), b"the user's");
+    }
+}
