@@ -117,6 +117,8 @@ struct RunConfig {
     colormap: String,
     alpha: f64,
     top: usize,
+    /// How images become tensors (size, normalisation, EXIF, truncation, pixel limit).
+    input: camscope::model::InputSpec,
 }
 
 /// Refuse OUTDIR inside DIR (or DIR inside OUTDIR): outputs mirror DIR's tree, so any overlap
@@ -207,6 +209,8 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
         colormap: format!("{:?}", args.colormap),
         alpha: args.alpha,
         top: args.top,
+
+        input: engine.model().card.input.clone(),
     };
     let mut journal = Journal::<Entry>::open(&args.out, "batch", &config)?;
     let report_path = args.out.join("report.json");

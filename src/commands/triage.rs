@@ -197,6 +197,8 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
         score: args.score.to_string(),
         colormap: format!("{:?}", args.colormap),
         alpha: args.alpha,
+
+        input: engine.model().card.input.clone(),
     };
     let mut journal = Journal::<MistakeMaps>::open(&args.out, "triage", &config)?;
     let mut progress = Progress::new(mistakes.len(), "mistakes");
@@ -312,6 +314,8 @@ struct MapConfig {
     score: String,
     colormap: String,
     alpha: f64,
+    /// How images become tensors (size, normalisation, EXIF, truncation, pixel limit).
+    input: camscope::model::InputSpec,
 }
 
 /// The journal record of one mistake's maps: reused while the image, its prediction and its
