@@ -115,6 +115,9 @@ pub struct DecodeArgs {
     /// Refuse images with more pixels than this (default: 178956970, as Pillow; a guard against decompression bombs)
     #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
     pub max_pixels: Option<u64>,
+    /// Decode every pixel of large JPEGs (default: at 1/2, 1/4 or 1/8 scale when the crop still gets at least the model's input size, as Pillow's draft)
+    #[arg(long)]
+    pub exact_decode: bool,
 }
 
 impl ModelArgs {
@@ -133,6 +136,7 @@ impl ModelArgs {
         }
         let input = &mut m.card.input;
         input.ignore_exif |= self.decode.ignore_exif;
+        input.exact_decode |= self.decode.exact_decode;
         input.allow_truncated = self.decode.allow_truncated;
         if let Some(n) = self.decode.max_pixels {
             input.max_pixels = n;
@@ -177,6 +181,15 @@ enum Command {
         model: ModelArgs,
         #[command(flatten)]
         decode: DecodeArgs,
+    },
+    /// Combine the outputs of `batch` or `triage` shards (--shard K/N) into what one unsharded run writes
+    Merge {
+        /// The shards' output folders, all of them, in any order
+        #[arg(value_name = "OUT_K", required = true)]
+        inputs: Vec<PathBuf>,
+        /// Output folder of the merged result
+        #[arg(long, short = 'o', value_name = "OUTDIR")]
+        out: PathBuf,
     },
     /// Measure camscope's speed on this machine: forward, body, head, Grad-CAM, Score-CAM, throughput
     Bench {
@@ -284,6 +297,7 @@ fn main() -> ExitCode {
         Command::Explain { args, model, decode } => commands::explain::run(&args, &ModelArgs { decode, ..model }),
         Command::Batch { args, model, decode } => commands::batch::run(&args, &ModelArgs { decode, ..model }),
         Command::Triage { args, model, decode } => commands::triage::run(&args, &ModelArgs { decode, ..model }),
+        Command::Merge { inputs, out } => commands::merge::run(&inputs, &out),
         Command::Bench { scan: Some(n), model, decode, batch, decoders, .. } => {
             commands::bench::run_scan(n, &ModelArgs { decode, ..model }, batch, decoders)
         }

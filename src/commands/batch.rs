@@ -12,6 +12,7 @@ use camscope::cam::Method;
 use camscope::dataset::cache::FileStamp;
 use camscope::dataset::journal::Journal;
 use camscope::dataset::scan::Scan;
+use camscope::dataset::shard::Shard;
 use camscope::engine::{Engine, EngineConfig, Seed};
 use camscope::explanation::{MapStatusName, Timings};
 use camscope::grad::ScoreKind;
@@ -55,6 +56,8 @@ pub struct BatchArgs {
     /// Images per model run
     #[arg(long, default_value_t = 4)]
     pub batch: usize,
+    #[command(flatten)]
+    pub shard: super::ShardArgs,
 }
 
 /// One image in the report.
@@ -90,6 +93,19 @@ pub struct Report {
     pub method: String,
     pub score: String,
     pub device: String,
+    /// DIR as given.
+    #[serde(default)]
+    pub root: String,
+    /// DIR, absolute: what `merge` checks all shards agree on.
+    #[serde(default)]
+    pub dataset: String,
+    /// The run's settings as the journal keys them (model file, size and mtime, layer,
+    /// method, class, card input...): shards of one run have equal ones, and `merge` checks it.
+    #[serde(default)]
+    pub config: serde_json::Value,
+    /// Which shard this report holds (absent in an unsharded or merged report).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub shard: Option<Shard>,
     pub images: Vec<Entry>,
     pub unreadable: Vec<Unreadable>,
     pub non_images_skipped: usize,
@@ -189,8 +205,14 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
     let labels = engine.model().card.labels();
     let class = args.class.as_deref().map(|c| class_index(&labels, c)).transpose()?;
     let mut scan = Scan::new(&args.dir)?;
-    let images: Vec<PathBuf> = scan.by_ref().collect();
+    let mut images: Vec<PathBuf> = scan.by_ref().collect();
     let non_images = scan.stats().non_images;
+    let shard = args.shard.detect()?;
+    if let Some(s) = shard {
+        let all = images.len();
+        images.retain(|p| s.contains(Path::new(&rel_name(&args.dir, p))));
+        eprintln!("camscope batch: shard {s}: {} of {all} images", images.len());
+    }
     let special: Vec<String> = scan.stats().special_files.iter().map(|p| rel_name(&args.dir, p)).collect();
     let layer = engine.target().tensor.clone();
     let method = args.method.to_string();
@@ -212,6 +234,7 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
 
         input: engine.model().card.input.clone(),
     };
+    let config_value = serde_json::to_value(&config)?;
     let mut journal = Journal::<Entry>::open(&args.out, "batch", &config)?;
     let report_path = args.out.join("report.json");
     let mut entries = Vec::new();
@@ -254,6 +277,10 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
         method: method.clone(),
         score: args.score.to_string(),
         device: provider.to_string(),
+        root: args.dir.display().to_string(),
+        dataset: super::dataset_id(&args.dir),
+        config: config_value.clone(),
+        shard,
         images,
         unreadable,
         non_images_skipped: non_images,
@@ -332,6 +359,79 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
         // Partial success, like rsync's 23: scripts must not take a run with failures for a clean one.
         ExitCode::from(EXIT_PARTIAL)
     })
+}
+
+/// `camscope merge` of batch shards (folders with their report.json, checked by the caller
+/// to make a whole): the entries of all shards sorted as one run sorts them, the overlays
+/// linked into `out`, and each entry journalled as done so a `batch` rerun into `out`
+/// resumes from the merged folder.
+pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
+    let mut reports = Vec::new();
+    for dir in inputs {
+        let file = dir.join("report.json");
+        let bytes = std::fs::read(&file).with_context(|| format!("{}: cannot read", file.display()))?;
+        let r: Report = serde_json::from_slice(&bytes).with_context(|| {
+            format!("{}: not a report.json this camscope can merge; rerun that shard with this version", file.display())
+        })?;
+        reports.push(r);
+    }
+    let ids: Vec<super::merge::Identity> = reports
+        .iter()
+        .map(|r| super::merge::Identity {
+            dataset: r.dataset.clone(),
+            config: r.config.clone(),
+            extra: vec![],
+            shard: r.shard,
+        })
+        .collect();
+    super::merge::check(inputs, &ids)?;
+    let top = reports[0].config.get("top").and_then(serde_json::Value::as_u64).unwrap_or(5) as usize;
+    let mut merged = Report {
+        shard: None,
+        images: vec![],
+        unreadable: vec![],
+        reused_from_previous_run: 0,
+        total_seconds: 0.0,
+        ..reports[0].clone()
+    };
+    let mut entries = Vec::new();
+    for (k, r) in reports.into_iter().enumerate() {
+        let s = r.shard.expect("checked");
+        if let Some(e) = r.images.iter().find(|e| !s.contains(Path::new(&e.file))) {
+            bail!(
+                "{}: {} is not in shard {s} by this camscope's assignment; merge outputs of one camscope version",
+                inputs[k].display(),
+                e.file
+            );
+        }
+        merged.reused_from_previous_run += r.reused_from_previous_run;
+        merged.total_seconds += r.total_seconds;
+        merged.unreadable.extend(r.unreadable);
+        entries.extend(r.images.into_iter().map(|e| (k, e)));
+    }
+    entries.sort_by(|a, b| a.1.file.cmp(&b.1.file));
+    merged.unreadable.sort_by(|a, b| Path::new(&a.file).cmp(Path::new(&b.file)));
+    // Every overlay is checked before anything is written: a refused merge leaves OUT as it was.
+    if let Some(src) = entries.iter().map(|(k, e)| inputs[*k].join(&e.output)).find(|p| !p.is_file()) {
+        bail!("{}: missing; that shard's output is incomplete, rerun it and merge again", src.display());
+    }
+    let mut journal = Journal::<Entry>::open(out, "batch", &merged.config)?;
+    for (k, mut e) in entries {
+        let src = inputs[k].join(&e.output);
+        e.output = journal.link_output(Path::new(&e.output), &src, false)?.to_string_lossy().into_owned();
+        journal.finish(&e.file.clone(), e.clone())?;
+        merged.images.push(e);
+    }
+    write_report(&mut journal, &merged, top)?;
+    eprintln!(
+        "camscope merge: {} overlays and {} unreadable images in {}, report: {}, {}",
+        merged.images.len(),
+        merged.unreadable.len(),
+        out.display(),
+        out.join("report.json").display(),
+        out.join("report.csv").display()
+    );
+    Ok(if merged.unreadable.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_PARTIAL) })
 }
 
 fn list(u: &[Unreadable]) -> String {

@@ -6,6 +6,7 @@ pub mod explain;
 pub mod export;
 pub mod inspect;
 pub mod layers;
+pub mod merge;
 pub mod progress;
 pub mod triage;
 
@@ -27,6 +28,37 @@ pub fn one_line(e: &anyhow::Error) -> String {
         }
     }
     parts.join(": ").replace('\n', " ")
+}
+
+/// `--shard K/N` and `--shards N`, shared by `batch` and `triage`.
+#[derive(Debug, Clone, Default, clap::Args)]
+pub struct ShardArgs {
+    /// Process only shard K of N (by a fixed hash of each image's path; default: from a Slurm array's or Kubernetes Indexed Job's environment), then `camscope merge` the outputs
+    #[arg(long, value_name = "K/N")]
+    pub shard: Option<String>,
+    /// Number of shards of a Kubernetes Indexed Job (its completions; JOB_COMPLETION_INDEX gives K)
+    #[arg(long, value_name = "N")]
+    pub shards: Option<u64>,
+}
+
+impl ShardArgs {
+    /// The shard this run takes (`None`: the whole dataset), from the flags or the scheduler's
+    /// environment; says on stderr which one and why, since a job that silently took a
+    /// shard (or silently did not) would be hard to debug from a cluster's logs.
+    pub fn detect(&self) -> Result<Option<camscope::dataset::shard::Shard>> {
+        let detected =
+            camscope::dataset::shard::Shard::detect(self.shard.as_deref(), self.shards, |k| std::env::var(k).ok())?;
+        Ok(detected.map(|d| {
+            eprintln!("camscope: taking shard {} (from {})", d.shard, d.source);
+            d.shard
+        }))
+    }
+}
+
+/// The dataset root as outputs record it for `merge`: absolute, so shards run from other
+/// working directories still agree.
+pub fn dataset_id(dir: &std::path::Path) -> String {
+    dir.canonicalize().unwrap_or_else(|_| dir.to_path_buf()).display().to_string()
 }
 
 /// The model named by `--model`, or the bundled one.

@@ -4,13 +4,14 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use serde::{Deserialize, Serialize};
 
 use camscope::cam::Method;
 use camscope::dataset::journal::Journal;
 use camscope::dataset::scan::Scan;
-use camscope::dataset::stats::{self, ImageResult, Outcome};
+use camscope::dataset::shard::Shard;
+use camscope::dataset::stats::{self, ClassProb, ImageResult, Outcome};
 use camscope::dataset::truth::{CsvTruth, FolderTruth, GroundTruth};
 use camscope::engine::{Engine, EngineConfig, Seed};
 use camscope::grad::ScoreKind;
@@ -51,15 +52,17 @@ pub struct TriageArgs {
     /// Do not read or write the scan cache
     #[arg(long)]
     pub no_cache: bool,
+    #[command(flatten)]
+    pub shard: super::ShardArgs,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 struct ClassRef {
     index: usize,
     label: String,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 struct Row {
     path: String,
     #[serde(rename = "true")]
@@ -75,7 +78,7 @@ struct Row {
     overlays: Vec<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 struct SummaryOut {
     images: usize,
     labeled: usize,
@@ -91,7 +94,7 @@ struct SummaryOut {
     least_confident_correct: Vec<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 struct ScanOut {
     computed: usize,
     from_cache: usize,
@@ -100,11 +103,21 @@ struct ScanOut {
     cache_note: Option<String>,
 }
 
-#[derive(Serialize)]
+#[derive(Serialize, Deserialize)]
 struct TriageOut {
     model: String,
     scan: ScanOut,
     root: String,
+    /// The dataset root, absolute: what `merge` checks all shards agree on (`root` is as typed).
+    #[serde(default)]
+    dataset: String,
+    /// The map settings (model file, size and mtime, layer, method, card input...), as the
+    /// journal keys them: shards of one run have equal ones, and `merge` checks it.
+    #[serde(default)]
+    config: serde_json::Value,
+    /// Which shard this output holds (absent in an unsharded or merged output).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    shard: Option<Shard>,
     truth_source: String,
     layer: String,
     method: String,
@@ -133,9 +146,15 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
             eprintln!("camscope: warning: {w}");
         }
     }
-    let images: Vec<PathBuf> = Scan::new(&args.dir)?.collect();
+    let mut images: Vec<PathBuf> = Scan::new(&args.dir)?.collect();
     if images.is_empty() {
         bail!("{}: no images found; triage needs a folder of images", args.dir.display());
+    }
+    let shard = args.shard.detect()?;
+    if let Some(s) = shard {
+        let all = images.len();
+        images.retain(|p| s.contains(Path::new(&rel(&args.dir, p))));
+        eprintln!("camscope triage: shard {s}: {} of {all} images", images.len());
     }
     let mut opts = ScanOptions::new(model_args.session_options());
     opts.batch = args.batch.max(1);
@@ -162,15 +181,17 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
     if let Some(note) = &scan.cache_note {
         eprintln!("camscope: note: {note}");
     }
-    let unlabeled_folders: Vec<String> = match &truth {
+    // Sorted: the order met depends on which results came from the cache, and shards meet
+    // them in another order still (merge sorts them the same way).
+    let mut unlabeled_folders: Vec<String> = match &truth {
         GroundTruth::Folders(f) => f.problems().iter().map(|p| p.to_string()).collect(),
         _ => Vec::new(),
     };
+    unlabeled_folders.sort();
     for p in &unlabeled_folders {
         eprintln!("camscope: note: {p}");
     }
     let results: Vec<ImageResult> = results.into_iter().flatten().collect();
-    let summary = stats::summarize(&results, 10);
 
     // Maps for the mistakes: predicted, true, and predicted-minus-true.
     let mut engine = Engine::from_model(
@@ -236,12 +257,51 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
     }
     progress.finish();
 
-    let class_ref = |i: usize| ClassRef { index: i, label: labels.name(i) };
+    let (rows, summary) =
+        rows_and_summary(&results, overlays, unreadable.len(), |c| labels.name(c), |r| rel(&args.dir, &r.path));
+    let out = TriageOut {
+        model: path.display().to_string(),
+        scan: ScanOut {
+            computed: scan.computed,
+            from_cache: scan.from_cache,
+            seconds: scan.seconds,
+            images_per_second: (scan.computed + scan.from_cache) as f64 / scan.seconds.max(1e-9),
+            cache_note: scan.cache_note.clone(),
+        },
+        root: args.dir.display().to_string(),
+        dataset: super::dataset_id(&args.dir),
+        config: serde_json::to_value(&config)?,
+        shard,
+        truth_source,
+        layer: engine.target().tensor.clone(),
+        method: args.method.to_string(),
+        summary,
+        unlabeled_folders,
+        unreadable,
+        images: rows,
+    };
+    write_outputs(&mut journal, &out)?;
+    print_summary(&out, &args.out);
+    Ok(if out.unreadable.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_PARTIAL) })
+}
+
+/// The per-image rows and the summary of a triage, from its per-image results (`overlays`:
+/// each image's maps). One function for an unsharded run and for `merge`, so a merged
+/// triage.json is exactly the one an unsharded run writes: the derived figures (margin, loss,
+/// accuracy...) are recomputed, never parsed back from decimal text.
+fn rows_and_summary(
+    results: &[ImageResult],
+    overlays: Vec<Vec<String>>,
+    unreadable: usize,
+    class_name: impl Fn(usize) -> String,
+    image_name: impl Fn(&ImageResult) -> String,
+) -> (Vec<Row>, SummaryOut) {
+    let class_ref = |i: usize| ClassRef { index: i, label: class_name(i) };
     let rows: Vec<Row> = results
         .iter()
         .zip(overlays)
         .map(|(r, overlays)| Row {
-            path: rel(&args.dir, &r.path),
+            path: image_name(r),
             truth: r.truth.map(class_ref),
             predicted: class_ref(r.predicted().unwrap_or(0)),
             predicted_probability: r.confidence(),
@@ -254,53 +314,153 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
             in_top5: r.in_top(5),
             margin: r.margin(),
             loss: r.loss(),
-            top5: r.top.iter().take(5).map(|c| (c.class, labels.name(c.class), c.probability)).collect(),
+            top5: r.top.iter().take(5).map(|c| (c.class, class_name(c.class), c.probability)).collect(),
             overlays,
         })
         .collect();
-    let name_of = |i: usize| rel(&args.dir, &results[i].path);
-    let out = TriageOut {
-        model: path.display().to_string(),
-        scan: ScanOut {
-            computed: scan.computed,
-            from_cache: scan.from_cache,
-            seconds: scan.seconds,
-            images_per_second: (scan.computed + scan.from_cache) as f64 / scan.seconds.max(1e-9),
-            cache_note: scan.cache_note.clone(),
-        },
-        root: args.dir.display().to_string(),
-        truth_source,
-        layer: engine.target().tensor.clone(),
-        method: args.method.to_string(),
-        summary: SummaryOut {
-            images: summary.images,
-            labeled: summary.labeled,
-            unlabeled: summary.images - summary.labeled,
-            unreadable: unreadable.len(),
-            top1_correct: summary.top1_correct,
-            top5_correct: summary.top5_correct,
-            top1_accuracy: summary.top1_accuracy(),
-            top5_accuracy: summary.top5_accuracy(),
-            per_class: summary
-                .per_class
-                .iter()
-                .map(|c| (labels.name(c.class), c.images, c.correct, c.accuracy()))
-                .collect(),
-            confusions: summary
-                .confusions
-                .iter()
-                .map(|c| (labels.name(c.truth), labels.name(c.predicted), c.count))
-                .collect(),
-            most_confident_mistakes: summary.confident_mistakes.iter().map(|&i| name_of(i)).collect(),
-            least_confident_correct: summary.unsure_correct.iter().map(|&i| name_of(i)).collect(),
-        },
-        unlabeled_folders,
+    let summary = stats::summarize(results, 10);
+    let summary = SummaryOut {
+        images: summary.images,
+        labeled: summary.labeled,
+        unlabeled: summary.images - summary.labeled,
         unreadable,
-        images: rows,
+        top1_correct: summary.top1_correct,
+        top5_correct: summary.top5_correct,
+        top1_accuracy: summary.top1_accuracy(),
+        top5_accuracy: summary.top5_accuracy(),
+        per_class: summary.per_class.iter().map(|c| (class_name(c.class), c.images, c.correct, c.accuracy())).collect(),
+        confusions: summary
+            .confusions
+            .iter()
+            .map(|c| (class_name(c.truth), class_name(c.predicted), c.count))
+            .collect(),
+        most_confident_mistakes: summary.confident_mistakes.iter().map(|&i| image_name(&results[i])).collect(),
+        least_confident_correct: summary.unsure_correct.iter().map(|&i| image_name(&results[i])).collect(),
     };
-    write_outputs(&mut journal, &out)?;
-    print_summary(&out, &args.out);
-    Ok(if out.unreadable.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_PARTIAL) })
+    (rows, summary)
+}
+
+/// `camscope merge` of triage shards (`inputs`: each folder with its triage.json, checked to
+/// make a whole by the caller): the rows of all shards in the scan's order, the summary
+/// recomputed from them through [`summary_out`], the mistakes' maps linked into `out`.
+pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
+    let mut shards: Vec<TriageOut> = Vec::new();
+    for dir in inputs {
+        let file = dir.join("triage.json");
+        let bytes = std::fs::read(&file).with_context(|| format!("{}: cannot read", file.display()))?;
+        let t: TriageOut = serde_json::from_slice(&bytes).with_context(|| {
+            format!("{}: not a triage.json this camscope can merge; rerun that shard with this version", file.display())
+        })?;
+        shards.push(t);
+    }
+    let ids: Vec<super::merge::Identity> = shards
+        .iter()
+        .map(|t| super::merge::Identity {
+            dataset: t.dataset.clone(),
+            config: t.config.clone(),
+            extra: vec![("ground truth", t.truth_source.clone())],
+            shard: t.shard,
+        })
+        .collect();
+    super::merge::check(inputs, &ids)?;
+    let first = &shards[0];
+    let mut rows: Vec<(usize, Row)> = Vec::new();
+    let mut unreadable = Vec::new();
+    let mut folders = Vec::new();
+    let mut scan = ScanOut { computed: 0, from_cache: 0, seconds: 0.0, images_per_second: 0.0, cache_note: None };
+    let (model, root, truth_source, layer, method, dataset, config) = (
+        first.model.clone(),
+        first.root.clone(),
+        first.truth_source.clone(),
+        first.layer.clone(),
+        first.method.clone(),
+        first.dataset.clone(),
+        first.config.clone(),
+    );
+    for (k, t) in shards.into_iter().enumerate() {
+        let s = t.shard.expect("checked");
+        for r in &t.images {
+            if !s.contains(Path::new(&r.path)) {
+                bail!(
+                    "{}: {} is not in shard {s} by this camscope's assignment; merge outputs of one camscope version",
+                    inputs[k].display(),
+                    r.path
+                );
+            }
+        }
+        scan.computed += t.scan.computed;
+        scan.from_cache += t.scan.from_cache;
+        scan.seconds += t.scan.seconds;
+        scan.cache_note = scan.cache_note.or(t.scan.cache_note);
+        rows.extend(t.images.into_iter().map(|r| (k, r)));
+        unreadable.extend(t.unreadable);
+        folders.extend(t.unlabeled_folders);
+    }
+    scan.images_per_second = (scan.computed + scan.from_cache) as f64 / scan.seconds.max(1e-9);
+    rows.sort_by(|a, b| Path::new(&a.1.path).cmp(Path::new(&b.1.path)));
+    unreadable.sort_by(|a: &(String, String), b| Path::new(&a.0).cmp(Path::new(&b.0)));
+    folders.sort();
+    folders.dedup();
+    // The per-image results again, as the scan gave them (top-5 is all the summary reads).
+    let results: Vec<ImageResult> = rows
+        .iter()
+        .map(|(_, r)| ImageResult {
+            path: PathBuf::from(&r.path),
+            truth: r.truth.as_ref().map(|c| c.index),
+            top: r.top5.iter().map(|&(class, _, probability)| ClassProb { class, probability }).collect(),
+            p_truth: r.true_probability,
+        })
+        .collect();
+    let mut names = std::collections::HashMap::new();
+    for (_, r) in &rows {
+        for c in r.truth.iter().chain([&r.predicted]) {
+            names.insert(c.index, c.label.clone());
+        }
+        for (i, l, _) in &r.top5 {
+            names.entry(*i).or_insert_with(|| l.clone());
+        }
+    }
+    // Every map is checked before anything is written: a refused merge leaves OUT as it was.
+    if let Some(src) =
+        rows.iter().flat_map(|(k, r)| r.overlays.iter().map(|o| inputs[*k].join(o))).find(|p| !p.is_file())
+    {
+        bail!("{}: missing; that shard's output is incomplete, rerun it and merge again", src.display());
+    }
+    let mut journal = Journal::<MistakeMaps>::open(out, "triage", &config)?;
+    let mut overlays = Vec::with_capacity(rows.len());
+    for (k, r) in rows {
+        let mut linked = Vec::with_capacity(r.overlays.len());
+        for o in &r.overlays {
+            let src = inputs[k].join(o);
+            linked.push(journal.link_output(Path::new(o), &src, false)?.to_string_lossy().into_owned());
+        }
+        overlays.push(linked);
+    }
+    let (images, summary) = rows_and_summary(
+        &results,
+        overlays,
+        unreadable.len(),
+        |c| names.get(&c).cloned().unwrap_or_else(|| c.to_string()),
+        |r| r.path.to_string_lossy().into_owned(),
+    );
+    let merged = TriageOut {
+        model,
+        scan,
+        root,
+        dataset,
+        config,
+        shard: None,
+        truth_source,
+        layer,
+        method,
+        summary,
+        unlabeled_folders: folders,
+        unreadable,
+        images,
+    };
+    write_outputs(&mut journal, &merged)?;
+    print_summary(&merged, out);
+    Ok(if merged.unreadable.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_PARTIAL) })
 }
 
 /// What must not change for a rerun to reuse the maps of a previous run.

@@ -214,6 +214,41 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
         Ok(chosen)
     }
 
+    /// Put the existing file `src` in place as the output `rel`, like [`Self::write_output`]
+    /// (same choice of name, claim and atomic rename), but as a hard link when `src` is on the
+    /// same file system: `merge` gathers every shard's overlays, and copying a million PNGs
+    /// would double the disk used for nothing. Falls back to a copy across file systems.
+    pub fn link_output(&mut self, rel: &Path, src: &Path, replace: bool) -> Result<PathBuf, JournalError> {
+        let chosen = candidates(rel)
+            .take(10_000)
+            .find(|c| replace || self.owned.contains(c) || self.out.join(c).symlink_metadata().is_err())
+            .unwrap_or_else(|| rel.to_owned());
+        let dest = self.out.join(&chosen);
+        if let Ok(meta) = dest.symlink_metadata() {
+            if !meta.file_type().is_file() {
+                return Err(JournalError::NotRegular { path: dest, what: "a folder, a link or a special file" });
+            }
+        }
+        if !self.owned.contains(&chosen) {
+            self.append(&Line::<R>::Claim(RelPath::of(&chosen)))?;
+            self.owned.insert(chosen.clone());
+        }
+        let write_err = |source| JournalError::Write { path: dest.clone(), source };
+        if let Some(parent) = dest.parent() {
+            std::fs::create_dir_all(parent).map_err(write_err)?;
+        }
+        let tmp = self.tmp.join(format!("{}-{}.tmp", std::process::id(), self.next_tmp));
+        self.next_tmp += 1;
+        let result = std::fs::hard_link(src, &tmp)
+            .or_else(|_| std::fs::copy(src, &tmp).map(|_| ()))
+            .and_then(|()| std::fs::rename(&tmp, &dest));
+        if let Err(e) = result {
+            let _ = std::fs::remove_file(&tmp);
+            return Err(write_err(e));
+        }
+        Ok(chosen)
+    }
+
     /// Record an item as done (after all of its outputs are in place).
     pub fn finish(&mut self, key: &str, record: R) -> Result<(), JournalError> {
         self.append(&Line::Done { key: key.to_owned(), record: &record })?;

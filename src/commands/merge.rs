@@ -1,0 +1,115 @@
+//! `camscope merge OUT_1 ... OUT_N -o OUT`: the outputs of `batch` or `triage` shards
+//! (`--shard K/N`, or a Slurm / Kubernetes array) combined into exactly what one unsharded
+//! run writes. Every check runs before anything is written, so a refused merge leaves OUT as
+//! it was.
+
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+
+use anyhow::{Result, bail};
+
+use camscope::dataset::shard::{self, Shard};
+
+/// What shards of one run must agree on, as each output records it.
+pub struct Identity {
+    /// The dataset root (absolute).
+    pub dataset: String,
+    /// The run's settings (model file with size and mtime, layer, method, card input...).
+    pub config: serde_json::Value,
+    /// Anything else that must match, by name (triage: the ground truth).
+    pub extra: Vec<(&'static str, String)>,
+    pub shard: Option<Shard>,
+}
+
+/// Check that shard outputs come from one run and make a whole; the number of shards.
+pub fn check(inputs: &[PathBuf], ids: &[Identity]) -> Result<u64> {
+    let name = |i: usize| inputs[i].display().to_string();
+    for (i, id) in ids.iter().enumerate() {
+        if id.shard.is_some() && (id.config.is_null() || id.dataset.is_empty()) {
+            bail!("{}: written by an older camscope (no run identity); rerun that shard with this version", name(i));
+        }
+    }
+    let named: Vec<(String, Option<Shard>)> = ids.iter().enumerate().map(|(i, id)| (name(i), id.shard)).collect();
+    let n = shard::check_complete(&named)?;
+    let first = &ids[0];
+    for (i, id) in ids.iter().enumerate().skip(1) {
+        if id.dataset != first.dataset {
+            bail!(
+                "{} is a shard of dataset {} but {} of {}; merge shards of one dataset",
+                name(i),
+                id.dataset,
+                name(0),
+                first.dataset
+            );
+        }
+        if let Some(field) = differing(&first.config, &id.config) {
+            let show = |v: &serde_json::Value| v.get(&field).map_or("unset".into(), |v| v.to_string());
+            bail!(
+                "{} and {} were made with different {field} ({} vs {}); merge shards of one run (same model, card, layer and method)",
+                name(0),
+                name(i),
+                show(&first.config),
+                show(&id.config)
+            );
+        }
+        for ((what, a), (_, b)) in first.extra.iter().zip(&id.extra) {
+            if a != b {
+                bail!("{} and {} have different {what} ({a} vs {b}); merge shards of one run", name(0), name(i));
+            }
+        }
+    }
+    Ok(n)
+}
+
+/// The first top-level setting where two configurations differ (`None`: equal).
+fn differing(a: &serde_json::Value, b: &serde_json::Value) -> Option<String> {
+    if a == b {
+        return None;
+    }
+    let (Some(a), Some(b)) = (a.as_object(), b.as_object()) else { return Some("settings".into()) };
+    a.keys().chain(b.keys()).find(|k| a.get(*k) != b.get(*k)).cloned()
+}
+
+pub fn run(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
+    let started = std::time::Instant::now();
+    if inputs.is_empty() {
+        bail!("merge needs the output folders of the shards: camscope merge OUT_1 ... OUT_N -o OUT");
+    }
+    let out_c = out.canonicalize().ok();
+    let mut kinds = Vec::new();
+    for dir in inputs {
+        if !dir.is_dir() {
+            bail!("{}: no such folder; give the output folders of the shards", dir.display());
+        }
+        if out_c.is_some() && dir.canonicalize().ok() == out_c {
+            bail!("{}: is one of the shards; merge into another folder (-o)", out.display());
+        }
+        let (triage, batch) = (dir.join("triage.json").is_file(), dir.join("report.json").is_file());
+        kinds.push(match (triage, batch) {
+            (true, false) => "triage",
+            (false, true) => "batch",
+            (true, true) => {
+                bail!("{}: holds both a triage.json and a report.json; merge folders of one kind", dir.display())
+            }
+            (false, false) => bail!(
+                "{}: holds no triage.json or report.json; is that shard finished? (rerun it, it resumes)",
+                dir.display()
+            ),
+        });
+    }
+    if let Some(i) = kinds.iter().position(|k| *k != kinds[0]) {
+        bail!(
+            "{} is a {} output but {} a {} output; merge shards of one command",
+            inputs[0].display(),
+            kinds[0],
+            inputs[i].display(),
+            kinds[i]
+        );
+    }
+    let code = match kinds[0] {
+        "triage" => super::triage::merge(inputs, out)?,
+        _ => super::batch::merge(inputs, out)?,
+    };
+    eprintln!("camscope merge: {} shards in {:.2} s", inputs.len(), started.elapsed().as_secs_f64());
+    Ok(code)
+}
