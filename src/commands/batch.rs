@@ -192,6 +192,8 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
     if !(0.0..=1.0).contains(&args.alpha) {
         bail!("--alpha {} is outside 0..1", args.alpha);
     }
+    // First: a bad --shard (or scheduler environment) is refused before any work.
+    let shard = args.shard.detect()?;
     check_folders(&args.dir, &args.out)?;
     let path = super::model_path(model)?;
     let config = EngineConfig {
@@ -207,7 +209,6 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
     let mut scan = Scan::new(&args.dir)?;
     let mut images: Vec<PathBuf> = scan.by_ref().collect();
     let non_images = scan.stats().non_images;
-    let shard = args.shard.detect()?;
     if let Some(s) = shard {
         let all = images.len();
         images.retain(|p| s.contains(Path::new(&rel_name(&args.dir, p))));

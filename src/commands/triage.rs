@@ -136,6 +136,8 @@ pub fn ground_truth(dir: &Path, csv: Option<&Path>, labels: &Labels) -> Result<(
 }
 
 pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
+    // First: a bad --shard (or scheduler environment) is refused before any work.
+    let shard = args.shard.detect()?;
     check_folders(&args.dir, &args.out)?;
     let path = super::model_path(model_args)?;
     let model = model_args.open(&path)?;
@@ -150,7 +152,6 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
     if images.is_empty() {
         bail!("{}: no images found; triage needs a folder of images", args.dir.display());
     }
-    let shard = args.shard.detect()?;
     if let Some(s) = shard {
         let all = images.len();
         images.retain(|p| s.contains(Path::new(&rel(&args.dir, p))));
