@@ -1,7 +1,7 @@
 //! Point-wise activations and Softmax. Masks follow PyTorch's subgradient choices at kinks
 //! (ReLU: 0 at 0; Clip/ReLU6: 0 at the bounds; HardSwish: PyTorch's piecewise derivative).
 
-use super::{RuleCtx, norm_axis};
+use super::RuleCtx;
 use crate::grad::GradError;
 use crate::onnx::{attr_float, attr_int, attr_string, attrs, dtype};
 
@@ -162,9 +162,9 @@ pub fn pow(c: &mut RuleCtx<'_>) -> Grads {
 fn softmax_axes(c: &RuleCtx<'_>) -> Result<Vec<i64>, GradError> {
     let rank = c.rank(c.output(0))?;
     if c.b.opset() >= 13 {
-        Ok(vec![norm_axis(attr_int(c.node, "axis").unwrap_or(-1), rank) as i64])
+        Ok(vec![c.axis(attr_int(c.node, "axis").unwrap_or(-1), rank)? as i64])
     } else {
-        let a = norm_axis(attr_int(c.node, "axis").unwrap_or(1), rank);
+        let a = c.axis(attr_int(c.node, "axis").unwrap_or(1), rank)?;
         Ok((a as i64..rank as i64).collect())
     }
 }

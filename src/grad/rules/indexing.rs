@@ -1,7 +1,7 @@
 //! Indexing and selection: Gather, GatherElements, GatherND, ScatterND, ScatterElements,
 //! Where. Indices and conditions never receive a gradient.
 
-use super::{RuleCtx, norm_axis};
+use super::RuleCtx;
 use crate::grad::GradError;
 use crate::onnx::shapes::Dim;
 use crate::onnx::{attr_int, attr_string, attrs};
@@ -23,7 +23,7 @@ pub fn gather(c: &mut RuleCtx<'_>) -> Grads {
     let (g, data) = (c.grad(), c.input(0).to_owned());
     let dims = c.dims(&data)?;
     let r = dims.len();
-    let axis = norm_axis(attr_int(c.node, "axis").unwrap_or(0), r);
+    let axis = c.axis(attr_int(c.node, "axis").unwrap_or(0), r)?;
     let (Dim::Fixed(d), Some(idx)) = (dims[axis], c.consts.ints(c.input(1))) else {
         out[0] = Some(gather_at_run_time(c, &g, &data, r, axis)?);
         return Ok(out);

@@ -86,6 +86,16 @@ impl RuleCtx<'_> {
         self.consts.ints(self.input(i)).ok_or_else(|| self.unsupported(&format!("input {i} is not a constant")))
     }
 
+    /// An axis attribute or constant (negative: from the end) checked against `rank`.
+    pub fn axis(&self, axis: i64, rank: usize) -> Result<usize, GradError> {
+        let r = rank as i64;
+        if (-r..r).contains(&axis) {
+            Ok(norm_axis(axis, rank))
+        } else {
+            Err(self.unsupported(&format!("axis {axis} is out of range for a rank-{rank} tensor")))
+        }
+    }
+
     /// An `Unsupported` error for this node with a reason.
     pub fn unsupported(&self, why: &str) -> GradError {
         GradError::Unsupported(Box::new(crate::grad::Blocked {

@@ -1,6 +1,6 @@
 //! Normalisation layers in inference mode.
 
-use super::{RuleCtx, norm_axis};
+use super::RuleCtx;
 use crate::grad::GradError;
 use crate::onnx::{attr_float, attr_int};
 
@@ -38,7 +38,7 @@ pub fn layer_norm(c: &mut RuleCtx<'_>) -> Grads {
     let g = c.grad();
     let (x, gamma) = (c.input(0).to_owned(), c.input(1).to_owned());
     let r = c.rank(&x)?;
-    let axis = norm_axis(attr_int(c.node, "axis").unwrap_or(-1), r);
+    let axis = c.axis(attr_int(c.node, "axis").unwrap_or(-1), r)?;
     let axes: Vec<i64> = (axis as i64..r as i64).collect();
     let eps = attr_float(c.node, "epsilon").unwrap_or(1e-5);
     let mu = c.b.reduce_mean(&x, &axes, true);

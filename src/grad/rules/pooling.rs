@@ -1,7 +1,7 @@
 //! Pooling and reductions.
 
+use super::RuleCtx;
 use super::linear::{Window, explicit_pads, transpose_back};
-use super::{RuleCtx, norm_axis};
 use crate::grad::GradError;
 use crate::onnx::{attr_int, attr_ints, attrs, dtype, tensors};
 
@@ -45,7 +45,7 @@ fn reduce_axes(c: &RuleCtx<'_>, axes_input_since: i64) -> Result<Option<Vec<i64>
         _ if attr_int(c.node, "noop_with_empty_axes").unwrap_or(0) != 0 => return Ok(None),
         _ => (0..rank as i64).collect(),
     };
-    let mut a: Vec<i64> = axes.iter().map(|&v| norm_axis(v, rank) as i64).collect();
+    let mut a: Vec<i64> = axes.iter().map(|&v| c.axis(v, rank).map(|a| a as i64)).collect::<Result<_, _>>()?;
     a.sort_unstable();
     a.dedup();
     Ok(Some(a))

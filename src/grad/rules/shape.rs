@@ -43,9 +43,12 @@ pub fn transpose(c: &mut RuleCtx<'_>) -> Grads {
     let g = c.grad();
     let r = c.rank(c.input(0))?;
     let perm = attr_ints(c.node, "perm").unwrap_or_else(|| (0..r as i64).rev().collect());
+    if perm.len() != r {
+        return Err(c.unsupported(&format!("perm {perm:?} for a rank-{r} tensor")));
+    }
     let mut inv = vec![0i64; perm.len()];
     for (i, &p) in perm.iter().enumerate() {
-        inv[norm_axis(p, r)] = i as i64;
+        inv[c.axis(p, r)?] = i as i64;
     }
     Ok(vec![Some(c.b.transpose(&g, &inv))])
 }
@@ -54,13 +57,13 @@ pub fn transpose(c: &mut RuleCtx<'_>) -> Grads {
 pub fn concat(c: &mut RuleCtx<'_>) -> Grads {
     let g = c.grad();
     let y = c.output(0).to_owned();
-    let axis = norm_axis(attr_int(c.node, "axis").unwrap_or(0), c.rank(&y)?);
+    let axis = c.axis(attr_int(c.node, "axis").unwrap_or(0), c.rank(&y)?)?;
     let mut out = vec![None; c.node.input.len()];
     let mut offset = 0i64;
     for (i, slot) in out.iter_mut().enumerate() {
         let x = c.input(i).to_owned();
-        let size = match c.dims(&x)?[axis] {
-            Dim::Fixed(s) => s,
+        let size = match c.dims(&x)?.get(axis) {
+            Some(&Dim::Fixed(s)) => s,
             _ => return Err(c.unsupported("Concat along the batch axis or an unknown size")),
         };
         if c.needs(i) {
@@ -74,7 +77,7 @@ pub fn concat(c: &mut RuleCtx<'_>) -> Grads {
 /// The input's gradient is the outputs' gradients concatenated (zeros where none flows).
 pub fn split(c: &mut RuleCtx<'_>) -> Grads {
     let y0 = c.output(0).to_owned();
-    let axis = norm_axis(attr_int(c.node, "axis").unwrap_or(0), c.rank(&y0)?);
+    let axis = c.axis(attr_int(c.node, "axis").unwrap_or(0), c.rank(&y0)?)?;
     let parts: Vec<String> = (0..c.node.output.len())
         .map(|i| {
             let yi = c.output(i).to_owned();
@@ -183,7 +186,7 @@ fn slice_at_run_time(c: &mut RuleCtx<'_>, g: &str, x: &str) -> Grads {
     if !c.has_input(3) {
         return Err(c.unsupported("Slice with starts/ends computed at run time and no axes"));
     }
-    let axes: Vec<usize> = c.const_ints(3)?.iter().map(|&a| norm_axis(a, r)).collect();
+    let axes: Vec<usize> = c.const_ints(3)?.iter().map(|&a| c.axis(a, r)).collect::<Result<_, _>>()?;
     if r < 2 || axes.contains(&0) {
         return Err(c.unsupported("Slice with starts/ends computed at run time along axis 0"));
     }
@@ -253,7 +256,7 @@ pub fn pad(c: &mut RuleCtx<'_>) -> Grads {
     }
     let raw = if c.b.opset() >= 11 { c.const_ints(1)? } else { attr_ints(c.node, "pads").unwrap_or_default() };
     let axes: Vec<usize> = if c.b.opset() >= 18 && c.has_input(3) {
-        c.const_ints(3)?.iter().map(|&a| norm_axis(a, r)).collect()
+        c.const_ints(3)?.iter().map(|&a| c.axis(a, r)).collect::<Result<_, _>>()?
     } else {
         (0..r).collect()
     };
