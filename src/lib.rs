@@ -5,6 +5,7 @@ pub mod cam;
 pub mod dataset;
 pub mod engine;
 pub mod explanation;
+pub mod fsutil;
 pub mod grad;
 pub mod imaging;
 pub mod model;

@@ -346,3 +346,29 @@ fn a_model_that_outputs_nan_is_an_error_naming_the_model_and_what_was_not_finite
     assert!(report["images"].as_array().unwrap().is_empty());
     assert!(report["unreadable"][0]["error"].as_str().unwrap().contains("scores: 5 NaN of 5"), "{report}");
 }
+
+/// A FIFO given as the model or as triage's labels CSV used to block the read forever.
+#[test]
+fn a_fifo_as_the_model_or_the_labels_csv_is_refused_at_once() {
+    let dir = tmp("fifo-inputs");
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    let (model, csv) = (dir.join("model.onnx"), dir.join("labels.csv"));
+    for f in [&model, &csv] {
+        assert!(std::process::Command::new("mkfifo").arg(f).status().unwrap().success());
+    }
+    let t0 = std::time::Instant::now();
+    let err = one_line_error(&camscope(&["explain", "--model", &model.to_string_lossy(), &input_image()]));
+    assert!(err.contains("model.onnx") && err.contains("not a regular file") && err.contains("--model"), "{err}");
+    let out = dir.join("out");
+    let err = one_line_error(&camscope(&[
+        "triage",
+        "samples",
+        "--labels",
+        &csv.to_string_lossy(),
+        "-o",
+        &out.to_string_lossy(),
+    ]));
+    assert!(err.contains("labels.csv") && err.contains("not a regular file"), "{err}");
+    assert!(t0.elapsed() < std::time::Duration::from_secs(30), "took {:?}", t0.elapsed());
+}

@@ -262,7 +262,7 @@ impl ScanCache {
             entries: HashMap::new(),
             dirty: false,
         };
-        let outcome = match std::fs::read(&cache.file) {
+        let outcome = match crate::fsutil::read_regular(&cache.file) {
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => LoadOutcome::Missing,
             Err(e) => LoadOutcome::Discarded { reason: format!("cannot read it: {e}") },
             Ok(bytes) => match cache.decode(&bytes) {

@@ -162,7 +162,8 @@ pub struct CsvTruth {
 impl CsvTruth {
     /// Read `csv` for the dataset at `root`.
     pub fn read(csv: &Path, root: &Path, labels: &Labels) -> Result<Self, CsvError> {
-        let bytes = std::fs::read(csv).map_err(|source| CsvError::Read { path: csv.to_owned(), source })?;
+        let bytes =
+            crate::fsutil::read_regular(csv).map_err(|source| CsvError::Read { path: csv.to_owned(), source })?;
         Self::parse(&bytes, csv, root, labels)
     }
 

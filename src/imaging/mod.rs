@@ -113,30 +113,11 @@ pub fn load_image(path: &Path, opts: &DecodeOptions) -> Result<Decoded, ImageErr
     if !meta.is_file() {
         return Err(ImageError::NotAFile { path: path.to_owned() });
     }
-    let bytes = read_regular(path).map_err(|e| match e {
-        Some(e) => io_err(e),
-        None => ImageError::NotAFile { path: path.to_owned() },
+    let bytes = crate::fsutil::read_regular(path).map_err(|e| match e.kind() {
+        std::io::ErrorKind::InvalidInput => ImageError::NotAFile { path: path.to_owned() },
+        _ => io_err(e),
     })?;
     decode_image(&bytes, path, opts)
-}
-
-/// The bytes of `path` if it is (still) a regular file: opened without blocking and checked
-/// on the open descriptor, so a file swapped for a FIFO after the check above cannot hang the
-/// read. `Err(None)`: not a regular file.
-fn read_regular(path: &Path) -> Result<Vec<u8>, Option<std::io::Error>> {
-    use std::io::Read;
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-    let mut file = options.open(path).map_err(Some)?;
-    let meta = file.metadata().map_err(Some)?;
-    if !meta.is_file() {
-        return Err(None);
-    }
-    let mut bytes = Vec::with_capacity(meta.len() as usize);
-    file.read_to_end(&mut bytes).map_err(Some)?;
-    Ok(bytes)
 }
 
 /// An I/O error on `path` in the words of the user's mistake: a missing file, a dangling or

@@ -81,8 +81,8 @@ pub struct Labels {
 impl Labels {
     /// Read a labels file (UTF-8, one class per line; a trailing newline is fine).
     pub fn read(path: &Path) -> Result<Self, LabelsError> {
-        let text =
-            std::fs::read_to_string(path).map_err(|source| LabelsError::Read { path: path.to_owned(), source })?;
+        let text = crate::fsutil::read_regular_string(path)
+            .map_err(|source| LabelsError::Read { path: path.to_owned(), source })?;
         Self::parse(&text, path)
     }
 

@@ -90,6 +90,12 @@ pub struct InputSpec {
     /// `exif_transpose`). `--ignore-exif` sets it for one run.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub ignore_exif: bool,
+    /// Decode every pixel of large JPEGs instead of at 1/2-1/8 scale (see
+    /// [`Draft`](crate::imaging::Draft)): for a model whose reference accuracy was measured
+    /// on full decodes. `--exact-decode` sets it for one run. Always serialized, so journals
+    /// written before reduced decoding existed (all full decodes) are not taken for draft runs.
+    #[serde(default)]
+    pub exact_decode: bool,
     /// Accept truncated JPEGs (with a warning): `--allow-truncated`, never from a card.
     #[serde(skip)]
     pub allow_truncated: bool,
@@ -107,6 +113,7 @@ impl InputSpec {
             exif: !self.ignore_exif,
             allow_truncated: self.allow_truncated,
             max_pixels: self.max_pixels,
+            draft: (!self.exact_decode).then(|| crate::imaging::Draft::for_spec(self)),
         }
     }
 }
@@ -209,7 +216,7 @@ pub struct ModelCard {
 /// Why a card is unusable.
 #[derive(Debug, thiserror::Error)]
 pub enum CardError {
-    #[error("{}: cannot read model card: {source}", path.display())]
+    #[error("{}: cannot read model card: {source}; replace it with the card's TOML file or remove it", path.display())]
     Read { path: PathBuf, source: std::io::Error },
     #[error("{}: invalid model card: {detail}; see models/efficientnet_lite0.toml for the format", path.display())]
     Parse { path: PathBuf, detail: String },
@@ -250,7 +257,8 @@ impl ModelCard {
 
     /// Read a card file.
     pub fn read(path: &Path) -> Result<Self, CardError> {
-        let text = std::fs::read_to_string(path).map_err(|source| CardError::Read { path: path.to_owned(), source })?;
+        let text = crate::fsutil::read_regular_string(path)
+            .map_err(|source| CardError::Read { path: path.to_owned(), source })?;
         Self::parse(&text, path, CardSource::Sidecar(path.to_owned()))
     }
 
@@ -297,6 +305,7 @@ impl ModelCard {
                 mean: [0.485 * 255.0, 0.456 * 255.0, 0.406 * 255.0],
                 std: [0.229 * 255.0, 0.224 * 255.0, 0.225 * 255.0],
                 ignore_exif: false,
+                exact_decode: false,
                 allow_truncated: false,
                 max_pixels: default_max_pixels(),
             },

@@ -19,7 +19,7 @@ use super::proto::tensor_proto::DataLocation;
 pub enum OnnxError {
     #[error("{}: no such model file; pass --model PATH to an .onnx classifier", path.display())]
     Missing { path: PathBuf },
-    #[error("{}: cannot read: {source}", path.display())]
+    #[error("{}: cannot read: {source}; pass --model PATH to a readable .onnx file", path.display())]
     Read { path: PathBuf, source: std::io::Error },
     #[error("{}: is a folder, not a model; pass the .onnx file {hint}", path.display())]
     Folder { path: PathBuf, hint: String },
@@ -51,7 +51,7 @@ pub fn encode_model(model: &ModelProto) -> Vec<u8> {
 /// Read a model and inline its external data (checked to stay inside the model's folder),
 /// so derived graphs can be handed to ONNX Runtime from memory.
 pub fn read_model(path: &Path) -> Result<ModelProto, OnnxError> {
-    let bytes = std::fs::read(path).map_err(|source| match source.kind() {
+    let bytes = crate::fsutil::read_regular(path).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => OnnxError::Missing { path: path.to_owned() },
         _ if path.is_dir() => OnnxError::Folder { path: path.to_owned(), hint: folder_hint(path) },
         _ => OnnxError::Read { path: path.to_owned(), source },

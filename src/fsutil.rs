@@ -1,0 +1,54 @@
+//! Reading files the user names without ever blocking on one that is not a file.
+//!
+//! A FIFO named `model.onnx`, `labels.csv` or `model.toml` blocks a plain `read` until some
+//! other process writes to it (forever, in practice), and a device such as `/dev/zero` never
+//! ends. Every file camscope reads because a user pointed at it goes through here: it is
+//! opened with `O_NONBLOCK` (so opening a FIFO returns at once) and checked on the open
+//! descriptor (so a file swapped for a FIFO after an earlier check is caught too).
+
+use std::io::{Error, ErrorKind, Read};
+use std::path::Path;
+
+/// The bytes of `path`, which must be a regular file (else an `InvalidInput` error whose text
+/// says what it is).
+pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let mut file = options.open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() { "a folder" } else { "a pipe, socket or device" };
+        return Err(Error::new(ErrorKind::InvalidInput, format!("it is {what}, not a regular file")));
+    }
+    let mut bytes = Vec::with_capacity(meta.len() as usize);
+    file.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// [`read_regular`] as UTF-8 text.
+pub fn read_regular_string(path: &Path) -> std::io::Result<String> {
+    String::from_utf8(read_regular(path)?).map_err(|e| Error::new(ErrorKind::InvalidData, e.utf8_error()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[cfg(unix)]
+    #[test]
+    fn a_fifo_a_device_and_a_folder_are_refused_at_once() {
+        let t = tempfile::tempdir().unwrap();
+        let fifo = t.path().join("labels.csv");
+        let c = std::ffi::CString::new(fifo.clone().into_os_string().into_encoded_bytes()).unwrap();
+        // SAFETY: a valid NUL-terminated path; mkfifo only creates a file.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o644) }, 0);
+        let err = read_regular(&fifo).unwrap_err();
+        assert!(err.to_string().contains("a pipe, socket or device"), "{err}");
+        assert!(read_regular(Path::new("/dev/zero")).unwrap_err().to_string().contains("device"));
+        assert!(read_regular(t.path()).unwrap_err().to_string().contains("a folder"));
+        std::fs::write(t.path().join("a.txt"), "x").unwrap();
+        assert_eq!(read_regular_string(&t.path().join("a.txt")).unwrap(), "x");
+    }
+}
