@@ -224,7 +224,8 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
             .find(|c| replace || self.owned.contains(c) || self.out.join(c).symlink_metadata().is_err())
             .unwrap_or_else(|| rel.to_owned());
         let dest = self.out.join(&chosen);
-        if let Ok(meta) = dest.symlink_metadata() {
+        let existing = dest.symlink_metadata().ok();
+        if let Some(meta) = &existing {
             if !meta.file_type().is_file() {
                 return Err(JournalError::NotRegular { path: dest, what: "a folder, a link or a special file" });
             }
@@ -236,6 +237,12 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
         let write_err = |source| JournalError::Write { path: dest.clone(), source };
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent).map_err(write_err)?;
+        }
+        // A new name is linked in place directly: a link to a whole file is never half
+        // written, and this halves the directory operations (200,000 overlays: 16 s -> see
+        // the README). A name to replace goes through a temporary link and a rename.
+        if existing.is_none() && std::fs::hard_link(src, &dest).is_ok() {
+            return Ok(chosen);
         }
         let tmp = self.tmp.join(format!("{}-{}.tmp", std::process::id(), self.next_tmp));
         self.next_tmp += 1;
@@ -355,6 +362,24 @@ mod tests {
         assert_eq!(j.done("x"), None, "another configuration redoes the work");
         assert!(j.owns(Path::new("a/x.png")) && j.owns(Path::new("a/z-1.png")));
         assert!(std::fs::read_dir(out.join(TMP_DIR)).unwrap().next().is_none(), "no temporary file left");
+    }
+
+    #[test]
+    fn linked_outputs_are_claimed_like_written_ones_and_never_replace_a_users_file() {
+        let t = tempfile::tempdir().unwrap();
+        let (src, out) = (t.path().join("src.png"), t.path().join("out"));
+        std::fs::write(&src, b"overlay").unwrap();
+        let mut j = Journal::<Rec>::open(&out, "batch", &1).unwrap();
+        assert_eq!(j.link_output(Path::new("a/x.png"), &src, false).unwrap(), Path::new("a/x.png"));
+        assert_eq!(std::fs::read(out.join("a/x.png")).unwrap(), b"overlay");
+        // Its own file is replaced in place (through a temporary link), a user's file is not.
+        assert_eq!(j.link_output(Path::new("a/x.png"), &src, false).unwrap(), Path::new("a/x.png"));
+        std::fs::write(out.join("a/y.png"), b"the user's").unwrap();
+        assert_eq!(j.link_output(Path::new("a/y.png"), &src, false).unwrap(), Path::new("a/y-1.png"));
+        assert_eq!(std::fs::read(out.join("a/y.png")).unwrap(), b"the user's");
+        drop(j);
+        let j = Journal::<Rec>::open(&out, "batch", &1).unwrap();
+        assert!(j.owns(Path::new("a/x.png")) && j.owns(Path::new("a/y-1.png")) && !j.owns(Path::new("a/y.png")));
     }
 
     #[test]
