@@ -239,8 +239,8 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
             std::fs::create_dir_all(parent).map_err(write_err)?;
         }
         // A new name is linked in place directly: a link to a whole file is never half
-        // written, and this halves the directory operations (200,000 overlays: 16 s -> see
-        // the README). A name to replace goes through a temporary link and a rename.
+        // written, and a merge of many shards saves a rename per overlay. A name to replace
+        // goes through a temporary link and a rename, so it never disappears in between.
         if existing.is_none() && std::fs::hard_link(src, &dest).is_ok() {
             return Ok(chosen);
         }
