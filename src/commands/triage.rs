@@ -148,7 +148,11 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
             eprintln!("camscope: warning: {w}");
         }
     }
-    let mut images: Vec<PathBuf> = Scan::new(&args.dir)?.collect();
+    let mut listing = Scan::new(&args.dir)?;
+    let mut images: Vec<PathBuf> = listing.by_ref().collect();
+    for p in &listing.stats().special_files {
+        eprintln!("camscope: note: {}: a pipe, socket or device named like an image; skipped, never read", p.display());
+    }
     if images.is_empty() {
         bail!("{}: no images found; triage needs a folder of images", args.dir.display());
     }
