@@ -594,6 +594,12 @@ fn run_image(bytes: &[u8], world: &World) -> String {
         exif: h & 1 == 0,
         allow_truncated: h & 2 == 0,
         max_pixels: if h & 4 == 0 { camscope::imaging::DEFAULT_MAX_PIXELS } else { 1 << 16 },
+        draft: (h & 8 == 0).then_some(camscope::imaging::Draft {
+            width: 16,
+            height: 16,
+            resize: camscope::model::ResizePolicy::CenterCrop,
+            crop_fraction: 1.0,
+        }),
     };
     let img = match camscope::imaging::decode_image(bytes, path, &opts) {
         Ok(d) => d.rgb,
