@@ -57,6 +57,10 @@ impl Candidate {
 /// patch grid: enough for a class token plus 8 registers and a distillation token, with room.
 const MAX_EXTRA_TOKENS: usize = 16;
 
+/// Most tokens a sequence may have to be read as a map (a 1024 x 1024 patch grid): the
+/// readings are found by trying divisors, so a declared length like 2^40 must not be tried.
+const MAX_TOKENS: usize = 1 << 20;
+
 /// What the graph says about where each tensor keeps its spatial map.
 #[derive(Debug, Clone, Default)]
 pub struct Layouts {
@@ -219,6 +223,9 @@ fn token_readings(
     grids: &[(usize, usize)],
     strided: &dyn Fn(usize, usize) -> bool,
 ) -> Vec<(usize, usize, usize)> {
+    if t > MAX_TOKENS {
+        return Vec::new();
+    }
     if let Some(TokenSpec { prefix, grid }) = spec {
         if prefix >= t {
             return Vec::new();
