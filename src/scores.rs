@@ -122,7 +122,8 @@ impl ClassScores {
         self.top_k_indices(1)[0]
     }
 
-    fn top_k_indices(&self, k: usize) -> Vec<usize> {
+    /// Indices of the `k` most probable classes, most probable first (ties by lower index).
+    pub fn top_k_indices(&self, k: usize) -> Vec<usize> {
         let mut order: Vec<usize> = (0..self.probabilities.len()).collect();
         order.sort_by(|&a, &b| self.probabilities[b].total_cmp(&self.probabilities[a]).then(a.cmp(&b)));
         order.truncate(k);

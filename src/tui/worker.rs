@@ -183,20 +183,27 @@ fn layer_info(c: &crate::grad::Candidate) -> LayerInfo {
 struct Queue {
     settings: VecDeque<Request>,
     show: Option<Request>,
+    /// The shown image's other top classes whose head results to compute while the user looks
+    /// at it (one per turn, so a new `Show` waits for at most one head).
+    warm: Option<(PathBuf, VecDeque<usize>)>,
     prefetch: VecDeque<PathBuf>,
 }
 
 impl Queue {
     fn absorb(&mut self, r: Request) {
         match r {
-            Request::Show { .. } => self.show = Some(r),
+            Request::Show { .. } => {
+                // The user has moved on: warming the previous image's classes is moot.
+                self.warm = None;
+                self.show = Some(r);
+            }
             Request::Prefetch { paths } => self.prefetch = paths.into(),
             other => self.settings.push_back(other),
         }
     }
 
     fn is_empty(&self) -> bool {
-        self.settings.is_empty() && self.show.is_none() && self.prefetch.is_empty()
+        self.settings.is_empty() && self.show.is_none() && self.warm.is_none() && self.prefetch.is_empty()
     }
 
     /// Take everything already sent, without waiting. False when the UI has gone.
@@ -228,6 +235,17 @@ fn serve(mut engine: Engine, rx: &Receiver<Request>, answer: &dyn Fn(Response) -
             answer(apply_setting(&mut engine, s))
         } else if let Some(Request::Show { serial, path, class, method, versus }) = q.show.take() {
             show(&mut engine, &mut q, rx, ShowArgs { serial, path, class, method, versus }, answer)
+        } else if let Some((path, mut classes)) = q.warm.take() {
+            if let Some(class) = classes.pop_front() {
+                // Failures are answered when the class is actually shown.
+                if let Ok(loaded) = engine.load(&path) {
+                    let _ = engine.warm(&loaded, &[class]);
+                }
+            }
+            if !classes.is_empty() {
+                q.warm = Some((path, classes));
+            }
+            true
         } else if let Some(path) = q.prefetch.pop_front() {
             prefetch(&mut engine, path, answer)
         } else {
@@ -290,6 +308,13 @@ fn show(
         return pending.is_none_or(answer);
     }
     let class = class.unwrap_or_else(|| loaded.scores.argmax());
+    // Switching among the top classes is what users do next: their heads are computed in the
+    // background after this map (only for methods whose cost is the head).
+    if method.needs().gradients && !is_slow(method) {
+        let top: VecDeque<usize> =
+            loaded.scores.top_k_indices(WARM_CLASSES).into_iter().filter(|&c| c != class).collect();
+        q.warm = Some((path.clone(), top));
+    }
     let map = engine.map(&loaded, method, &Seed::Class(class)).and_then(|out| {
         let Some(truth) = versus else { return Ok((out, None)) };
         let t = engine.map(&loaded, method, &Seed::Class(truth))?;
@@ -334,6 +359,10 @@ fn show(
         Err(e) => answer(Response::Failed { serial: Some(serial), path, error: e.to_string() }),
     }
 }
+
+/// Classes of the shown image whose heads are computed ahead of a class switch (the top list
+/// the inspector shows and the keys step through).
+const WARM_CLASSES: usize = 5;
 
 /// Whether a method needs many extra model runs (seconds rather than milliseconds).
 fn is_slow(method: Method) -> bool {
