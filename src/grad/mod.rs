@@ -682,6 +682,17 @@ impl Analysis {
                 }
                 continue;
             }
+            // Only Split's rule reads the gradients of outputs after the first: for any other
+            // op, a gradient that reaches only a later output cannot be propagated.
+            if grads[0].is_none() && op(node) != "Split" {
+                return Err(GradError::Unsupported(Box::new(Blocked {
+                    op: op(node).to_owned(),
+                    node: node_label(node),
+                    layer: layer.clone(),
+                    detail: "the gradient reaches only a secondary output of this node".into(),
+                    later: Vec::new(),
+                })));
+            }
             let rule = rules::rule_for(op(node)).ok_or_else(|| {
                 GradError::Unsupported(Box::new(Blocked {
                     op: op(node).to_owned(),
