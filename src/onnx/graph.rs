@@ -197,8 +197,9 @@ impl Constants {
     pub fn new(graph: &GraphProto) -> Self {
         let mut values = HashMap::new();
         for t in &graph.initializer {
-            let elements: i64 = t.dims.iter().product();
-            if let (Some(n), true) = (&t.name, elements <= MAX_CONSTANT_ELEMENTS) {
+            // Dims are the file's word: negative or overflowing products are not small.
+            let elements = t.dims.iter().try_fold(1i64, |a, &d| if d < 0 { None } else { a.checked_mul(d) });
+            if let (Some(n), true) = (&t.name, elements.is_some_and(|e| e <= MAX_CONSTANT_ELEMENTS)) {
                 values.insert(n.clone(), t.clone());
             }
         }

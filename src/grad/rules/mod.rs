@@ -96,6 +96,17 @@ impl RuleCtx<'_> {
         }
     }
 
+    /// The number of values of a constant the rule builds with dims `dims`, or an error when
+    /// it is not a real size (negative, or over [`MAX_BUILT_CONSTANT`]: shapes contradicting
+    /// the node must not become a giant allocation).
+    pub fn built_size(&self, dims: &[i64]) -> Result<usize, GradError> {
+        dims.iter()
+            .try_fold(1i64, |a, &d| if d < 0 { None } else { a.checked_mul(d) })
+            .filter(|&n| n <= MAX_BUILT_CONSTANT)
+            .map(|n| n as usize)
+            .ok_or_else(|| self.unsupported(&format!("a constant of shape {dims:?} would be needed")))
+    }
+
     /// An `Unsupported` error for this node with a reason.
     pub fn unsupported(&self, why: &str) -> GradError {
         GradError::Unsupported(Box::new(crate::grad::Blocked {
@@ -135,6 +146,9 @@ impl RuleCtx<'_> {
         Ok(if lead > 0 { self.b.reshape_like(&summed, x) } else { summed })
     }
 }
+
+/// Most values a constant built by a rule may have (16 Mi: far over any real feature map).
+pub const MAX_BUILT_CONSTANT: i64 = 1 << 24;
 
 /// The registry: op type -> rule. `None` for ops camscope cannot differentiate.
 pub fn rule_for(op_type: &str) -> Option<Rule> {

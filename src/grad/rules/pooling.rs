@@ -13,10 +13,10 @@ pub fn global_average_pool(c: &mut RuleCtx<'_>) -> Grads {
     let (g, x) = (c.grad(), c.input(0).to_owned());
     let r = c.rank(&x)?;
     let spatial: Vec<i64> = (2..r).map(|a| c.fixed_dim(&x, a)).collect::<Result<_, _>>()?;
-    let n: i64 = spatial.iter().product();
+    let n = c.built_size(&spatial)?;
     let mut dims = vec![1, 1];
     dims.extend(&spatial);
-    let share = c.b.const_f32("mean_share", &dims, &vec![1.0 / n as f32; n as usize]);
+    let share = c.b.const_f32("mean_share", &dims, &vec![1.0 / n as f32; n]);
     Ok(vec![Some(c.b.mul(&g, &share))])
 }
 
@@ -118,10 +118,10 @@ pub fn average_pool(c: &mut RuleCtx<'_>) -> Grads {
             return Err(c.unsupported("AveragePool with ceil_mode adding partial windows"));
         }
     }
-    let kernel: i64 = p.k.iter().product();
     let mut wdims = vec![p.channels, 1];
     wdims.extend(&p.k);
-    let ones = vec![1.0f32; (p.channels * kernel) as usize];
+    let ones = vec![1.0f32; c.built_size(&wdims)?];
+    let kernel = c.built_size(&p.k)? as i64;
     let w = c.b.const_f32("pool_ones", &wdims, &ones);
     let padded = p.pb.iter().chain(&p.pe).any(|&v| v != 0);
     let gs = if attr_int(c.node, "count_include_pad").unwrap_or(0) != 0 || !padded {

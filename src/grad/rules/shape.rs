@@ -195,7 +195,7 @@ fn slice_at_run_time(c: &mut RuleCtx<'_>, g: &str, x: &str) -> Grads {
         .map(|d| d.fixed())
         .collect::<Option<_>>()
         .ok_or_else(|| c.unsupported("Slice with starts/ends computed at run time on a tensor of unknown size"))?;
-    let m: i64 = rest.iter().product();
+    let m = c.built_size(&rest)? as i64;
     let mut ramp_dims = vec![1];
     ramp_dims.extend(&rest);
     let ramp = c.b.const_i64("slice_ramp", &ramp_dims, &(0..m).collect::<Vec<_>>());
