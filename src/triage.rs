@@ -60,8 +60,9 @@ impl ScanOptions {
 /// One event of a running scan.
 #[derive(Debug, Clone)]
 pub enum ScanUpdate {
-    /// The result for `images[index]`.
-    Result { index: usize, result: ImageResult, cached: bool },
+    /// The result for `images[index]`, with the decoder's warnings (a truncated file accepted
+    /// with `--allow-truncated`: its scores may be wrong, so every output must say so).
+    Result { index: usize, result: ImageResult, cached: bool, warnings: Vec<String> },
     /// `images[index]` could not be read or decoded.
     Unreadable { index: usize, error: String },
 }
@@ -133,6 +134,7 @@ struct Decoded {
     indices: Vec<usize>,
     stamps: Vec<Option<FileStamp>>,
     samples: Vec<Array3<f32>>,
+    warnings: Vec<Vec<String>>,
     errors: Vec<(usize, String)>,
 }
 
@@ -176,7 +178,7 @@ pub fn scan(
             Some(scores) => {
                 report.from_cache += 1;
                 let result = scores.result(path.clone(), truth.truth(path));
-                if !on_update(ScanUpdate::Result { index: i, result, cached: true }) {
+                if !on_update(ScanUpdate::Result { index: i, result, cached: true, warnings: Vec::new() }) {
                     report.cancelled = true;
                     return finish(report, cache, t0);
                 }
@@ -230,7 +232,7 @@ pub fn scan(
     let in_order = (0..n_chunks).map_while(|k| receivers[k % decoders].recv().ok());
     let mut since_save = 0;
     let mut last_save = Instant::now();
-    'batches: for d in in_order {
+    'batches: for mut d in in_order {
         for (index, error) in d.errors {
             report.unreadable += 1;
             if !on_update(ScanUpdate::Unreadable { index, error }) {
@@ -268,12 +270,14 @@ pub fn scan(
                 continue;
             }
             let probs = crate::scores::ClassScores::from_output(&row, head).probabilities;
-            if let (Some(c), Some(s)) = (cache.as_mut(), d.stamps[k]) {
+            let warnings = std::mem::take(&mut d.warnings[k]);
+            // Results with a warning are not cached: a cached result would come back without it.
+            if let (Some(c), Some(s), true) = (cache.as_mut(), d.stamps[k], warnings.is_empty()) {
                 c.insert(path, s, &probs);
             }
             report.computed += 1;
             let result = ImageResult::from_probabilities(path.clone(), truth.truth(path), &probs, TOP_K);
-            if !on_update(ScanUpdate::Result { index: i, result, cached: false }) {
+            if !on_update(ScanUpdate::Result { index: i, result, cached: false, warnings }) {
                 report.cancelled = true;
                 break 'batches;
             }
@@ -300,13 +304,14 @@ pub fn scan(
 
 /// Decode and preprocess one batch of images; unreadable ones are listed, not fatal.
 fn decode_batch(chunk: &[(usize, PathBuf)], spec: &crate::model::InputSpec) -> Decoded {
-    let mut d = Decoded { indices: vec![], stamps: vec![], samples: vec![], errors: vec![] };
+    let mut d = Decoded { indices: vec![], stamps: vec![], samples: vec![], warnings: vec![], errors: vec![] };
     for (i, p) in chunk {
-        match imaging::load_tensor(p, spec) {
-            Ok(x) => {
+        match imaging::load_image(p, &spec.decode_options()) {
+            Ok(decoded) => {
                 d.indices.push(*i);
                 d.stamps.push(FileStamp::read(p).ok());
-                d.samples.push(x);
+                d.samples.push(imaging::normalize(&imaging::model_view(&decoded.rgb, spec), spec));
+                d.warnings.push(decoded.warnings);
             }
             Err(e) => d.errors.push((*i, e.to_string())),
         }

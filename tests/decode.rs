@@ -219,3 +219,36 @@ fn a_float_tiff_says_to_convert_to_8_or_16_bit() {
     let line = one_line_error(&camscope(&["explain", "tests/data/bad/float32.tif"]));
     assert!(line.contains("float32.tif: unsupported TIFF sample format") && line.contains("8- or 16-bit"), "{line}");
 }
+
+/// Triage with `--allow-truncated`: the warning is on stderr, in triage.json and in
+/// summary.txt, and survives a rerun (warned results are never cached, so they come back).
+#[test]
+fn an_allowed_truncated_jpeg_warns_in_every_triage_output_run_after_run() {
+    let dir = tempfile::tempdir().unwrap();
+    let images = dir.path().join("data/palace");
+    std::fs::create_dir_all(&images).unwrap();
+    truncated_jpeg(&images);
+    std::fs::copy(sample("palace/china.jpg"), images.join("whole.jpg")).unwrap();
+    let (data, out) = (dir.path().join("data"), dir.path().join("out"));
+    for run in ["first", "rerun"] {
+        let r = std::process::Command::new(env!("CARGO_BIN_EXE_camscope"))
+            .args(["triage", data.to_str().unwrap(), "-o", out.to_str().unwrap(), "--allow-truncated"])
+            .current_dir(root())
+            .env("CAMSCOPE_CACHE_DIR", dir.path().join("cache"))
+            .output()
+            .unwrap();
+        let stderr = String::from_utf8_lossy(&r.stderr);
+        assert!(r.status.success(), "{run}: {stderr}");
+        assert!(
+            stderr.contains("camscope: warning: ") && stderr.contains("half.jpg: truncated JPEG"),
+            "{run}: {stderr}"
+        );
+        let t: Value = serde_json::from_slice(&std::fs::read(out.join("triage.json")).unwrap()).unwrap();
+        let w = t["warnings"].as_array().expect("a warnings list");
+        assert_eq!(w.len(), 1, "{run}: only the truncated file: {w:?}");
+        assert_eq!(w[0][0], "palace/half.jpg");
+        assert!(w[0][1].as_str().unwrap().contains("truncated JPEG"));
+        let summary = std::fs::read_to_string(out.join("summary.txt")).unwrap();
+        assert!(summary.contains("warning: ") && summary.contains("half.jpg"), "{run}: {summary}");
+    }
+}

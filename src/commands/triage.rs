@@ -124,6 +124,10 @@ struct TriageOut {
     summary: SummaryOut,
     unlabeled_folders: Vec<String>,
     unreadable: Vec<(String, String)>,
+    /// Images used despite a decoder warning (`--allow-truncated`), with the warning: their
+    /// scores may be wrong.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    warnings: Vec<(String, String)>,
     images: Vec<Row>,
 }
 
@@ -168,11 +172,16 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
     }
     let mut results: Vec<Option<ImageResult>> = vec![None; images.len()];
     let mut unreadable = Vec::new();
+    let mut warnings = Vec::new();
     let mut progress = Progress::new(images.len(), "scanning");
     let scan = triage::scan(&triage::ScanModel::from(&model), &images, &args.dir, &mut truth, &opts, |u| {
         match u {
-            ScanUpdate::Result { index, result, .. } => {
+            ScanUpdate::Result { index, result, warnings: w, .. } => {
                 progress.step(&images[index].display().to_string());
+                for w in w {
+                    eprintln!("camscope: warning: {w}");
+                    warnings.push((rel(&args.dir, &images[index]), w));
+                }
                 results[index] = Some(result);
             }
             ScanUpdate::Unreadable { index, error } => {
@@ -283,6 +292,7 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
         summary,
         unlabeled_folders,
         unreadable,
+        warnings,
         images: rows,
     };
     write_outputs(&mut journal, &out)?;
@@ -371,6 +381,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
     let first = &shards[0];
     let mut rows: Vec<(usize, Row)> = Vec::new();
     let mut unreadable = Vec::new();
+    let mut warnings = Vec::new();
     let mut folders = Vec::new();
     let mut scan = ScanOut { computed: 0, from_cache: 0, seconds: 0.0, images_per_second: 0.0, cache_note: None };
     let (model, root, truth_source, layer, method, dataset, config) = (
@@ -399,11 +410,13 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
         scan.cache_note = scan.cache_note.or(t.scan.cache_note);
         rows.extend(t.images.into_iter().map(|r| (k, r)));
         unreadable.extend(t.unreadable);
+        warnings.extend(t.warnings);
         folders.extend(t.unlabeled_folders);
     }
     scan.images_per_second = (scan.computed + scan.from_cache) as f64 / scan.seconds.max(1e-9);
     rows.sort_by(|a, b| Path::new(&a.1.path).cmp(Path::new(&b.1.path)));
     unreadable.sort_by(|a: &(String, String), b| Path::new(&a.0).cmp(Path::new(&b.0)));
+    warnings.sort_by(|a: &(String, String), b| Path::new(&a.0).cmp(Path::new(&b.0)));
     folders.sort();
     folders.dedup();
     // The per-image results again, as the scan gave them (top-5 is all the summary reads).
@@ -461,6 +474,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
         summary,
         unlabeled_folders: folders,
         unreadable,
+        warnings,
         images,
     };
     write_outputs(&mut journal, &merged)?;
@@ -600,6 +614,9 @@ fn write_outputs(journal: &mut Journal<MistakeMaps>, t: &TriageOut) -> Result<()
     text += &format!("least confident correct predictions: {}\n", s.least_confident_correct.join(", "));
     for f in &t.unlabeled_folders {
         text += &format!("note: {f}\n");
+    }
+    for (_, w) in &t.warnings {
+        text += &format!("warning: {w}\n");
     }
     journal.write_report("summary.txt", text.as_bytes())?;
     Ok(())

@@ -216,7 +216,7 @@ fn run(job: ScanJob, images: &[PathBuf], cancel: &AtomicBool, send: &dyn Fn(Scan
     let t0 = Instant::now();
     let report = triage::scan(&model, images, &root, &mut truth, &options, |u| {
         match u {
-            ScanUpdate::Result { index, result, cached } => {
+            ScanUpdate::Result { index, result, cached, .. } => {
                 if cached {
                     p.cached += 1;
                     p.compute_from = Instant::now();

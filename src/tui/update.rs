@@ -605,6 +605,10 @@ fn worker(app: &mut App, r: Response, cmds: &mut Vec<Cmd>) {
                     return;
                 }
                 c.top = loaded.scores.top_k(k, &labels);
+                if !loaded.warnings.is_empty() {
+                    // A truncated file accepted with --allow-truncated: its scores may be wrong.
+                    app.message = Some(format!("warning: {}", loaded.warnings.join("; ")));
+                }
                 c.loaded = Some(loaded);
                 c.cached = cached;
                 // Now the prediction is known: the compare view may need (or not need) its maps.
@@ -785,6 +789,25 @@ mod tests {
         let cmds = update(&mut a, Msg::Listed { paths: vec![path("c.png")], done: true, skipped: None });
         assert!(cmds.is_empty());
         assert_eq!((a.files.len(), a.files.cursor, a.files.done), (3, 0, true));
+    }
+
+    /// A truncated file accepted with --allow-truncated: the inspector says so when it is shown.
+    #[test]
+    fn a_decoder_warning_of_the_shown_image_reaches_the_status_bar() {
+        let mut a = listed(&["a.png"]);
+        let mut l = (*loaded("a.png", [1, 2, 3])).clone();
+        l.warnings = vec!["a.png: truncated JPEG, used anyway".into()];
+        update(
+            &mut a,
+            Msg::Worker(Response::Loaded {
+                serial: 1,
+                path: path("a.png"),
+                loaded: Arc::new(l),
+                cached: false,
+                cache: (1, 1),
+            }),
+        );
+        assert_eq!(a.message.as_deref(), Some("warning: a.png: truncated JPEG, used anyway"));
     }
 
     #[test]
