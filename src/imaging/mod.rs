@@ -231,8 +231,11 @@ pub fn decode_image(bytes: &[u8], path: &Path, opts: &DecodeOptions) -> Result<D
         return Err(too_large());
     }
     let mut limits = image::Limits::no_limits();
-    // Room for the largest common sample type (16-bit RGBA) at the allowed pixel count.
-    limits.max_alloc = Some(opts.max_pixels.saturating_mul(8).max(512 << 20));
+    // Room for the largest sample type (32-bit float RGBA) at the header's own pixel count,
+    // plus decoder scratch: a 204-byte GIF whose frame claims 12683x26645 inside a 24x16
+    // screen made the decoder ask for 1.35 GB (found by the fuzz soak).
+    let own = (u64::from(width) * u64::from(height)).saturating_mul(16).saturating_add(64 << 20);
+    limits.max_alloc = Some(own.min(opts.max_pixels.saturating_mul(8).max(512 << 20)));
     decoder.set_limits(limits).map_err(|e| match e {
         image::ImageError::Limits(_) => too_large(),
         other => convert(other),
@@ -257,7 +260,12 @@ pub fn decode_image(bytes: &[u8], path: &Path, opts: &DecodeOptions) -> Result<D
         }
     }
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| match e {
-        image::ImageError::Limits(_) => too_large(),
+        // The header's size passed the pixel limit, so the decoder wanted more than the
+        // image it declares: a malformed file, not a large one.
+        image::ImageError::Limits(l) => ImageError::Corrupt {
+            path: path.to_owned(),
+            detail: format!("it needs more memory than its {width}x{height} pixels ({l})"),
+        },
         other => convert(other),
     })?;
     img.apply_orientation(orientation);
