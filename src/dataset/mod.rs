@@ -8,6 +8,7 @@
 //! | [`stats`] | per-image results, accuracy, confusions, filters and sorts (pure) |
 //! | [`cache`] | model scores per image on disk, keyed by model hash + path + size + mtime |
 //! | [`journal`] | crash-safe output folders: atomic outputs and an append-only record of what is done |
+//! | [`table`] | the per-image tables of triage and batch as Parquet (one schema for a run and `merge`) |
 //! | [`shard`] | which slice of a dataset a cluster job takes (`--shard K/N`, Slurm, Kubernetes), and whether slices make a whole |
 //!
 //! Nothing here runs a model: the engine's worker feeds scores in, the TUI and the batch
@@ -18,6 +19,7 @@ pub mod journal;
 pub mod scan;
 pub mod shard;
 pub mod stats;
+pub mod table;
 pub mod truth;
 
 pub use self::cache::{CacheError, CachedScores, FileStamp, LoadOutcome, ModelHash, ScanCache};
