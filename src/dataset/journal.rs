@@ -277,9 +277,19 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
         })();
         if let Err(e) = result {
             let _ = std::fs::remove_file(&tmp);
+            // A folder in the report's place (a user's `mkdir report.parquet`) is no full disk:
+            // say what is in the way instead of advising free space.
+            if dest.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+                return Err(JournalError::NotRegular { path: dest, what: "a folder" });
+            }
             return Err(JournalError::Write { path: dest, source: e });
         }
         Ok(())
+    }
+
+    /// The output folder, so callers can name its files in their messages.
+    pub fn out(&self) -> &Path {
+        &self.out
     }
 
     fn append<T: Serialize>(&mut self, line: &T) -> Result<(), JournalError> {
