@@ -99,6 +99,18 @@ fn csv_without(text: &str, drop: &[&str]) -> String {
         .join("\n")
 }
 
+/// A Parquet table camscope wrote, decoded, without the columns named in `drop`.
+fn parquet_without(file: &Path, drop: &[&str]) -> arrow_array::RecordBatch {
+    let f = std::fs::File::open(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).unwrap().build().unwrap();
+    let batches: Vec<arrow_array::RecordBatch> = reader.map(Result::unwrap).collect();
+    assert_eq!(batches.len(), 1, "{}: one batch for a small table", file.display());
+    let b = &batches[0];
+    let schema = b.schema();
+    let keep: Vec<usize> = (0..b.num_columns()).filter(|&i| !drop.contains(&schema.field(i).name().as_str())).collect();
+    b.project(&keep).unwrap()
+}
+
 const TRIAGE_TIMINGS: [&str; 2] = ["seconds", "images_per_second"];
 const BATCH_TIMINGS: [&str; 6] = ["decode_ms", "body_ms", "head_ms", "map_ms", "render_ms", "total_seconds"];
 
@@ -155,6 +167,9 @@ fn triage_and_batch_shards_merge_into_exactly_the_unsharded_outputs() {
                 assert_eq!(j["scan"]["computed"], 27);
                 assert_eq!(read(&merged, "triage.csv"), read(&full, "triage.csv"));
                 assert_eq!(read(&merged, "summary.txt"), read(&full, "summary.txt"));
+                // No timings in its rows: the merged Parquet table is the unsharded one, byte for byte.
+                let bytes = |d: &Path| std::fs::read(d.join("triage.parquet")).unwrap();
+                assert!(bytes(&merged) == bytes(&full), "triage.parquet differs");
             }
             _ => {
                 assert_eq!(
@@ -165,6 +180,9 @@ fn triage_and_batch_shards_merge_into_exactly_the_unsharded_outputs() {
                     csv_without(&read(&merged, "report.csv"), &BATCH_TIMINGS),
                     csv_without(&read(&full, "report.csv"), &BATCH_TIMINGS)
                 );
+                let table = parquet_without(&merged.join("report.parquet"), &BATCH_TIMINGS);
+                assert_eq!(table.num_rows(), 27);
+                assert_eq!(table, parquet_without(&full.join("report.parquet"), &BATCH_TIMINGS));
             }
         }
         // The same files; the overlays and the mistakes' maps byte for byte.

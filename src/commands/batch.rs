@@ -13,6 +13,7 @@ use camscope::dataset::cache::FileStamp;
 use camscope::dataset::journal::Journal;
 use camscope::dataset::scan::Scan;
 use camscope::dataset::shard::Shard;
+use camscope::dataset::table::{self, BatchRow};
 use camscope::engine::{Engine, EngineConfig, Seed};
 use camscope::explanation::{MapStatusName, Timings};
 use camscope::grad::ScoreKind;
@@ -344,13 +345,14 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
     let report = report_of(entries, unreadable);
     write_report(&mut journal, &report, args.top)?;
     eprintln!(
-        "camscope batch: {} overlays in {} ({} unreadable images skipped{}), report: {}, {}",
+        "camscope batch: {} overlays in {} ({} unreadable images skipped{}), report: {}, {}, {}",
         report.images.len(),
         args.out.display(),
         report.unreadable.len(),
         if report.unreadable.is_empty() { String::new() } else { format!(": {}", list(&report.unreadable)) },
         report_path.display(),
-        args.out.join("report.csv").display()
+        args.out.join("report.csv").display(),
+        args.out.join("report.parquet").display()
     );
     Ok(if report.images.is_empty() && !images.is_empty() {
         ExitCode::from(1)
@@ -425,12 +427,13 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
     }
     write_report(&mut journal, &merged, top)?;
     eprintln!(
-        "camscope merge: {} overlays and {} unreadable images in {}, report: {}, {}",
+        "camscope merge: {} overlays and {} unreadable images in {}, report: {}, {}, {}",
         merged.images.len(),
         merged.unreadable.len(),
         out.display(),
         out.join("report.json").display(),
-        out.join("report.csv").display()
+        out.join("report.csv").display(),
+        out.join("report.parquet").display()
     );
     Ok(if merged.unreadable.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_PARTIAL) })
 }
@@ -439,8 +442,35 @@ fn list(u: &[Unreadable]) -> String {
     u.iter().take(3).map(|x| x.file.as_str()).collect::<Vec<_>>().join(", ") + if u.len() > 3 { ", ..." } else { "" }
 }
 
-/// Write report.json and report.csv atomically (temporary file, then rename).
+/// Write report.json, report.csv and report.parquet atomically (temporary file, then
+/// rename). The Parquet table is encoded first: a failure there writes none of them.
 fn write_report(journal: &mut Journal<Entry>, report: &Report, top: usize) -> Result<()> {
+    let unreadable: Vec<String> = report.unreadable.iter().map(|u| format!("unreadable: {}", u.error)).collect();
+    let rows: Vec<BatchRow> = report
+        .images
+        .iter()
+        .map(|e| BatchRow {
+            file: &e.file,
+            top: &e.top,
+            class: Some(&e.class),
+            method: Some(&e.method),
+            map_status: &e.map_status,
+            output: Some(&e.output),
+            timings: Some(&e.timings),
+            warnings: &e.warnings,
+        })
+        .chain(report.unreadable.iter().zip(&unreadable).map(|(u, status)| BatchRow {
+            file: &u.file,
+            top: &[],
+            class: None,
+            method: None,
+            map_status: status,
+            output: None,
+            timings: None,
+            warnings: &[],
+        }))
+        .collect();
+    let parquet = table::batch_parquet(&rows, &journal.out().join("report.parquet"))?;
     let json = serde_json::to_vec_pretty(report)?;
     journal.write_report("report.json", &json)?;
     let mut w = csv::Writer::from_writer(Vec::new());
@@ -497,6 +527,7 @@ fn write_report(journal: &mut Journal<Entry>, report: &Report, top: usize) -> Re
         w.write_record(&row)?;
     }
     journal.write_report("report.csv", &w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
+    journal.write_report("report.parquet", &parquet)?;
     Ok(())
 }
 

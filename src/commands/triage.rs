@@ -12,6 +12,7 @@ use camscope::dataset::journal::Journal;
 use camscope::dataset::scan::Scan;
 use camscope::dataset::shard::Shard;
 use camscope::dataset::stats::{self, ClassProb, ImageResult, Outcome};
+use camscope::dataset::table::{self, TriageRow};
 use camscope::dataset::truth::{CsvTruth, FolderTruth, GroundTruth};
 use camscope::engine::{Engine, EngineConfig, Seed};
 use camscope::grad::ScoreKind;
@@ -541,16 +542,36 @@ fn print_summary(t: &TriageOut, out: &Path) {
         println!("  most confident mistakes: {}", s.most_confident_mistakes.join(", "));
     }
     println!(
-        "  wrote {}, {}, {} and maps of the mistakes under {}",
+        "  wrote {}, {}, {}, {} and maps of the mistakes under {}",
         out.join("triage.json").display(),
         out.join("triage.csv").display(),
+        out.join("triage.parquet").display(),
         out.join("summary.txt").display(),
         out.join("mistakes").display()
     );
 }
 
-/// triage.json, triage.csv and summary.txt, each written atomically.
+/// triage.json, triage.csv, triage.parquet and summary.txt, each written atomically. The
+/// Parquet table is encoded first: a failure there writes none of them.
 fn write_outputs(journal: &mut Journal<MistakeMaps>, t: &TriageOut) -> Result<()> {
+    let rows: Vec<TriageRow> = t
+        .images
+        .iter()
+        .map(|r| TriageRow {
+            path: &r.path,
+            truth: r.truth.as_ref().map(|c| (c.index, c.label.as_str())),
+            predicted: (r.predicted.index, &r.predicted.label),
+            predicted_probability: r.predicted_probability,
+            true_probability: r.true_probability,
+            correct: r.correct,
+            in_top5: r.in_top5,
+            margin: r.margin,
+            loss: r.loss,
+            top5: &r.top5,
+            overlays: &r.overlays,
+        })
+        .collect();
+    let parquet = table::triage_parquet(&rows, &journal.out().join("triage.parquet"))?;
     journal.write_report("triage.json", &serde_json::to_vec_pretty(t)?)?;
     let mut w = csv::Writer::from_writer(Vec::new());
     w.write_record([
@@ -585,6 +606,7 @@ fn write_outputs(journal: &mut Journal<MistakeMaps>, t: &TriageOut) -> Result<()
         ])?;
     }
     journal.write_report("triage.csv", &w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
+    journal.write_report("triage.parquet", &parquet)?;
     let s = &t.summary;
     let mut text = format!(
         "camscope triage of {} with {}\nground truth: {}\nimages: {} ({} labeled, {} unlabeled, {} unreadable)\ntop-1 accuracy: {} ({}/{})\ntop-5 accuracy: {} ({}/{})\n",
