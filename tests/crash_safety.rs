@@ -121,6 +121,22 @@ fn without_timings(mut value: Value) -> Value {
     value
 }
 
+/// A Parquet table camscope wrote, decoded, without its timing columns (batch's; triage's rows
+/// have none).
+fn parquet_without_timings(file: &Path) -> arrow_array::RecordBatch {
+    let f = std::fs::File::open(file).unwrap_or_else(|e| panic!("{}: {e}", file.display()));
+    let reader = parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder::try_new(f).unwrap().build().unwrap();
+    let batches: Vec<arrow_array::RecordBatch> = reader.map(Result::unwrap).collect();
+    assert_eq!(batches.len(), 1, "{}: one batch for a small table", file.display());
+    let schema = batches[0].schema();
+    let keep: Vec<usize> = (0..schema.fields().len())
+        .filter(|&i| {
+            !["decode_ms", "body_ms", "head_ms", "map_ms", "render_ms"].contains(&schema.field(i).name().as_str())
+        })
+        .collect();
+    batches[0].project(&keep).unwrap()
+}
+
 fn interrupted_runs_finish_like_one(
     what: &str,
     args: impl Fn(&Path) -> Vec<String>,
@@ -151,6 +167,12 @@ fn interrupted_runs_finish_like_one(
     assert!(status.success() || status.code() == Some(3), "{what}: the final run failed: {status}");
     let read = |dir: &Path| without_timings(serde_json::from_slice(&std::fs::read(dir.join(report)).unwrap()).unwrap());
     assert_eq!(read(&out), read(&reference), "{what}: the report differs from an uninterrupted run's");
+    let table = report.replace(".json", ".parquet");
+    assert_eq!(
+        parquet_without_timings(&out.join(&table)),
+        parquet_without_timings(&reference.join(&table)),
+        "{what}: {table} differs from an uninterrupted run's"
+    );
     let got = pngs(&out);
     assert_eq!(got.keys().collect::<Vec<_>>(), want.keys().collect::<Vec<_>>(), "{what}: exactly the same outputs");
     assert!(got == want, "{what}: an overlay's pixels differ from the uninterrupted run's");
