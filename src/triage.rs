@@ -232,6 +232,7 @@ pub fn scan(
     let in_order = (0..n_chunks).map_while(|k| receivers[k % decoders].recv().ok());
     let mut since_save = 0;
     let mut last_save = Instant::now();
+    let mut last_save_took = std::time::Duration::ZERO;
     'batches: for mut d in in_order {
         for (index, error) in d.errors {
             report.unreadable += 1;
@@ -283,16 +284,24 @@ pub fn scan(
             }
         }
         since_save += d.samples.len();
-        // Save now and then so an interrupted scan (Ctrl-C, a killed job) keeps its work: every
-        // 2,000 images or 5 s, whichever comes first (a save of 10,000 entries takes ~0.1 s).
-        if since_save >= 2000 || (since_save > 0 && last_save.elapsed() > std::time::Duration::from_secs(5)) {
+        // Save now and then so an interrupted scan (Ctrl-C, a killed job) keeps its work: after
+        // 5 s, or 2,000 images, and never sooner than ten times the last save's duration. A save
+        // rewrites the whole file (~4 KB an image for 1,000 classes), so on a large folder the
+        // interval grows with it and saving stays under a tenth of the scan's time.
+        let due = std::time::Duration::from_secs(5).max(last_save_took * 10);
+        if since_save > 0
+            && (since_save >= 2000 || last_save.elapsed() > due)
+            && last_save.elapsed() > last_save_took * 10
+        {
             since_save = 0;
-            last_save = Instant::now();
             if let Some(c) = cache.as_mut() {
+                let t = Instant::now();
                 if let Err(e) = c.save() {
                     report.cache_note = Some(e.to_string());
                 }
+                last_save_took = t.elapsed();
             }
+            last_save = Instant::now();
         }
     }
     drop(receivers);
