@@ -9,6 +9,22 @@
 use std::io::{Error, ErrorKind, Read};
 use std::path::Path;
 
+/// What stands at `path` when it is there but is not a regular file (a final symlink is not
+/// followed): "a folder", "a symbolic link" or "a device, pipe or socket". `None` when the
+/// path is free or a regular file, i.e. when camscope may replace it.
+pub fn non_regular(path: &Path) -> Option<&'static str> {
+    let ft = path.symlink_metadata().ok()?.file_type();
+    if ft.is_file() {
+        None
+    } else if ft.is_dir() {
+        Some("a folder")
+    } else if ft.is_symlink() {
+        Some("a symbolic link")
+    } else {
+        Some("a device, pipe or socket")
+    }
+}
+
 /// The bytes of `path`, which must be a regular file (else an `InvalidInput` error whose text
 /// says what it is).
 pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {

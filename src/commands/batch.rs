@@ -369,15 +369,7 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
 /// linked into `out`, and each entry journalled as done so a `batch` rerun into `out`
 /// resumes from the merged folder.
 pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
-    let mut reports = Vec::new();
-    for dir in inputs {
-        let file = dir.join("report.json");
-        let bytes = std::fs::read(&file).with_context(|| format!("{}: cannot read", file.display()))?;
-        let r: Report = serde_json::from_slice(&bytes).with_context(|| {
-            format!("{}: not a report.json this camscope can merge; rerun that shard with this version", file.display())
-        })?;
-        reports.push(r);
-    }
+    let reports: Vec<Report> = super::merge::read_shards(inputs, "report.json")?;
     let ids: Vec<super::merge::Identity> = reports
         .iter()
         .map(|r| super::merge::Identity {

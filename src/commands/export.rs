@@ -13,20 +13,11 @@ use crate::ModelArgs;
 pub fn run(args: &ModelArgs, layer: Option<&str>, score: ScoreKind, out: &Path, force: bool) -> Result<ExitCode> {
     // Even with --force, only a regular file is replaced: renaming over a link drops the
     // user's link, over a device removes a system node.
-    if let Ok(meta) = out.symlink_metadata() {
-        if !meta.file_type().is_file() {
-            bail!(
-                "{}: is {}, not a regular file; camscope only replaces regular files, so choose another -o path",
-                out.display(),
-                if meta.is_dir() {
-                    "a folder"
-                } else if meta.file_type().is_symlink() {
-                    "a symbolic link"
-                } else {
-                    "a device, pipe or socket"
-                }
-            );
-        }
+    if let Some(what) = camscope::fsutil::non_regular(out) {
+        bail!(
+            "{}: is {what}, not a regular file; camscope only replaces regular files, so choose another -o path",
+            out.display()
+        );
     }
     if out.exists() && !force {
         bail!("{}: already exists; choose another -o path or pass --force to replace it", out.display());

@@ -6,9 +6,23 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 
 use camscope::dataset::shard::{self, Shard};
+
+/// Each shard's `name` (report.json, triage.json) read as `T`, in the order given.
+pub fn read_shards<T: serde::de::DeserializeOwned>(inputs: &[PathBuf], name: &str) -> Result<Vec<T>> {
+    inputs
+        .iter()
+        .map(|dir| {
+            let file = dir.join(name);
+            let bytes = std::fs::read(&file).with_context(|| format!("{}: cannot read", file.display()))?;
+            serde_json::from_slice(&bytes).with_context(|| {
+                format!("{}: not a {name} this camscope can merge; rerun that shard with this version", file.display())
+            })
+        })
+        .collect()
+}
 
 /// What shards of one run must agree on, as each output records it.
 pub struct Identity {

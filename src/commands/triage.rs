@@ -4,7 +4,7 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
 use camscope::cam::Method;
@@ -360,15 +360,7 @@ fn rows_and_summary(
 /// make a whole by the caller): the rows of all shards in the scan's order, the summary
 /// recomputed from them through [`summary_out`], the mistakes' maps linked into `out`.
 pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
-    let mut shards: Vec<TriageOut> = Vec::new();
-    for dir in inputs {
-        let file = dir.join("triage.json");
-        let bytes = std::fs::read(&file).with_context(|| format!("{}: cannot read", file.display()))?;
-        let t: TriageOut = serde_json::from_slice(&bytes).with_context(|| {
-            format!("{}: not a triage.json this camscope can merge; rerun that shard with this version", file.display())
-        })?;
-        shards.push(t);
-    }
+    let shards: Vec<TriageOut> = super::merge::read_shards(inputs, "triage.json")?;
     let ids: Vec<super::merge::Identity> = shards
         .iter()
         .map(|t| super::merge::Identity {

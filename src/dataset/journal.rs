@@ -173,44 +173,9 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
     /// set; else the first free or own `stem-N.ext`, so a file camscope did not write is never
     /// replaced. Never replaces anything but a regular file.
     pub fn write_output(&mut self, rel: &Path, bytes: &[u8], replace: bool) -> Result<PathBuf, JournalError> {
-        let chosen = candidates(rel)
-            .take(10_000)
-            .find(|c| replace || self.owned.contains(c) || self.out.join(c).symlink_metadata().is_err())
-            .unwrap_or_else(|| rel.to_owned());
-        let dest = self.out.join(&chosen);
-        if let Ok(meta) = dest.symlink_metadata() {
-            let ft = meta.file_type();
-            if !ft.is_file() {
-                let what = if ft.is_dir() {
-                    "a folder"
-                } else if ft.is_symlink() {
-                    "a symbolic link"
-                } else {
-                    "a device, pipe or socket"
-                };
-                return Err(JournalError::NotRegular { path: dest, what });
-            }
-        }
-        if !self.owned.contains(&chosen) {
-            self.append(&Line::<R>::Claim(RelPath::of(&chosen)))?;
-            self.owned.insert(chosen.clone());
-        }
-        let write_err = |source| JournalError::Write { path: dest.clone(), source };
-        if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent).map_err(write_err)?;
-        }
-        let tmp = self.tmp.join(format!("{}-{}.tmp", std::process::id(), self.next_tmp));
-        self.next_tmp += 1;
-        let result = (|| {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_data()?;
-            std::fs::rename(&tmp, &dest)
-        })();
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&tmp);
-            return Err(write_err(e));
-        }
+        let (chosen, dest) = self.claim(rel, replace)?;
+        self.place(&dest, |tmp| write_synced(tmp, bytes))
+            .map_err(|source| JournalError::Write { path: dest.clone(), source })?;
         Ok(chosen)
     }
 
@@ -219,41 +184,49 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
     /// same file system: `merge` gathers every shard's overlays, and copying a million PNGs
     /// would double the disk used for nothing. Falls back to a copy across file systems.
     pub fn link_output(&mut self, rel: &Path, src: &Path, replace: bool) -> Result<PathBuf, JournalError> {
+        let (chosen, dest) = self.claim(rel, replace)?;
+        // A new name is linked in place directly: a link to a whole file is never half
+        // written, and a merge of many shards saves a rename per overlay. A name to replace
+        // goes through a temporary link and a rename, so it never disappears in between.
+        if dest.symlink_metadata().is_err() && std::fs::hard_link(src, &dest).is_ok() {
+            return Ok(chosen);
+        }
+        self.place(&dest, |tmp| std::fs::hard_link(src, tmp).or_else(|_| std::fs::copy(src, tmp).map(|_| ())))
+            .map_err(|source| JournalError::Write { path: dest.clone(), source })?;
+        Ok(chosen)
+    }
+
+    /// The name an output `rel` takes (see [`Self::write_output`]), claimed in the journal
+    /// before anything is written, with its folder created: `(relative name, full path)`.
+    fn claim(&mut self, rel: &Path, replace: bool) -> Result<(PathBuf, PathBuf), JournalError> {
         let chosen = candidates(rel)
             .take(10_000)
             .find(|c| replace || self.owned.contains(c) || self.out.join(c).symlink_metadata().is_err())
             .unwrap_or_else(|| rel.to_owned());
         let dest = self.out.join(&chosen);
-        let existing = dest.symlink_metadata().ok();
-        if let Some(meta) = &existing {
-            if !meta.file_type().is_file() {
-                return Err(JournalError::NotRegular { path: dest, what: "a folder, a link or a special file" });
-            }
+        if let Some(what) = crate::fsutil::non_regular(&dest) {
+            return Err(JournalError::NotRegular { path: dest, what });
         }
         if !self.owned.contains(&chosen) {
             self.append(&Line::<R>::Claim(RelPath::of(&chosen)))?;
             self.owned.insert(chosen.clone());
         }
-        let write_err = |source| JournalError::Write { path: dest.clone(), source };
         if let Some(parent) = dest.parent() {
-            std::fs::create_dir_all(parent).map_err(write_err)?;
+            std::fs::create_dir_all(parent).map_err(|source| JournalError::Write { path: dest.clone(), source })?;
         }
-        // A new name is linked in place directly: a link to a whole file is never half
-        // written, and a merge of many shards saves a rename per overlay. A name to replace
-        // goes through a temporary link and a rename, so it never disappears in between.
-        if existing.is_none() && std::fs::hard_link(src, &dest).is_ok() {
-            return Ok(chosen);
-        }
+        Ok((chosen, dest))
+    }
+
+    /// Make `dest` appear whole: `fill` writes a fresh temporary file in [`TMP_DIR`], which is
+    /// then renamed over `dest`; on failure the temporary file is removed.
+    fn place(&mut self, dest: &Path, fill: impl FnOnce(&Path) -> std::io::Result<()>) -> std::io::Result<()> {
         let tmp = self.tmp.join(format!("{}-{}.tmp", std::process::id(), self.next_tmp));
         self.next_tmp += 1;
-        let result = std::fs::hard_link(src, &tmp)
-            .or_else(|_| std::fs::copy(src, &tmp).map(|_| ()))
-            .and_then(|()| std::fs::rename(&tmp, &dest));
-        if let Err(e) = result {
+        let result = fill(&tmp).and_then(|()| std::fs::rename(&tmp, dest));
+        if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
-            return Err(write_err(e));
         }
-        Ok(chosen)
+        result
     }
 
     /// Record an item as done (after all of its outputs are in place).
@@ -267,16 +240,7 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
     /// have fixed names and are always camscope's.
     pub fn write_report(&mut self, name: &str, bytes: &[u8]) -> Result<(), JournalError> {
         let dest = self.out.join(name);
-        let tmp = self.tmp.join(format!("{}-{}.tmp", std::process::id(), self.next_tmp));
-        self.next_tmp += 1;
-        let result = (|| {
-            let mut f = OpenOptions::new().write(true).create_new(true).open(&tmp)?;
-            f.write_all(bytes)?;
-            f.sync_data()?;
-            std::fs::rename(&tmp, &dest)
-        })();
-        if let Err(e) = result {
-            let _ = std::fs::remove_file(&tmp);
+        if let Err(e) = self.place(&dest, |tmp| write_synced(tmp, bytes)) {
             // A folder in the report's place (a user's `mkdir report.parquet`) is no full disk:
             // say what is in the way instead of advising free space.
             if dest.symlink_metadata().is_ok_and(|m| m.is_dir()) {
@@ -322,6 +286,13 @@ fn try_lock(file: &File) -> std::io::Result<()> {
 #[cfg(not(unix))]
 fn try_lock(_: &File) -> std::io::Result<()> {
     Ok(())
+}
+
+/// Create `path` (it must not exist) holding `bytes`, flushed to disk before it is renamed.
+fn write_synced(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    let mut f = OpenOptions::new().write(true).create_new(true).open(path)?;
+    f.write_all(bytes)?;
+    f.sync_data()
 }
 
 /// `rel`, then `stem-1.ext`, `stem-2.ext`, ... in the same folder.

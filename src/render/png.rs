@@ -63,18 +63,11 @@ pub fn write_png(img: &RgbImage, path: &Path) -> Result<(), PngError> {
 
 /// `Ok` when `path` is free or a regular file (not following a final symlink).
 pub fn check_replaceable(path: &Path) -> Result<(), PngError> {
-    let Ok(meta) = path.symlink_metadata() else { return Ok(()) };
-    let ft = meta.file_type();
-    let what = if ft.is_file() {
-        return Ok(());
-    } else if ft.is_dir() {
-        return Err(PngError::IsFolder { path: path.to_owned() });
-    } else if ft.is_symlink() {
-        "a symbolic link"
-    } else {
-        "a device, pipe or socket"
-    };
-    Err(PngError::NotRegular { path: path.to_owned(), what })
+    match crate::fsutil::non_regular(path) {
+        None => Ok(()),
+        Some("a folder") => Err(PngError::IsFolder { path: path.to_owned() }),
+        Some(what) => Err(PngError::NotRegular { path: path.to_owned(), what }),
+    }
 }
 
 /// A temporary name in `path`'s folder that stays short whatever the final name's length (a
