@@ -122,9 +122,16 @@ pub struct DecodeArgs {
 
 impl ModelArgs {
     /// Open the model with these options (the card, then `--tokens` and the decoding options
-    /// over the card's).
-    pub fn open(&self, path: &std::path::Path) -> Result<camscope::engine::LoadedModel, camscope::engine::EngineError> {
-        let mut m = camscope::engine::LoadedModel::open(path, self.card.as_deref(), &self.session_options())?;
+    /// over the card's). `gradients`: the command's method needs them, so an operator without
+    /// a gradient rule that blocks every layer is an error at once (see
+    /// `LoadedModel::open_checked`).
+    pub fn open(
+        &self,
+        path: &std::path::Path,
+        gradients: bool,
+    ) -> Result<camscope::engine::LoadedModel, camscope::engine::EngineError> {
+        let mut m =
+            camscope::engine::LoadedModel::open_checked(path, self.card.as_deref(), &self.session_options(), gradients)?;
         self.apply(&mut m);
         Ok(m)
     }

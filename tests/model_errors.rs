@@ -372,3 +372,91 @@ fn a_fifo_as_the_model_or_the_labels_csv_is_refused_at_once() {
     assert!(err.contains("labels.csv") && err.contains("not a regular file"), "{err}");
     assert!(t0.elapsed() < std::time::Duration::from_secs(30), "took {:?}", t0.elapsed());
 }
+
+/// The graph alone shows a blocker only when every path to the score goes through it and
+/// nothing after it can be a feature map; otherwise it stays silent and the measured
+/// analysis decides (see `grad::blocker`).
+#[test]
+fn the_static_blocker_speaks_only_when_the_graph_proves_it() {
+    use camscope::grad::{Analysis, MapLayout};
+    let blocker = |m: camscope::onnx::ModelProto| {
+        Analysis::new(m, "x", "y", MapLayout::Nchw).unwrap().static_blocker().map(|e| e.to_string())
+    };
+    let load = |p: &Path| camscope::onnx::read_model(p).unwrap();
+    // In the head (after Flatten, before the classifier's MatMul): proven.
+    let head = tmp("static-head.onnx");
+    cnn_with("LpNormalization", true, &head);
+    let msg = blocker(load(&head)).expect("a head op blocks every layer");
+    assert!(msg.contains("LpNormalization node `LpNormalization_6`"), "{msg}");
+    assert!(msg.contains("--method eigencam"), "{msg}");
+    // Between two convolutions: the maps after it can be explained, so no claim.
+    let mid = tmp("static-mid.onnx");
+    cnn_with("LpNormalization", false, &mid);
+    assert_eq!(blocker(load(&mid)), None);
+    // Every op has a rule: nothing to say.
+    let plain = tmp("static-plain.onnx");
+    cnn_with("Relu", true, &plain);
+    assert_eq!(blocker(load(&plain)), None);
+    // On a side branch only (another path reaches the score without it): no claim.
+    let (w, wd) = (values(4 * 3, 1, 0.0), values(4 * 5, 2, 0.0));
+    let side = Tiny::new(17)
+        .input("x", &[-1, 3])
+        .init("W", &[3, 4], &w)
+        .init("Wd", &[4, 5], &wd)
+        .node("MatMul", &["x", "W"], &["h"], vec![])
+        .node("LpNormalization", &["h"], &["n"], vec![attrs::int("axis", 1)])
+        .node("Add", &["h", "n"], &["s"], vec![])
+        .node("MatMul", &["s", "Wd"], &["y"], vec![])
+        .output("y", &[-1, 5])
+        .build();
+    assert_eq!(blocker(side), None);
+    // Tokens after it ([N, T, C] into a MatMul and a mean over T): a map may follow, no claim.
+    let (wt, wc) = (values(8 * 8, 3, 0.0), values(8 * 5, 4, 0.0));
+    let tokens = Tiny::new(17)
+        .input("x", &[-1, 10, 8])
+        .init("Wt", &[8, 8], &wt)
+        .init("Wc", &[8, 5], &wc)
+        .node("LpNormalization", &["x"], &["n"], vec![attrs::int("axis", -1)])
+        .node("MatMul", &["n", "Wt"], &["t"], vec![])
+        .node("ReduceMean", &["t"], &["m"], vec![attrs::ints("axes", &[1]), attrs::int("keepdims", 0)])
+        .node("MatMul", &["m", "Wc"], &["y"], vec![])
+        .output("y", &[-1, 5])
+        .build();
+    assert_eq!(blocker(tokens), None);
+}
+
+/// `explain` with a gradient method reports a blocking head op before the model runs: in a
+/// model whose run fails (a Reshape to the wrong element count, so measuring shapes would
+/// fail), the blocker's message comes first; Eigen-CAM does not ask and meets the failure.
+#[test]
+fn a_head_op_without_a_rule_is_reported_before_the_model_runs() {
+    let path = tmp("early-head.onnx");
+    let w1 = values(8 * 3 * 9, 1, 0.0);
+    let wd = values(8 * 5, 3, 0.0);
+    let m = Tiny::new(17)
+        .input("x", &[-1, 3, 16, 16])
+        .init("W1", &[8, 3, 3, 3], &w1)
+        .init("Wd", &[8, 5], &wd)
+        .init_i64("bad", &[4], &[-1, 8, 15, 15])
+        .node("Conv", &["x", "W1"], &["c1"], vec![attrs::ints("pads", &[1, 1, 1, 1])])
+        .node("Reshape", &["c1", "bad"], &["r"], vec![])
+        .node("GlobalAveragePool", &["r"], &["p"], vec![])
+        .node("Flatten", &["p"], &["f"], vec![attrs::int("axis", 1)])
+        .node("LpNormalization", &["f"], &["g"], vec![attrs::int("axis", 1)])
+        .node("MatMul", &["g", "Wd"], &["y"], vec![])
+        .output("y", &[-1, 5])
+        .build();
+    camscope::onnx::write_model(&path, &m).unwrap();
+    std::fs::write(
+        path.with_extension("toml"),
+        "[input]\nlayout = \"NCHW\"\nheight = 16\nwidth = 16\nmean = [0.5, 0.5, 0.5]\nstd = [0.25, 0.25, 0.25]\npixel_scale = 0.00392156862745098\n",
+    )
+    .unwrap();
+    let model = path.to_string_lossy().into_owned();
+    let img = input_image();
+    let early = one_line_error(&camscope(&["explain", "--model", &model, &img]));
+    assert!(early.contains("cannot differentiate LpNormalization node `LpNormalization_4`"), "{early}");
+    assert!(early.contains("no layer after that node can be explained"), "{early}");
+    let later = one_line_error(&camscope(&["explain", "--model", &model, &img, "--method", "eigencam"]));
+    assert!(!later.contains("cannot differentiate"), "{later}");
+}

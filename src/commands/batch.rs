@@ -204,7 +204,7 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
         batch: args.batch.max(1),
         ..EngineConfig::default()
     };
-    let mut engine = Engine::from_model(model.open(&path)?, config)?;
+    let mut engine = Engine::from_model(model.open(&path, args.method.needs().gradients)?, config)?;
     let labels = engine.model().card.labels();
     let class = args.class.as_deref().map(|c| class_index(&labels, c)).transpose()?;
     let mut scan = Scan::new(&args.dir)?;

@@ -83,7 +83,7 @@ pub fn run(args: &ExplainArgs, model: &ModelArgs) -> Result<ExitCode> {
         session: model.session_options(),
         ..EngineConfig::default()
     };
-    let mut engine = Engine::from_model(model.open(&path)?, config)?;
+    let mut engine = Engine::from_model(model.open(&path, args.method.needs().gradients)?, config)?;
     let labels = engine.model().card.labels();
     let classes: Vec<usize> = args.classes.iter().map(|c| class_index(&labels, c)).collect::<Result<_>>()?;
     let versus = args.versus.as_deref().map(|v| class_index(&labels, v)).transpose()?;

@@ -71,5 +71,5 @@ pub fn model_path(args: &ModelArgs) -> Result<std::path::PathBuf> {
 
 /// Load the model named by `--model` (or the bundled one).
 pub fn load_model(args: &ModelArgs) -> Result<LoadedModel> {
-    Ok(args.open(&model_path(args)?)?)
+    Ok(args.open(&model_path(args)?, false)?)
 }

@@ -145,7 +145,7 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
     let shard = args.shard.detect()?;
     check_folders(&args.dir, &args.out)?;
     let path = super::model_path(model_args)?;
-    let model = model_args.open(&path)?;
+    let model = model_args.open(&path, args.method.needs().gradients)?;
     let labels = model.card.labels();
     let (mut truth, truth_source) = ground_truth(&args.dir, args.labels.as_deref(), &labels)?;
     if let GroundTruth::Csv(c) = &truth {

@@ -83,9 +83,32 @@ impl LoadedModel {
     /// Read `path`, find its card (explicit, sidecar, metadata, or inferred), check it
     /// against the model, and measure every tensor's shape with two short CPU runs.
     pub fn open(path: &Path, card_path: Option<&Path>, opts: &SessionOptions) -> Result<Self, EngineError> {
+        Self::open_checked(path, card_path, opts, false)
+    }
+
+    /// [`LoadedModel::open`] for a method that needs gradients: an operator without a rule
+    /// that the graph alone shows to block every layer is reported before the shapes are
+    /// measured (the probe runs the model twice: 3 s of a ViT-B/16 here, to reach the same
+    /// answer). The inspector does not ask: it still offers the methods that need none.
+    pub fn open_checked(
+        path: &Path,
+        card_path: Option<&Path>,
+        opts: &SessionOptions,
+        gradients: bool,
+    ) -> Result<Self, EngineError> {
         runtime::init(opts.ort_lib.as_deref(), opts.threads, opts.intra_op_spinning)?;
         let model = onnx::read_model(path)?;
         let graph = model.graph.as_ref().expect("decode_model checks the graph");
+        if onnx::known_ops::first_unknown(graph).is_some() {
+            // Only ONNX Runtime can tell (a function or a registered custom op may define
+            // it), and it tells at once on the model without its weights.
+            let stripped = onnx::known_ops::without_weights(&model);
+            if let Err(EngineError::BadModel { detail, .. }) =
+                GraphSession::check(&stripped, path, opts.ort_lib.as_deref())
+            {
+                return Err(EngineError::Unloadable { path: path.to_owned(), detail });
+            }
+        }
         let metadata = model.metadata_props.iter().find(|p| p.key.as_deref() == Some("camscope.card"));
         let located = ModelCard::locate(path, card_path, metadata.and_then(|p| p.value.as_deref()))?;
         let inits: std::collections::HashSet<&str> =
@@ -155,6 +178,9 @@ impl LoadedModel {
         let input_name = input.to_owned();
         let input = input_name.as_str();
         let mut analysis = Analysis::new(model, input, &output, layout).map_err(grad_err)?;
+        if let Some(e) = analysis.static_blocker().filter(|_| gradients) {
+            return Err(grad_err(e));
+        }
         let dims = |n: usize| input_dims(&card, n);
         let fixed_batch = !probe_shapes(&mut analysis, input, &dims, path, declared_fixed, opts.ort_lib.as_deref())?;
         let classes = analysis.classes().map_err(grad_err)?;

@@ -221,6 +221,19 @@ impl GraphSession {
         Ok(Self { session, label: label.to_owned(), provider: Provider::Cpu, fallback: None, outputs, stop: None })
     }
 
+    /// Whether ONNX Runtime can open `model` at all: a CPU session without graph
+    /// optimisations, created and dropped (for a model stripped of its weights, see
+    /// `onnx::known_ops::without_weights`, this takes milliseconds).
+    pub fn check(model: &ModelProto, label: &Path, ort_lib: Option<&Path>) -> Result<(), EngineError> {
+        let lib = runtime::init(ort_lib, None, None)?;
+        let bad = |e: String| EngineError::BadModel { path: label.to_owned(), detail: first_line(&e) };
+        let mut b = Session::builder(&lib.environment).map_err(|e| bad(e.to_string()))?;
+        b = b
+            .with_optimization_level(ort::session::builder::GraphOptimizationLevel::Disable)
+            .map_err(|e| bad(e.to_string()))?;
+        b.commit_from_memory(&encode_model(model)).map(drop).map_err(|e| bad(e.to_string()))
+    }
+
     /// Stop profiling and return the profile's path.
     pub fn end_profiling(&mut self) -> Result<PathBuf, EngineError> {
         self.session.end_profiling().map(PathBuf::from).map_err(|e| self.run_err(e))

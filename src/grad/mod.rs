@@ -14,6 +14,7 @@
 //! For users, [`Plan::export`] writes the whole thing as one graph with inputs `input` and
 //! `seed` and outputs `scores`, `activations`, `gradients`.
 
+pub mod blocker;
 pub mod layout;
 pub mod rules;
 pub mod target;
@@ -84,6 +85,10 @@ pub enum GradError {
     AmbiguousLayer { query: String, matches: Vec<String> },
     #[error("{0}")]
     Unsupported(Box<Blocked>),
+    #[error(
+        "cannot differentiate {op} node `{node}` (no gradient rule for this operator), and every path from the image to the score goes through it with only flat [N, C] tensors after it: no layer after that node can be explained with gradients; Eigen-CAM needs no gradients and still works (--method eigencam), as do Score-CAM and Ablation-CAM"
+    )]
+    BlocksEveryLayer { op: String, node: String },
     #[error("the shape of `{tensor}` is unknown; it could not be measured by running the model")]
     ShapeUnknown { tensor: String },
     #[error("tensor `{tensor}` does not influence the scores output `{output}`; pick a layer before it")]
@@ -274,6 +279,13 @@ impl Analysis {
             let dims = self.facts.get(name).and_then(|f| f.fixed_dims()).unwrap_or_else(|| vec![values.len() as i64]);
             self.consts.insert(name, crate::onnx::tensors::i64(name, &dims, values));
         }
+    }
+
+    /// An operator without a gradient rule that, from the graph alone, blocks every layer
+    /// (see [`blocker`]): the gradient methods' error, known before any shape is measured.
+    pub fn static_blocker(&self) -> Option<GradError> {
+        blocker::static_blocker(self.graph(), &self.index, &self.consts, &self.facts, &self.input, &self.output)
+            .map(|b| GradError::BlocksEveryLayer { op: b.op, node: b.node })
     }
 
     /// Candidate target layers, in topological order, the default one flagged.

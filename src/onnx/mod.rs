@@ -7,6 +7,7 @@
 pub mod builder;
 pub mod graph;
 pub mod io;
+pub mod known_ops;
 pub mod shapes;
 pub mod types;
 
