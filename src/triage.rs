@@ -155,6 +155,9 @@ pub fn scan(
             Ok((c, outcome)) => {
                 report.cache_note = match outcome {
                     LoadOutcome::Discarded { reason } => Some(format!("scan cache discarded ({reason}); rebuilding")),
+                    LoadOutcome::Recovered { entries, ignored_bytes } => Some(format!(
+                        "scan cache: kept {entries} entries, cut off {ignored_bytes} bytes of an interrupted or damaged save"
+                    )),
                     _ => None,
                 };
                 Some(c)
@@ -171,13 +174,12 @@ pub fn scan(
     for (i, path) in images.iter().enumerate() {
         let stamp = FileStamp::read(path).ok();
         let hit = match (&cache, &stamp) {
-            (Some(c), Some(s)) => c.lookup(path, s).cloned(),
+            (Some(c), Some(s)) => c.lookup_result(path, s, truth.truth(path)),
             _ => None,
         };
         match hit {
-            Some(scores) => {
+            Some(result) => {
                 report.from_cache += 1;
-                let result = scores.result(path.clone(), truth.truth(path));
                 if !on_update(ScanUpdate::Result { index: i, result, cached: true, warnings: Vec::new() }) {
                     report.cancelled = true;
                     return finish(report, cache, t0);

@@ -560,28 +560,30 @@ fn run_cache(bytes: &[u8], world: &World) -> String {
     sig
 }
 
-/// The (path, stamp) of each entry of a cache file, read leniently.
-fn cache_entries(bytes: &[u8], classes: usize) -> Vec<(PathBuf, FileStamp)> {
+/// The (path, stamp) of each scores record of a cache file (version 3, a log), read leniently.
+fn cache_entries(bytes: &[u8], _classes: usize) -> Vec<(PathBuf, FileStamp)> {
     use std::os::unix::ffi::OsStrExt;
     let mut out = Vec::new();
-    let mut at = CACHE_HEADER + 8;
     let u32_at = |at: usize| bytes.get(at..at + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap()) as usize);
-    let Some(root_len) = u32_at(at) else { return out };
-    at += 4 + root_len;
-    let Some(count) = u32_at(at) else { return out };
-    at += 4;
-    for _ in 0..count.min(64) {
+    let Some(root_len) = u32_at(CACHE_HEADER + 8) else { return out };
+    let mut at = CACHE_HEADER + 12 + root_len + 4;
+    for _ in 0..64 {
         let Some(len) = u32_at(at) else { break };
-        let Some(p) = bytes.get(at + 4..at + 4 + len) else { break };
-        at += 4 + len;
-        let Some(s) = bytes.get(at..at + 20) else { break };
-        let stamp = FileStamp {
-            size: u64::from_le_bytes(s[..8].try_into().unwrap()),
-            mtime_secs: i64::from_le_bytes(s[8..16].try_into().unwrap()),
-            mtime_nanos: u32::from_le_bytes(s[16..20].try_into().unwrap()),
+        let Some(path_len) = u32_at(at + 5) else { break };
+        let Some(p) = bytes.get(at + 9..at + 9 + path_len) else { break };
+        if bytes.get(at + 4) == Some(&1) {
+            let Some(s) = bytes.get(at + 9 + path_len..at + 9 + path_len + 20) else { break };
+            let stamp = FileStamp {
+                size: u64::from_le_bytes(s[..8].try_into().unwrap()),
+                mtime_secs: i64::from_le_bytes(s[8..16].try_into().unwrap()),
+                mtime_nanos: u32::from_le_bytes(s[16..20].try_into().unwrap()),
+            };
+            out.push((PathBuf::from(std::ffi::OsStr::from_bytes(p)), stamp));
+        }
+        at = match at.checked_add(8 + len) {
+            Some(a) => a,
+            None => break,
         };
-        out.push((PathBuf::from(std::ffi::OsStr::from_bytes(p)), stamp));
-        at += 20 + 8 * camscope::dataset::cache::STORED_TOP_K + 2 * classes;
     }
     out
 }
@@ -725,7 +727,7 @@ fn rebase_cache(bytes: &[u8], world: &World) -> Vec<u8> {
     let Some(len) = bytes.get(root_at..root_at + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap()) as usize) else {
         return bytes.to_vec();
     };
-    if bytes.len() < root_at + 4 + len + 32 {
+    if bytes.len() < root_at + 4 + len + 4 {
         return bytes.to_vec();
     }
     let root = world.cache_root.canonicalize().unwrap();
@@ -733,15 +735,26 @@ fn rebase_cache(bytes: &[u8], world: &World) -> Vec<u8> {
     out[12..44].copy_from_slice(&world.cache_model.0);
     out.extend_from_slice(&(root.as_os_str().len() as u32).to_le_bytes());
     out.extend_from_slice(root.as_os_str().as_bytes());
-    out.extend_from_slice(&bytes[root_at + 4 + len..bytes.len() - 32]);
-    fix_cache_checksum_append(&mut out);
+    out.extend_from_slice(&bytes[root_at + 4 + len..]);
+    fix_cache_crcs(&mut out);
     out
 }
 
-fn fix_cache_checksum_append(out: &mut Vec<u8>) {
-    use sha2::Digest;
-    let sum = sha2::Sha256::digest(&out[..]);
-    out.extend_from_slice(&sum);
+/// Recompute the CRC-32 of the header and of every record a version-3 cache file holds, so
+/// that mutations reach the parsing of values instead of stopping at a checksum.
+fn fix_cache_crcs(data: &mut [u8]) {
+    let u32_at = |d: &[u8], at: usize| d.get(at..at + 4).map(|b| u32::from_le_bytes(b.try_into().unwrap()) as usize);
+    let Some(root_len) = u32_at(data, CACHE_HEADER + 8) else { return };
+    let Some(header_end) = (CACHE_HEADER + 12).checked_add(root_len).filter(|e| e + 4 <= data.len()) else { return };
+    let crc = crc32fast::hash(&data[..header_end]);
+    data[header_end..header_end + 4].copy_from_slice(&crc.to_le_bytes());
+    let mut at = header_end + 4;
+    while let Some(len) = u32_at(data, at) {
+        let Some(end) = (at + 4).checked_add(len).filter(|e| e + 4 <= data.len()) else { return };
+        let crc = crc32fast::hash(&data[at..end]);
+        data[end..end + 4].copy_from_slice(&crc.to_le_bytes());
+        at = end + 4;
+    }
 }
 
 fn load_seeds(target: Target, world: &World) -> Seeds {
@@ -791,10 +804,8 @@ fn mutate(target: Target, rng: &mut Rng, data: &mut Vec<u8>, seeds: &Seeds) {
         }
         mutate_bytes(rng, data, seeds);
     }
-    if target == Target::Cache && !rng.one_in(5) && data.len() >= 32 {
-        let n = data.len() - 32;
-        data.truncate(n);
-        fix_cache_checksum_append(data);
+    if target == Target::Cache && !rng.one_in(5) {
+        fix_cache_crcs(data);
     }
     if target == Target::Image && data.starts_with(b"\x89PNG") && !rng.one_in(4) {
         fix_png_crcs(data);
