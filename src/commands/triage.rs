@@ -104,9 +104,21 @@ struct ScanOut {
     cache_note: Option<String>,
 }
 
+/// The version of triage.json's format. 2: `format_version` and `model_sha256` appear, so
+/// that `camscope OUT` can tell an output it reads from an older one and check that the
+/// model it is given is the one the predictions came from (the size and mtime in `config`
+/// do not survive a copy to another machine). 1: the files written before, without the field.
+pub const TRIAGE_FORMAT_VERSION: u32 = 2;
+
 #[derive(Serialize, Deserialize)]
 struct TriageOut {
+    /// [`TRIAGE_FORMAT_VERSION`] of the camscope that wrote the file (0: absent, older).
+    #[serde(default)]
+    format_version: u32,
     model: String,
+    /// SHA-256 of the model file, hex (empty in older outputs).
+    #[serde(default)]
+    model_sha256: String,
     scan: ScanOut,
     root: String,
     /// The dataset root, absolute: what `merge` checks all shards agree on (`root` is as typed).
@@ -275,7 +287,9 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
     let (rows, summary) =
         rows_and_summary(&results, overlays, unreadable.len(), |c| labels.name(c), |r| rel(&args.dir, &r.path));
     let out = TriageOut {
+        format_version: TRIAGE_FORMAT_VERSION,
         model: path.display().to_string(),
+        model_sha256: model_sha256(&path)?,
         scan: ScanOut {
             computed: scan.computed,
             from_cache: scan.from_cache,
@@ -366,7 +380,10 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
         .map(|t| super::merge::Identity {
             dataset: t.dataset.clone(),
             config: t.config.clone(),
-            extra: vec![("ground truth", t.truth_source.clone())],
+            extra: vec![
+                ("ground truth", t.truth_source.clone()),
+                ("model file contents (SHA-256)", t.model_sha256.clone()),
+            ],
             shard: t.shard,
         })
         .collect();
@@ -377,6 +394,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
     let mut warnings = Vec::new();
     let mut folders = Vec::new();
     let mut scan = ScanOut { computed: 0, from_cache: 0, seconds: 0.0, images_per_second: 0.0, cache_note: None };
+    let model_sha256 = first.model_sha256.clone();
     let (model, root, truth_source, layer, method, dataset, config) = (
         first.model.clone(),
         first.root.clone(),
@@ -455,7 +473,9 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
         |r| r.path.to_string_lossy().into_owned(),
     );
     let merged = TriageOut {
+        format_version: TRIAGE_FORMAT_VERSION,
         model,
+        model_sha256,
         scan,
         root,
         dataset,
@@ -499,6 +519,13 @@ struct MistakeMaps {
     size: u64,
     modified_ns: i128,
     overlays: Vec<String>,
+}
+
+/// The model file's SHA-256 as triage.json records it: what identifies the model when the
+/// output is opened on another machine, where its path, size and mtime are not the same.
+pub fn model_sha256(path: &Path) -> Result<String> {
+    let hash = camscope::dataset::cache::ModelHash::of_file(path)?;
+    Ok(hash.0.iter().map(|b| format!("{b:02x}")).collect())
 }
 
 fn rel(root: &Path, p: &Path) -> String {
