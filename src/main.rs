@@ -45,12 +45,12 @@ struct InspectCli {
     /// Target layer: tensor name, node name, or a unique part of one (default: the last map before pooling)
     #[arg(long, short = 'l')]
     layer: Option<String>,
-    /// gradcam, gradcam++, xgradcam, hirescam, layercam, eigencam, scorecam, ablationcam, guided-gradcam
-    #[arg(long, default_value = "gradcam")]
-    method: Method,
-    /// Differentiate the pre-softmax logit or the probability
-    #[arg(long, default_value = "logit", value_name = "logit|prob")]
-    score: ScoreKind,
+    /// gradcam, gradcam++, xgradcam, hirescam, layercam, eigencam, scorecam, ablationcam, guided-gradcam (default: gradcam, or a triage output's)
+    #[arg(long)]
+    method: Option<Method>,
+    /// Differentiate the pre-softmax logit or the probability (default: logit, or a triage output's)
+    #[arg(long, value_name = "logit|prob")]
+    score: Option<ScoreKind>,
     /// How many classes to list
     #[arg(long, short = 'k', default_value_t = 5)]
     top: usize,
@@ -72,6 +72,9 @@ struct InspectCli {
     /// Write event and frame timings to FILE (JSON lines), for measuring responsiveness
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
+    /// With a triage output folder as PATH: where its images are on this machine (default: the dataset folder it recorded)
+    #[arg(long, value_name = "DIR")]
+    root: Option<PathBuf>,
 }
 
 /// Options every command that loads a model shares.
@@ -296,6 +299,7 @@ fn main() -> ExitCode {
             save_dir: i.save_dir,
             labels: i.labels,
             trace: i.trace,
+            root: i.root,
         };
         let model = ModelArgs { decode: i.decode, ..i.model };
         return finish(commands::inspect::run(&args, &model));

@@ -14,7 +14,9 @@ use camscope::engine::{Engine, EngineConfig, LoadedModel, SessionOptions};
 use camscope::grad::ScoreKind;
 use camscope::render::Colormap;
 use camscope::triage::{ScanModel, ScanOptions};
-use camscope::tui::{self, Graphics, ScanJob};
+use camscope::tui::{self, Graphics, ScanJob, Source};
+
+use super::recorded::Target;
 
 use crate::ModelArgs;
 
@@ -23,8 +25,10 @@ use crate::ModelArgs;
 pub struct InspectArgs {
     pub path: PathBuf,
     pub layer: Option<String>,
-    pub method: Method,
-    pub score: ScoreKind,
+    /// `None`: Grad-CAM, or the method a triage output was made with.
+    pub method: Option<Method>,
+    /// `None`: the logit, or the score a triage output was made with.
+    pub score: Option<ScoreKind>,
     pub top: usize,
     pub colormap: Colormap,
     pub alpha: f64,
@@ -33,6 +37,8 @@ pub struct InspectArgs {
     /// Ground truth CSV (`--labels`); without it, folder names.
     pub labels: Option<PathBuf>,
     pub trace: Option<PathBuf>,
+    /// Where a triage output's images are on this machine (`--root`).
+    pub root: Option<PathBuf>,
 }
 
 /// Body-result cache of the inspector: the selected image, its prefetched neighbours and the
@@ -47,6 +53,16 @@ pub fn run(args: &InspectArgs, model: &ModelArgs) -> Result<ExitCode> {
     if !(0.0..=1.0).contains(&args.alpha) {
         bail!("--alpha {} is outside 0..1; 0 shows the image only, 1 the heatmap only", args.alpha);
     }
+    if let Target::Triage(file) = super::recorded::target(&args.path)? {
+        return run_recorded(args, model, &file);
+    }
+    if let Some(root) = &args.root {
+        bail!(
+            "--root {}: relocates the images of a triage output folder, and {} holds no triage.json; drop --root, or give the folder `camscope triage -o` wrote",
+            root.display(),
+            args.path.display()
+        );
+    }
     let scan = Scan::new(&args.path)?;
     let path = super::model_path(model)?;
     if std::io::stderr().is_terminal() {
@@ -55,7 +71,7 @@ pub fn run(args: &InspectArgs, model: &ModelArgs) -> Result<ExitCode> {
     }
     let config = EngineConfig {
         layer: args.layer.clone(),
-        score: args.score,
+        score: args.score.unwrap_or(ScoreKind::Logit),
         // Idle ONNX Runtime threads must not spin on the cores the UI draws with.
         session: SessionOptions { intra_op_spinning: Some(false), ..model.session_options() },
         cache_bytes: CACHE_BYTES,
@@ -65,28 +81,101 @@ pub fn run(args: &InspectArgs, model: &ModelArgs) -> Result<ExitCode> {
     model.apply(&mut loaded);
     let triage = scan_job(args, model, &loaded)?;
     let engine = Engine::from_model(loaded, config)?;
+    need_terminal(args)?;
+    let opts = options(args, args.path.clone(), args.method.unwrap_or(Method::GradCam), triage);
+    tui::run(engine, Source::Folder(scan), opts)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// In scripts and pipes the inspector cannot run: say what to use instead.
+fn need_terminal(args: &InspectArgs) -> Result<()> {
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         bail!(
             "the inspector needs an interactive terminal; use `camscope explain {}` in scripts and pipes",
             args.path.display()
         );
     }
+    Ok(())
+}
+
+fn options(args: &InspectArgs, root: PathBuf, method: Method, triage: Option<ScanJob>) -> tui::Options {
     let save_dir = match &args.save_dir {
         Some(d) => d.clone(),
         None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
     };
-    let opts = tui::Options {
-        root: args.path.clone(),
+    tui::Options {
+        root,
         top_k: args.top,
-        method: args.method,
+        method,
         colormap: args.colormap,
         alpha: args.alpha,
         graphics: args.graphics,
         save_dir,
         trace: args.trace.clone(),
         triage,
+    }
+}
+
+/// `camscope OUT` on a triage output: the recorded predictions, no scan; the model checked
+/// to be the one they came from (see `commands::recorded`), the images under the recorded
+/// dataset root or `--root`. Everything that can be refused is refused here, in the shell.
+fn run_recorded(args: &InspectArgs, model: &ModelArgs, file: &std::path::Path) -> Result<ExitCode> {
+    use super::recorded;
+    if let Some(csv) = &args.labels {
+        bail!(
+            "--labels {}: {} holds the ground truth its triage recorded; drop --labels (or triage again with it)",
+            csv.display(),
+            args.path.display()
+        );
+    }
+    let t = recorded::read(file)?;
+    let root = match &args.root {
+        Some(r) if !r.is_dir() => bail!(
+            "--root {}: no such folder; give the folder that holds the dataset here (the triage's was {})",
+            r.display(),
+            t.dataset().display()
+        ),
+        Some(r) => r.canonicalize().unwrap_or_else(|_| r.clone()),
+        None => t.dataset(),
     };
-    tui::run(engine, scan, opts)?;
+    let path = recorded::choose_model(file, &t, model)?;
+    if std::io::stderr().is_terminal() {
+        eprintln!("camscope: loading {} …", path.display());
+    }
+    let method = args.method.or_else(|| t.method()).unwrap_or(Method::GradCam);
+    let config = EngineConfig {
+        // The triage's layer, so the maps match its PNGs; --layer may choose another.
+        layer: Some(args.layer.clone().unwrap_or_else(|| t.layer().to_owned())),
+        score: args.score.or_else(|| t.score()).unwrap_or(ScoreKind::Logit),
+        session: SessionOptions { intra_op_spinning: Some(false), ..model.session_options() },
+        cache_bytes: CACHE_BYTES,
+        ..EngineConfig::default()
+    };
+    let mut loaded = LoadedModel::open(&path, model.card.as_deref(), &config.session)?;
+    model.apply(&mut loaded);
+    recorded::check_card(file, &t, &mut loaded)?;
+    let engine = Engine::from_model(loaded, config)?;
+    // Maps other than the triage's are allowed (they do not change the predictions), and said.
+    let mut differs = Vec::new();
+    if engine.target().tensor != t.layer() {
+        differs.push(format!("layer {} (triage: {})", engine.target().tensor, t.layer()));
+    }
+    if t.method().is_some_and(|m| m != method) {
+        differs.push(format!("method {method} (triage: {})", t.method().map(|m| m.to_string()).unwrap_or_default()));
+    }
+    need_terminal(args)?;
+    let out = file.parent().unwrap_or(std::path::Path::new("."));
+    let mut rec = recorded::recorded(t, out, &root);
+    if !differs.is_empty() {
+        let line =
+            format!("maps with {}: not those of the PNGs under {}", differs.join(", "), out.join("mistakes").display());
+        rec.message = Some(match rec.message.take() {
+            Some(shard) => format!("{shard} · {line}"),
+            None => line,
+        });
+    }
+    let opts = options(args, root, method, None);
+    tui::run(engine, Source::Recorded(Box::new(rec)), opts)?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -8,6 +8,7 @@ pub mod inspect;
 pub mod layers;
 pub mod merge;
 pub mod progress;
+pub mod recorded;
 pub mod triage;
 
 use anyhow::{Context, Result};

@@ -15,6 +15,7 @@
 //! terminal; nothing else reads it.
 
 pub mod image_view;
+pub mod recorded;
 pub mod scanner;
 pub mod state;
 pub mod summary_view;
@@ -44,6 +45,7 @@ use crate::engine::Engine;
 use crate::render::{self, Colormap};
 
 pub use self::image_view::{ColorDepth, Graphics, Renderer};
+pub use self::recorded::Recorded;
 pub use self::scanner::ScanJob;
 use self::scanner::{ScanHandle, ScanStarter};
 use self::state::{App, Settings};
@@ -80,6 +82,16 @@ pub struct Options {
     pub triage: Option<ScanJob>,
 }
 
+/// The images the inspector shows.
+#[derive(Debug)]
+pub enum Source {
+    /// A folder (or one image), listed on a thread of its own; with [`Options::triage`], a
+    /// scan against ground truth follows the listing.
+    Folder(Scan),
+    /// The results `camscope triage` recorded in an output folder: no listing, no scan.
+    Recorded(Box<Recorded>),
+}
+
 /// How long quitting waits for the scan to finish its batch and save its cache, and for the
 /// engine to finish its model run.
 const STOP_WAIT: Duration = Duration::from_secs(5);
@@ -94,8 +106,8 @@ const LIST_CHUNK: usize = 512;
 const FIRST_CHUNK: usize = 32;
 
 /// Run the inspector until the user quits. `engine` is already loaded (so a bad model is
-/// reported before the terminal is taken over) and `scan` already started on the root.
-pub fn run(engine: Engine, scan: Scan, opts: Options) -> Result<(), TuiError> {
+/// reported before the terminal is taken over) and `source` already opened.
+pub fn run(engine: Engine, source: Source, opts: Options) -> Result<(), TuiError> {
     if !std::io::stdout().is_terminal() || !std::io::stdin().is_terminal() {
         return Err(TuiError::NotATerminal);
     }
@@ -111,7 +123,8 @@ pub fn run(engine: Engine, scan: Scan, opts: Options) -> Result<(), TuiError> {
         alpha: opts.alpha,
         save_dir: opts.save_dir.clone(),
     };
-    let mut app = App::new(settings, worker::engine_info(&engine), opts.triage.is_some());
+    let recorded = matches!(source, Source::Recorded(_));
+    let mut app = App::new(settings, worker::engine_info(&engine), opts.triage.is_some() || recorded);
     let (tx, rx) = std::sync::mpsc::channel::<Msg>();
     let mut worker = Worker::spawn(engine, tx.clone(), Msg::Worker);
     let (scan_handle, starter) = match opts.triage.clone() {
@@ -121,7 +134,19 @@ pub fn run(engine: Engine, scan: Scan, opts: Options) -> Result<(), TuiError> {
         }
         None => (None, None),
     };
-    spawn_lister(scan, tx.clone(), starter);
+    // What the first frame must not wait for: the request for the first image's map.
+    let mut first_cmds = Vec::new();
+    match source {
+        Source::Folder(scan) => spawn_lister(scan, tx.clone(), starter),
+        Source::Recorded(r) => {
+            // Everything recorded goes into the state before the first frame, so the list,
+            // the marks and the summary are there at once; only the check for images
+            // missing under the root (stat calls, slow on a network file system) follows.
+            recorded::spawn_missing_check(r.root.clone(), r.images.clone(), tx.clone(), Msg::Missing);
+            first_cmds = update::update(&mut app, Msg::Recorded(r));
+            first_cmds.extend(update::settle(&mut app));
+        }
+    }
 
     let mut session = terminal::Session::start()?;
     // The terminal is queried before the input thread starts reading events.
@@ -136,6 +161,15 @@ pub fn run(engine: Engine, scan: Scan, opts: Options) -> Result<(), TuiError> {
     let outcome = std::panic::catch_unwind(AssertUnwindSafe(|| -> Result<(), TuiError> {
         let mut dirty = true;
         let mut prefetch: Option<Request> = None;
+        for cmd in first_cmds {
+            if let Some(t) = &mut trace {
+                t.command(&app, &cmd);
+            }
+            match cmd {
+                Cmd::Worker(r @ Request::Prefetch { .. }) => prefetch = Some(r),
+                other => run_cmd(other, &worker, &tx, &mut saves),
+            }
+        }
         loop {
             if dirty {
                 let t0 = Instant::now();
@@ -225,7 +259,8 @@ pub fn run(engine: Engine, scan: Scan, opts: Options) -> Result<(), TuiError> {
         let _ = save.join();
     }
     if let Some(t) = &mut trace {
-        t.exit();
+        let p = &app.triage.progress;
+        t.exit(p.computed + p.cached);
     }
     if !ended {
         exit_while_busy(&outcome);
@@ -377,6 +412,8 @@ struct Trace {
     /// Serials whose image was already cached when loaded.
     cached: HashMap<u64, bool>,
     event_at: Instant,
+    /// Whether the first frame has been recorded.
+    first_frame: bool,
 }
 
 impl Trace {
@@ -390,6 +427,7 @@ impl Trace {
             pending: HashMap::new(),
             cached: HashMap::new(),
             event_at: now,
+            first_frame: false,
         })
     }
 
@@ -429,6 +467,30 @@ impl Trace {
     }
 
     fn frame(&mut self, app: &App) {
+        if !self.first_frame {
+            // What the user sees at once: with recorded results, every result and the
+            // summary's figures are there in this frame, and `scanned` stays 0 (no rescan).
+            self.first_frame = true;
+            let now = self.ms(Instant::now());
+            let p = &app.triage.progress;
+            let state = match &app.triage.state {
+                triage::ScanState::Recorded { .. } => "recorded",
+                triage::ScanState::Off => "off",
+                triage::ScanState::Waiting => "waiting",
+                triage::ScanState::NoTruth => "no-truth",
+                triage::ScanState::Scanning => "scanning",
+                triage::ScanState::Done { .. } => "done",
+                triage::ScanState::Failed(_) => "failed",
+            };
+            self.write(&[
+                ("ev", Field::Str("first_frame".into())),
+                ("t_ms", Field::Num(now)),
+                ("triage", Field::Str(state.into())),
+                ("images", Field::Int(Some(app.files.entries.len() as u64))),
+                ("results", Field::Int(Some(app.triage.results.len() as u64))),
+                ("scanned", Field::Int(Some((p.computed + p.cached) as u64))),
+            ]);
+        }
         let Some(serial) = app.shown_serial() else { return };
         let Some((at, kind)) = self.pending.remove(&serial) else { return };
         let image_serial = app.current.as_ref().map_or(serial, |c| c.serial);
@@ -454,11 +516,13 @@ impl Trace {
         self.pending.retain(|&s, _| s > serial);
     }
 
-    fn exit(&mut self) {
+    /// `scanned`: images the background scan gave a result for (0 with recorded results).
+    fn exit(&mut self, scanned: usize) {
         let now = self.ms(Instant::now());
         self.write(&[
             ("ev", Field::Str("exit".into())),
             ("t_ms", Field::Num(now)),
+            ("scanned", Field::Int(Some(scanned as u64))),
             ("vm_rss_kb", Field::Int(proc_status_kb("VmRSS"))),
             ("vm_hwm_kb", Field::Int(proc_status_kb("VmHWM"))),
         ]);

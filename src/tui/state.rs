@@ -128,6 +128,9 @@ pub struct FileEntry {
     pub truth: Option<usize>,
     /// Slot of its scan result in [`Triage::results`], once scanned.
     pub result: Option<usize>,
+    /// Recorded results only: the image is not under the root (its recorded prediction
+    /// stands; its maps cannot be computed until `--root` points at it).
+    pub missing: bool,
 }
 
 /// The images under the root, in listing order, with a visible order on top.
@@ -156,7 +159,15 @@ impl FileList {
             let name = display_name(root, &path);
             let i = self.entries.len();
             self.index.insert(path.clone(), i);
-            self.entries.push(FileEntry { path, name, prediction: None, error: None, truth: None, result: None });
+            self.entries.push(FileEntry {
+                path,
+                name,
+                prediction: None,
+                error: None,
+                truth: None,
+                result: None,
+                missing: false,
+            });
             if follows {
                 self.order.push(i);
             }

@@ -30,6 +30,11 @@ pub enum ScanState {
         seconds: f64,
     },
     Failed(String),
+    /// No scan: the results were recorded by `camscope triage` (see [`super::recorded`]);
+    /// `source` names them for the status bar.
+    Recorded {
+        source: String,
+    },
 }
 
 /// Counts of the scan so far.
@@ -46,6 +51,8 @@ pub struct Progress {
     /// Labeled images with a result, and how many of them are right (running top-1).
     pub labeled: usize,
     pub correct: usize,
+    /// Recorded results only: images not found under the root.
+    pub missing: usize,
 }
 
 impl Progress {
@@ -92,7 +99,10 @@ impl Triage {
 
     /// Whether ground truth is known for some images (the triage keys work).
     pub fn active(&self) -> bool {
-        matches!(self.state, ScanState::Scanning | ScanState::Done { .. } | ScanState::Failed(_))
+        matches!(
+            self.state,
+            ScanState::Scanning | ScanState::Done { .. } | ScanState::Failed(_) | ScanState::Recorded { .. }
+        )
     }
 
     /// Whether the file list shows something else than every image in listing order.
@@ -251,23 +261,26 @@ pub fn summary_rows(t: &Triage, s: &Summary, files: &FileList, labels: &Labels) 
     let mut rows = Vec::new();
     let mut push = |kind, text: String| rows.push(SummaryRow { kind, text });
     let p = &t.progress;
-    let scan = match &t.state {
-        ScanState::Scanning => format!("scanning {}/{}", p.done(), p.total),
-        ScanState::Done { .. } => "scan complete".into(),
-        ScanState::Failed(e) => format!("scan failed: {e}"),
-        _ => String::new(),
+    let counts = format!("{} labeled, {} unlabeled, {} unreadable", s.labeled, s.images - s.labeled, p.unreadable);
+    let first = match &t.state {
+        ScanState::Recorded { source } => {
+            let missing = match p.missing {
+                0 => String::new(),
+                n => format!(" · {n} missing under the root (--root)"),
+            };
+            format!("{} images recorded · {counts}{missing} · by {source}, not rescanned", p.total)
+        }
+        state => {
+            let scan = match state {
+                ScanState::Scanning => format!("scanning {}/{}", p.done(), p.total),
+                ScanState::Done { .. } => "scan complete".into(),
+                ScanState::Failed(e) => format!("scan failed: {e}"),
+                _ => String::new(),
+            };
+            format!("{} of {} images scanned · {counts} · {scan}", s.images, p.total)
+        }
     };
-    push(
-        RowKind::Text,
-        format!(
-            "{} of {} images scanned · {} labeled, {} unlabeled, {} unreadable · {scan}",
-            s.images,
-            p.total,
-            s.labeled,
-            s.images - s.labeled,
-            p.unreadable
-        ),
-    );
+    push(RowKind::Text, first);
     push(
         RowKind::Text,
         format!(

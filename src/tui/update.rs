@@ -26,6 +26,7 @@ use crate::dataset::stats::Filter;
 use crate::grad::ScoreKind;
 use crate::render::{self, Colormap};
 
+use super::recorded::{Missing, Recorded, missing_message};
 use super::scanner::ScanEvent;
 use super::state::{App, Caption, Current, Focus, Picture, Popup, Search, ShownMap, SummaryPopup, ViewMode};
 use super::triage::{self, ScanState, SummaryItem};
@@ -60,6 +61,10 @@ pub enum Msg {
     Saved(Result<PathBuf, String>),
     /// News from the background scan.
     Scan(ScanEvent),
+    /// Recorded results (`camscope OUT`): the whole listing, truth and results at once.
+    Recorded(Box<Recorded>),
+    /// Which recorded images are not under the root.
+    Missing(Missing),
     /// A signal asked to quit.
     Quit,
 }
@@ -108,6 +113,19 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Cmd> {
         Msg::Saved(Ok(path)) => app.message = Some(format!("saved {}", path.display())),
         Msg::Saved(Err(e)) => app.message = Some(format!("not saved: {e}")),
         Msg::Scan(e) => scan_event(app, e),
+        Msg::Recorded(r) => recorded(app, *r, &mut cmds),
+        Msg::Missing(m) => {
+            for &i in &m.indices {
+                if let Some(e) = app.files.entries.get_mut(i) {
+                    e.missing = true;
+                }
+            }
+            app.triage.progress.missing = m.indices.len();
+            app.triage.summary = None;
+            if let Some(line) = missing_message(&m, &app.settings.root) {
+                app.message = Some(line);
+            }
+        }
         Msg::Quit => app.quit = true,
     }
     cmds
@@ -173,6 +191,37 @@ fn scan_event(app: &mut App, e: ScanEvent) {
             app.message = Some(format!("scan stopped: {e}"));
             t.state = ScanState::Failed(e);
         }
+    }
+}
+
+/// Recorded results: list every image, set its truth and result, and select the first, in
+/// one step (the first frame already shows the summary's figures).
+fn recorded(app: &mut App, r: Recorded, cmds: &mut Vec<Cmd>) {
+    let root = app.settings.root.clone();
+    let total = r.images.len();
+    app.files.extend(&root, r.images);
+    app.files.done = true;
+    for (entry, truth) in app.files.entries.iter_mut().zip(r.truths) {
+        entry.truth = truth;
+    }
+    let t = &mut app.triage;
+    t.state = ScanState::Recorded { source: r.source };
+    t.progress.total = total;
+    t.notes = r.notes;
+    for (index, result) in r.results {
+        t.insert(&mut app.files.entries, index, result);
+    }
+    for (index, error) in r.unreadable {
+        if let Some(e) = app.files.entries.get_mut(index) {
+            e.error.get_or_insert(error);
+        }
+    }
+    t.progress.unreadable = app.files.entries.iter().filter(|e| e.error.is_some() && e.result.is_none()).count();
+    if r.message.is_some() {
+        app.message = r.message;
+    }
+    if app.current.is_none() && !app.files.is_empty() {
+        select(app, app.files.cursor, cmds);
     }
 }
 

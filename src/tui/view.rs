@@ -188,12 +188,19 @@ fn file_notes(app: &App, e: &FileEntry) -> (Vec<String>, Style) {
         return (Vec::new(), Style::default());
     };
     let pred = format!("{} {:.0}%", labels.name(class), p * 100.0);
-    match e.truth {
+    let (notes, style) = match e.truth {
         Some(truth) if truth != class => {
             (vec![format!("{} → {pred}", labels.name(truth)), pred], Style::default().fg(Color::LightRed))
         }
         _ => (vec![pred], Style::default().fg(Color::Gray)),
+    };
+    if e.missing {
+        // A recorded image not under the root: the prediction stands, the map cannot be made.
+        let mut marked: Vec<String> = notes.iter().map(|n| format!("missing · {n}")).collect();
+        marked.push("missing".into());
+        return (marked, Style::default().fg(Color::Red));
     }
+    (notes, style)
 }
 
 /// Shortest room left for the file name before a shorter note is chosen.
@@ -474,6 +481,13 @@ fn scan_status(app: &App) -> Option<Span<'static>> {
             (format!("scan {}/{} done in {seconds:.1} s{rate}{cached}{accuracy}", p.done(), p.total), Color::Green)
         }
         ScanState::Failed(_) => (format!("scan stopped at {}/{}{accuracy}", p.done(), p.total), Color::Red),
+        ScanState::Recorded { source } => {
+            let missing = match p.missing {
+                0 => String::new(),
+                n => format!(" · {n} missing"),
+            };
+            (format!("{source} · {} images recorded{accuracy}{missing}", p.total), Color::Green)
+        }
     };
     Some(Span::styled(text, Style::default().fg(color)))
 }
