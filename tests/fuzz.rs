@@ -1571,7 +1571,7 @@ mod corpus {
                 v[0] = n;
                 v
             };
-            probe_shapes(&mut a, "x", &at, Path::new("tiny.onnx"), false, None).unwrap();
+            probe_shapes(&mut a, "x", &at, Path::new("tiny.onnx"), false, None, None).unwrap();
             write_model(&a, &out.join("onnx").join(format!("tiny_{name}.onnx")), None);
         }
         images(&out.join("image"));

@@ -71,7 +71,7 @@ fn keras_nodes_named(mut m: camscope::onnx::ModelProto) -> camscope::onnx::Model
 fn analyse_nhwc(m: camscope::onnx::ModelProto) -> camscope::grad::Analysis {
     let mut a = camscope::grad::Analysis::new(m, "input_1", "dense", MapLayout::Nhwc).unwrap();
     let dims = |n: usize| vec![n, 9, 9, 3];
-    camscope::engine::probe_shapes(&mut a, "input_1", &dims, Path::new("keras.onnx"), false, None).unwrap();
+    camscope::engine::probe_shapes(&mut a, "input_1", &dims, Path::new("keras.onnx"), false, None, None).unwrap();
     a
 }
 

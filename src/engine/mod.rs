@@ -9,6 +9,7 @@ pub mod explainer;
 pub mod metrics;
 pub mod pipeline;
 pub mod probe;
+pub mod probe_cache;
 pub mod runtime;
 pub mod session;
 
@@ -77,6 +78,8 @@ pub struct LoadedModel {
     /// Scores in the model's output row (1 for a binary head, which shows 2 classes: see
     /// [`LoadedModel::user_classes`]).
     pub classes: usize,
+    /// Whether the measured shapes came from the on-disk cache (see [`probe_cache`]).
+    pub shape_cache: probe_cache::CacheUse,
 }
 
 impl LoadedModel {
@@ -97,7 +100,8 @@ impl LoadedModel {
         gradients: bool,
     ) -> Result<Self, EngineError> {
         runtime::init(opts.ort_lib.as_deref(), opts.threads, opts.intra_op_spinning)?;
-        let model = onnx::read_model(path)?;
+        let cache_dir = probe_cache::cache_dir();
+        let (model, print) = onnx::read_model_fingerprinted(path, cache_dir.is_some())?;
         let graph = model.graph.as_ref().expect("decode_model checks the graph");
         if onnx::known_ops::first_unknown(graph).is_some() {
             // Only ONNX Runtime can tell (a function or a registered custom op may define
@@ -182,7 +186,16 @@ impl LoadedModel {
             return Err(grad_err(e));
         }
         let dims = |n: usize| input_dims(&card, n);
-        let fixed_batch = !probe_shapes(&mut analysis, input, &dims, path, declared_fixed, opts.ort_lib.as_deref())?;
+        let key = print.map(|(model_hash, model_len)| probe_cache::ProbeKey {
+            model_hash,
+            model_len,
+            input_dims: dims(1),
+            fixed_batch: declared_fixed,
+        });
+        let cache = cache_dir.as_deref().zip(key.as_ref());
+        let (batches, shape_cache) =
+            probe_shapes(&mut analysis, input, &dims, path, declared_fixed, opts.ort_lib.as_deref(), cache)?;
+        let fixed_batch = !batches;
         let classes = analysis.classes().map_err(grad_err)?;
         let head = head_kind(analysis.model(), &output, &card, classes)?;
         analysis.set_sigmoid(head.is_sigmoid());
@@ -193,7 +206,17 @@ impl LoadedModel {
             Head::Binary { .. } => card.resolve_binary_labels(path)?,
             _ => card.resolve_labels(head.classes(classes), path)?,
         }
-        Ok(Self { path: path.to_owned(), card, analysis, input: input.to_owned(), output, head, fixed_batch, classes })
+        Ok(Self {
+            path: path.to_owned(),
+            card,
+            analysis,
+            input: input.to_owned(),
+            output,
+            head,
+            fixed_batch,
+            classes,
+            shape_cache,
+        })
     }
 
     /// Input tensor dims for a batch of `n` images.

@@ -10,6 +10,7 @@
 use std::collections::HashMap;
 use std::path::Path;
 
+use super::probe_cache::{self, CacheUse, ProbeKey, ProbeRecord};
 use super::{Device, EngineError, GraphSession, SessionOptions, session};
 use crate::grad::Analysis;
 use crate::onnx::{self, ValueInfoProto, dtype};
@@ -27,7 +28,14 @@ pub fn probe_shapes(
     label: &Path,
     fixed_batch: bool,
     ort_lib: Option<&Path>,
-) -> Result<bool, EngineError> {
+    cache: Option<(&Path, &ProbeKey)>,
+) -> Result<(bool, CacheUse), EngineError> {
+    if let Some(record) = cache.and_then(|(dir, key)| probe_cache::load(dir, key)) {
+        let batches = record.at2.is_some();
+        analysis.add_measured(&record.at1, record.at2.as_ref().unwrap_or(&record.at1), &record.types);
+        analysis.add_constant_values(&record.ints);
+        return Ok((batches, CacheUse::Hit));
+    }
     // The probe renames nodes `camscope_probe_<i>`; messages must name the user's nodes.
     let names: Vec<String> =
         analysis.model().graph.as_ref().map_or_else(Vec::new, |g| g.node.iter().map(crate::onnx::node_label).collect());
@@ -49,10 +57,18 @@ pub fn probe_shapes(
     };
     super::release_free_memory();
     let (at1, at2, ints, types) = result.map_err(fail)?;
-    let batches = at2.is_some();
-    analysis.add_measured(&at1, at2.as_ref().unwrap_or(&at1), &types);
-    analysis.add_constant_values(&ints);
-    Ok(batches)
+    let record = ProbeRecord { at1, at2, ints, types };
+    let batches = record.at2.is_some();
+    analysis.add_measured(&record.at1, record.at2.as_ref().unwrap_or(&record.at1), &record.types);
+    analysis.add_constant_values(&record.ints);
+    let used = match cache {
+        None => CacheUse::Off,
+        Some((dir, key)) => match probe_cache::store(dir, key, &record) {
+            Ok(()) => CacheUse::Stored,
+            Err(e) => CacheUse::Unavailable(format!("{}: {e}", dir.display())),
+        },
+    };
+    Ok((batches, used))
 }
 
 /// `camscope_probe_<i>` in an ONNX Runtime message back to node `i`'s own name.

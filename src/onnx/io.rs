@@ -51,14 +51,30 @@ pub fn encode_model(model: &ModelProto) -> Vec<u8> {
 /// Read a model and inline its external data (checked to stay inside the model's folder),
 /// so derived graphs can be handed to ONNX Runtime from memory.
 pub fn read_model(path: &Path) -> Result<ModelProto, OnnxError> {
-    let bytes = crate::fsutil::read_regular(path).map_err(|source| match source.kind() {
+    Ok(read_model_fingerprinted(path, false)?.0)
+}
+
+/// [`read_model`], also returning a fingerprint of the file's bytes (xxHash3-128 and the
+/// length) when `fingerprint` is set: what on-disk caches of derived facts are keyed by. The
+/// hash covers the `.onnx` file, not external data files (weights there change no shape).
+pub fn read_model_fingerprinted(
+    path: &Path,
+    fingerprint: bool,
+) -> Result<(ModelProto, Option<(u128, u64)>), OnnxError> {
+    let bytes = read_bytes(path)?;
+    let print = fingerprint.then(|| (twox_hash::XxHash3_128::oneshot(&bytes), bytes.len() as u64));
+    let mut model = decode_model(&bytes, path)?;
+    drop(bytes);
+    inline_external_data(&mut model, path)?;
+    Ok((model, print))
+}
+
+fn read_bytes(path: &Path) -> Result<Vec<u8>, OnnxError> {
+    crate::fsutil::read_regular(path).map_err(|source| match source.kind() {
         std::io::ErrorKind::NotFound => OnnxError::Missing { path: path.to_owned() },
         _ if path.is_dir() => OnnxError::Folder { path: path.to_owned(), hint: folder_hint(path) },
         _ => OnnxError::Read { path: path.to_owned(), source },
-    })?;
-    let mut model = decode_model(&bytes, path)?;
-    inline_external_data(&mut model, path)?;
-    Ok(model)
+    })
 }
 
 /// Which file to pass instead of a folder: the `.onnx` files in it (a model is often

@@ -111,7 +111,7 @@ pub fn analyse(model: ModelProto, input: &str, output: &str, dims1: &[usize]) ->
         d[0] = n;
         d
     };
-    probe_shapes(&mut a, input, &dims, Path::new("tiny.onnx"), false, None)?;
+    probe_shapes(&mut a, input, &dims, Path::new("tiny.onnx"), false, None, None)?;
     Ok(a)
 }
 
