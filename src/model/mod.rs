@@ -549,7 +549,10 @@ pub struct NoBundledModel {
 }
 
 /// Path of the bundled EfficientNet-Lite0: `models/` in the working directory, beside the
-/// executable's ancestors (`target/release/..`), or in the checkout camscope was built from.
+/// executable's ancestors (`target/release/..`), in `<prefix>/share/camscope` where the wheel
+/// installs it beside `<prefix>/bin/camscope` (`pip install camscope`; the wheel's data files
+/// go to the environment's prefix, and `share/` is where such data lives), or in the checkout
+/// camscope was built from.
 pub fn bundled_model() -> Result<PathBuf, NoBundledModel> {
     let mut roots: Vec<PathBuf> = Vec::new();
     if let Ok(cwd) = std::env::current_dir() {
@@ -557,6 +560,9 @@ pub fn bundled_model() -> Result<PathBuf, NoBundledModel> {
     }
     if let Ok(exe) = std::env::current_exe() {
         roots.extend(exe.ancestors().skip(1).take(4).map(Path::to_path_buf));
+        if let Some(prefix) = exe.parent().and_then(Path::parent) {
+            roots.push(prefix.join("share").join("camscope"));
+        }
     }
     roots.push(PathBuf::from(env!("CARGO_MANIFEST_DIR")));
     let candidates: Vec<PathBuf> = roots.iter().map(|r| r.join("models").join(BUNDLED_MODEL)).collect();
