@@ -213,118 +213,119 @@ pub fn scan(
         })
         .max(1);
     report.decoders = decoders;
-    let work: Vec<(usize, PathBuf)> = pending.iter().map(|&i| (i, images[i].clone())).collect();
-    let chunks: Vec<Vec<(usize, PathBuf)>> = work.chunks(batch).map(<[_]>::to_vec).collect();
-    let n_chunks = chunks.len();
-    let chunks = std::sync::Arc::new(chunks);
-    let mut receivers = Vec::with_capacity(decoders);
-    let mut workers = Vec::with_capacity(decoders);
-    for w in 0..decoders {
-        let (tx, rx) = mpsc::sync_channel::<Decoded>(1);
-        receivers.push(rx);
-        let (chunks, spec) = (chunks.clone(), spec.clone());
-        workers.push(std::thread::spawn(move || {
-            for chunk in chunks.iter().skip(w).step_by(decoders) {
-                if tx.send(decode_batch(chunk, &spec)).is_err() {
-                    return; // the scan was cancelled
+    // Decoders borrow the listing and take index chunks of `pending`: no path is copied, so a
+    // million-image scan holds its listing once (scoped threads end before `scan` returns).
+    let n_chunks = pending.len().div_ceil(batch);
+    let (pending, spec) = (&pending, &spec);
+    std::thread::scope(|scope| -> Result<(), TriageError> {
+        let mut receivers = Vec::with_capacity(decoders);
+        for w in 0..decoders {
+            let (tx, rx) = mpsc::sync_channel::<Decoded>(1);
+            receivers.push(rx);
+            scope.spawn(move || {
+                for chunk in pending.chunks(batch).skip(w).step_by(decoders) {
+                    if tx.send(decode_batch(chunk, images, spec)).is_err() {
+                        return; // the scan was cancelled
+                    }
                 }
-            }
-        }));
-    }
-    let in_order = (0..n_chunks).map_while(|k| receivers[k % decoders].recv().ok());
-    let mut since_save = 0;
-    let mut last_save = Instant::now();
-    let mut last_save_took = std::time::Duration::ZERO;
-    'batches: for mut d in in_order {
-        for (index, error) in d.errors {
-            report.unreadable += 1;
-            if !on_update(ScanUpdate::Unreadable { index, error }) {
-                report.cancelled = true;
-                break 'batches;
-            }
+            });
         }
-        if d.samples.is_empty() {
-            continue;
-        }
-        let views: Vec<_> = d.samples.iter().map(|s| s.view()).collect();
-        let x: Array4<f32> = imaging::batch(&views);
-        let out = if classifier.provider() == Provider::Cuda {
-            // One batch size on CUDA (see `imaging::pad_batch`).
-            classifier.run(imaging::pad_batch(x.view(), batch).view())?
-        } else {
-            classifier.run(x.view())?
-        };
-        for (k, row) in out.axis_iter(Axis(0)).take(d.indices.len()).enumerate() {
-            let row: Vec<f32> = row.to_vec();
-            let i = d.indices[k];
-            let path = &images[i];
-            if let Some(what) = crate::engine::non_finite_summary(&row) {
-                // Never ranked or cached: NaN scores would sort anywhere and read as class 0.
-                let error = crate::engine::ExplainError::NonFinite {
-                    image: path.clone(),
-                    model: model.path.clone(),
-                    what: format!("scores: {what}"),
+        let result = (|| -> Result<(), TriageError> {
+            let in_order = (0..n_chunks).map_while(|k| receivers[k % decoders].recv().ok());
+            let mut since_save = 0;
+            let mut last_save = Instant::now();
+            let mut last_save_took = std::time::Duration::ZERO;
+            'batches: for mut d in in_order {
+                for (index, error) in d.errors {
+                    report.unreadable += 1;
+                    if !on_update(ScanUpdate::Unreadable { index, error }) {
+                        report.cancelled = true;
+                        break 'batches;
+                    }
+                }
+                if d.samples.is_empty() {
+                    continue;
+                }
+                let views: Vec<_> = d.samples.iter().map(|s| s.view()).collect();
+                let x: Array4<f32> = imaging::batch(&views);
+                let out = if classifier.provider() == Provider::Cuda {
+                    // One batch size on CUDA (see `imaging::pad_batch`).
+                    classifier.run(imaging::pad_batch(x.view(), batch).view())?
+                } else {
+                    classifier.run(x.view())?
                 };
-                report.unreadable += 1;
-                if !on_update(ScanUpdate::Unreadable { index: i, error: error.to_string() }) {
-                    report.cancelled = true;
-                    break 'batches;
+                for (k, row) in out.axis_iter(Axis(0)).take(d.indices.len()).enumerate() {
+                    let row: Vec<f32> = row.to_vec();
+                    let i = d.indices[k];
+                    let path = &images[i];
+                    if let Some(what) = crate::engine::non_finite_summary(&row) {
+                        // Never ranked or cached: NaN scores would sort anywhere and read as class 0.
+                        let error = crate::engine::ExplainError::NonFinite {
+                            image: path.clone(),
+                            model: model.path.clone(),
+                            what: format!("scores: {what}"),
+                        };
+                        report.unreadable += 1;
+                        if !on_update(ScanUpdate::Unreadable { index: i, error: error.to_string() }) {
+                            report.cancelled = true;
+                            break 'batches;
+                        }
+                        continue;
+                    }
+                    let probs = crate::scores::ClassScores::from_output(&row, head).probabilities;
+                    let warnings = std::mem::take(&mut d.warnings[k]);
+                    // Results with a warning are not cached: a cached result would come back without it.
+                    if let (Some(c), Some(s), true) = (cache.as_mut(), d.stamps[k], warnings.is_empty()) {
+                        c.insert(path, s, &probs);
+                    }
+                    report.computed += 1;
+                    let result = ImageResult::from_probabilities(path.clone(), truth.truth(path), &probs, TOP_K);
+                    if !on_update(ScanUpdate::Result { index: i, result, cached: false, warnings }) {
+                        report.cancelled = true;
+                        break 'batches;
+                    }
                 }
-                continue;
-            }
-            let probs = crate::scores::ClassScores::from_output(&row, head).probabilities;
-            let warnings = std::mem::take(&mut d.warnings[k]);
-            // Results with a warning are not cached: a cached result would come back without it.
-            if let (Some(c), Some(s), true) = (cache.as_mut(), d.stamps[k], warnings.is_empty()) {
-                c.insert(path, s, &probs);
-            }
-            report.computed += 1;
-            let result = ImageResult::from_probabilities(path.clone(), truth.truth(path), &probs, TOP_K);
-            if !on_update(ScanUpdate::Result { index: i, result, cached: false, warnings }) {
-                report.cancelled = true;
-                break 'batches;
-            }
-        }
-        since_save += d.samples.len();
-        // Save now and then so an interrupted scan (Ctrl-C, a killed job) keeps its work: after
-        // 5 s, or 2,000 images, and never sooner than ten times the last save's duration. A save
-        // rewrites the whole file (~4 KB an image for 1,000 classes), so on a large folder the
-        // interval grows with it and saving stays under a tenth of the scan's time.
-        let due = std::time::Duration::from_secs(5).max(last_save_took * 10);
-        if since_save > 0
-            && (since_save >= 2000 || last_save.elapsed() > due)
-            && last_save.elapsed() > last_save_took * 10
-        {
-            since_save = 0;
-            if let Some(c) = cache.as_mut() {
-                let t = Instant::now();
-                if let Err(e) = c.save() {
-                    report.cache_note = Some(e.to_string());
+                since_save += d.samples.len();
+                // Save now and then so an interrupted scan (Ctrl-C, a killed job) keeps its work: after
+                // 5 s, or 2,000 images, and never sooner than ten times the last save's duration. A save
+                // appends only the records made since the last one (the cache is a log), so it costs
+                // the same at the millionth image as at the first.
+                let due = std::time::Duration::from_secs(5).max(last_save_took * 10);
+                if since_save > 0
+                    && (since_save >= 2000 || last_save.elapsed() > due)
+                    && last_save.elapsed() > last_save_took * 10
+                {
+                    since_save = 0;
+                    if let Some(c) = cache.as_mut() {
+                        let t = Instant::now();
+                        if let Err(e) = c.save() {
+                            report.cache_note = Some(e.to_string());
+                        }
+                        last_save_took = t.elapsed();
+                    }
+                    last_save = Instant::now();
                 }
-                last_save_took = t.elapsed();
             }
-            last_save = Instant::now();
-        }
-    }
-    drop(receivers);
-    for w in workers {
-        let _ = w.join();
-    }
+            Ok(())
+        })();
+        drop(receivers); // a decoder blocked on a full channel sees the scan is over
+        result
+    })?;
     finish(report, cache, t0)
 }
 
 /// Decode and preprocess one batch of images; unreadable ones are listed, not fatal.
-fn decode_batch(chunk: &[(usize, PathBuf)], spec: &crate::model::InputSpec) -> Decoded {
+fn decode_batch(chunk: &[usize], images: &[PathBuf], spec: &crate::model::InputSpec) -> Decoded {
     let mut d = Decoded { indices: vec![], stamps: vec![], samples: vec![], warnings: vec![], errors: vec![] };
-    for (i, p) in chunk {
+    for (i, p) in chunk.iter().map(|&i| (i, &images[i])) {
         match imaging::load_image(p, &spec.decode_options()) {
             Ok(decoded) => {
-                d.indices.push(*i);
+                d.indices.push(i);
                 d.stamps.push(FileStamp::read(p).ok());
                 d.samples.push(imaging::normalize(&imaging::model_view(&decoded.rgb, spec), spec));
                 d.warnings.push(decoded.warnings);
             }
-            Err(e) => d.errors.push((*i, e.to_string())),
+            Err(e) => d.errors.push((i, e.to_string())),
         }
     }
     d

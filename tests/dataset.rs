@@ -177,3 +177,64 @@ fn bench_scan_and_cache_10k() {
         t.elapsed()
     );
 }
+
+/// Not run by default: the scan cache at scale, synthetic scores (1000 classes) for
+/// `CAMSCOPE_BENCH_N` images (default 200,000): insert + save time, file size, reopen time,
+/// lookups, and the process's peak RSS. `cargo test --release --test dataset -- --ignored
+/// --nocapture bench_cache_at_scale`.
+#[test]
+#[ignore]
+fn bench_cache_at_scale() {
+    let n: usize = std::env::var("CAMSCOPE_BENCH_N").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000);
+    let dir = tempfile::tempdir_in(std::env::temp_dir()).unwrap();
+    let root = dir.path().join("set");
+    std::fs::create_dir(&root).unwrap();
+    let cache_dir = dir.path().join("cache");
+    let model = ModelHash::of_bytes(b"bench");
+    let rss = |field: &str| {
+        let s = std::fs::read_to_string("/proc/self/status").unwrap();
+        let l = s.lines().find(|l| l.starts_with(field)).unwrap().split_whitespace().nth(1).unwrap().parse::<f64>();
+        l.unwrap() / 1024.0
+    };
+    let base = rss("VmRSS");
+    let (mut cache, _) = ScanCache::open(&cache_dir, &model, &root, 1000).unwrap();
+    let mut logits: Vec<f32> = (0..1000).map(|i| ((i * 37) % 101) as f32 / 10.0).collect();
+    let path = |i: usize| root.join(format!("class_{:03}/img_{i:07}.jpg", i % 1000));
+    let stamp =
+        |i: usize| FileStamp::new(i as u64, std::time::UNIX_EPOCH + std::time::Duration::from_secs(1_700_000_000));
+    let t = Instant::now();
+    let (mut saves, mut worst_save) = (0, std::time::Duration::ZERO);
+    for i in 0..n {
+        logits[i % 1000] += 3.0;
+        let p = camscope::scores::softmax(&logits);
+        cache.insert(&path(i), stamp(i), &p);
+        if i % 2000 == 1999 {
+            let s = Instant::now();
+            cache.save().unwrap();
+            worst_save = worst_save.max(s.elapsed());
+            saves += 1;
+        }
+    }
+    cache.save().unwrap();
+    let fill = t.elapsed();
+    let size = std::fs::metadata(cache.file()).unwrap().len();
+    let after_fill = rss("VmRSS");
+    drop(cache);
+    let t = Instant::now();
+    let (loaded, outcome) = ScanCache::open(&cache_dir, &model, &root, 1000).unwrap();
+    let reopen = t.elapsed();
+    let t = Instant::now();
+    let hits = (0..n).filter(|&i| loaded.lookup_result(&path(i), &stamp(i), Some(i % 1000)).is_some()).count();
+    let lookups = t.elapsed();
+    assert_eq!(hits, n);
+    println!(
+        "cache of {n} images x 1000 classes: {:.1} MB ({:.0} bytes an image); insert + {saves} saves {fill:.1?} (slowest save {worst_save:.1?}); reopen {reopen:.2?} ({outcome:?}); {n} lookups {lookups:.2?}",
+        size as f64 / 1e6,
+        size as f64 / n as f64
+    );
+    println!(
+        "RSS: {base:.1} MB before, {after_fill:.1} MB after filling, {:.1} MB after reopening; peak {:.1} MB",
+        rss("VmRSS"),
+        rss("VmHWM")
+    );
+}

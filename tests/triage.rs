@@ -84,14 +84,33 @@ fn a_corrupt_or_foreign_cache_is_ignored_and_rebuilt() {
     let cache = tmp.path().join("cache");
     let o1 = tmp.path().join("o1");
     assert!(triage(&["samples", "-o", o1.to_str().unwrap()], &cache).0.status.success());
-    let files: Vec<_> = std::fs::read_dir(&cache).unwrap().flatten().map(|e| e.path()).collect();
+    let files: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .flatten()
+        .map(|e| e.path())
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("scan-")))
+        .collect();
     assert_eq!(files.len(), 1, "{files:?}");
-    let mut bytes = std::fs::read(&files[0]).unwrap();
+    let good = std::fs::read(&files[0]).unwrap();
+    // A damaged record (the cache is a log): the records before it are kept, the rest rescanned.
+    let mut bytes = good.clone();
     let n = bytes.len();
     bytes[n / 2] ^= 0xff;
     std::fs::write(&files[0], &bytes).unwrap();
     let o2 = tmp.path().join("o2");
     let (r, json) = triage(&["samples", "-o", o2.to_str().unwrap()], &cache);
+    assert!(r.status.success());
+    let t = json.unwrap();
+    let (computed, cached) = (t["scan"]["computed"].as_u64().unwrap(), t["scan"]["from_cache"].as_u64().unwrap());
+    assert!(computed > 0 && cached > 0 && computed + cached == 9, "{}", t["scan"]);
+    assert!(t["scan"]["cache_note"].as_str().unwrap().contains("cut off"), "{}", t["scan"]);
+    assert_eq!(t["summary"]["top1_correct"], 5);
+    // A damaged header: the whole file is discarded, never trusted.
+    let mut bytes = good;
+    bytes[20] ^= 0xff;
+    std::fs::write(&files[0], &bytes).unwrap();
+    let o3 = tmp.path().join("o3");
+    let (r, json) = triage(&["samples", "-o", o3.to_str().unwrap()], &cache);
     assert!(r.status.success());
     let t = json.unwrap();
     assert_eq!(t["scan"]["computed"], 9, "a corrupt cache is never trusted");

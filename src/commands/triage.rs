@@ -1,6 +1,7 @@
 //! `camscope triage DIR [--labels FILE.csv] --out OUTDIR`: predictions against ground truth,
 //! accuracy and confusions, and predicted / true / contrastive maps for every mistake.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -183,7 +184,8 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
     if args.no_cache {
         opts.cache_dir = None;
     }
-    let mut results: Vec<Option<ImageResult>> = vec![None; images.len()];
+    // Compact results, aligned with `images` (the path is not copied): see `Scored`.
+    let mut results: Vec<Option<Scored>> = vec![None; images.len()];
     let mut unreadable = Vec::new();
     let mut warnings = Vec::new();
     let mut progress = Progress::new(images.len(), "scanning");
@@ -195,7 +197,7 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
                     eprintln!("camscope: warning: {w}");
                     warnings.push((rel(&args.dir, &images[index]), w));
                 }
-                results[index] = Some(result);
+                results[index] = Some(Scored::of(&result));
             }
             ScanUpdate::Unreadable { index, error } => {
                 progress.step(&format!("{}: unreadable", images[index].display()));
@@ -218,7 +220,7 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
     for p in &unlabeled_folders {
         eprintln!("camscope: note: {p}");
     }
-    let results: Vec<ImageResult> = results.into_iter().flatten().collect();
+    let result_at = |i: usize| results[i].map(|s| s.result(images[i].clone()));
 
     // Maps for the mistakes: predicted, true, and predicted-minus-true.
     let mut engine = Engine::from_model(
@@ -230,8 +232,10 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
             ..EngineConfig::default()
         },
     )?;
-    let mistakes: Vec<usize> = (0..results.len()).filter(|&i| results[i].outcome() == Outcome::Wrong).collect();
-    let mut overlays: Vec<Vec<String>> = vec![Vec::new(); results.len()];
+    let mistakes: Vec<usize> =
+        (0..images.len()).filter(|&i| result_at(i).is_some_and(|r| r.outcome() == Outcome::Wrong)).collect();
+    // Only mistakes have maps: a map keyed by image, not a list as long as the dataset.
+    let mut overlays: std::collections::HashMap<usize, Vec<String>> = std::collections::HashMap::new();
     // The maps are journalled (see camscope::dataset::journal): a rerun after an interruption
     // keeps the mistakes already drawn and replaces camscope's own half-finished outputs in
     // place instead of writing `-1` copies beside them.
@@ -251,14 +255,14 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
     let mut journal = Journal::<MistakeMaps>::open(&args.out, "triage", &config)?;
     let mut progress = Progress::new(mistakes.len(), "mistakes");
     for &i in &mistakes {
-        let r = &results[i];
+        let r = &result_at(i).expect("a mistake has a result");
         let (t, p) = (r.truth.expect("labeled"), r.predicted().expect("has a prediction"));
         let name = rel(&args.dir, &r.path);
         let stamp = stamp(&r.path);
         if let Some(done) = journal.done(&name) {
             let whole = done.overlays.iter().all(|o| decodes(&args.out.join(o)));
             if done.predicted == p && done.truth == t && (done.size, done.modified_ns) == stamp && whole {
-                overlays[i] = done.overlays.clone();
+                overlays.insert(i, done.overlays.clone());
                 progress.step(&name);
                 continue;
             }
@@ -274,18 +278,34 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
             let img = render::overlay(&loaded.view, map.normalized.map.view(), args.colormap, args.alpha)?;
             let file = base.with_extension(format!("{kind}.png"));
             let written = journal.write_output(&file, &render::png::encode_png(&img), false)?;
-            overlays[i].push(written.to_string_lossy().into_owned());
+            overlays.entry(i).or_default().push(written.to_string_lossy().into_owned());
         }
         journal.finish(
             &name,
-            MistakeMaps { predicted: p, truth: t, size: stamp.0, modified_ns: stamp.1, overlays: overlays[i].clone() },
+            MistakeMaps {
+                predicted: p,
+                truth: t,
+                size: stamp.0,
+                modified_ns: stamp.1,
+                overlays: overlays.get(&i).cloned().unwrap_or_default(),
+            },
         )?;
         progress.step(&name);
     }
     progress.finish();
 
-    let (rows, summary) =
-        rows_and_summary(&results, overlays, unreadable.len(), |c| labels.name(c), |r| rel(&args.dir, &r.path));
+    // Summary and rows one image at a time: nothing here grows with the dataset but `results`.
+    let scored = || (0..images.len()).filter_map(|i| result_at(i).map(|r| (i, r)));
+    let mut summary = stats::SummaryBuilder::new(10);
+    for (i, r) in scored() {
+        summary.add(i, &r);
+    }
+    let summary = summary_out(summary.finish(), unreadable.len(), |c| labels.name(c), |i| rel(&args.dir, &images[i]));
+    let make_rows = || -> Box<dyn Iterator<Item = Row> + '_> {
+        Box::new(scored().map(|(i, r)| {
+            row(&r, rel(&args.dir, &r.path), overlays.get(&i).cloned().unwrap_or_default(), &|c| labels.name(c))
+        }))
+    };
     let out = TriageOut {
         format_version: TRIAGE_FORMAT_VERSION,
         model: path.display().to_string(),
@@ -308,48 +328,45 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
         unlabeled_folders,
         unreadable,
         warnings,
-        images: rows,
+        images: Vec::new(),
     };
-    write_outputs(&mut journal, &out)?;
+    write_outputs(&mut journal, &out, &make_rows)?;
     print_summary(&out, &args.out);
     Ok(if out.unreadable.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_PARTIAL) })
 }
 
-/// The per-image rows and the summary of a triage, from its per-image results (`overlays`:
-/// each image's maps). One function for an unsharded run and for `merge`, so a merged
-/// triage.json is exactly the one an unsharded run writes: the derived figures (margin, loss,
-/// accuracy...) are recomputed, never parsed back from decimal text.
-fn rows_and_summary(
-    results: &[ImageResult],
-    overlays: Vec<Vec<String>>,
+/// One image's row of triage.json / .csv / .parquet, from its result. One function for an
+/// unsharded run and for `merge`, so a merged triage.json is exactly the one an unsharded run
+/// writes: the derived figures (margin, loss...) are recomputed, never parsed back from text.
+fn row(r: &ImageResult, path: String, overlays: Vec<String>, class_name: &dyn Fn(usize) -> String) -> Row {
+    let class_ref = |i: usize| ClassRef { index: i, label: class_name(i) };
+    Row {
+        path,
+        truth: r.truth.map(class_ref),
+        predicted: class_ref(r.predicted().unwrap_or(0)),
+        predicted_probability: r.confidence(),
+        true_probability: r.p_truth,
+        correct: match r.outcome() {
+            Outcome::Correct => Some(true),
+            Outcome::Wrong => Some(false),
+            Outcome::Unlabeled => None,
+        },
+        in_top5: r.in_top(5),
+        margin: r.margin(),
+        loss: r.loss(),
+        top5: r.top.iter().take(5).map(|c| (c.class, class_name(c.class), c.probability)).collect(),
+        overlays,
+    }
+}
+
+/// The summary of triage.json from [`stats::Summary`] (`image_name`: of a result's index).
+fn summary_out(
+    summary: stats::Summary,
     unreadable: usize,
     class_name: impl Fn(usize) -> String,
-    image_name: impl Fn(&ImageResult) -> String,
-) -> (Vec<Row>, SummaryOut) {
-    let class_ref = |i: usize| ClassRef { index: i, label: class_name(i) };
-    let rows: Vec<Row> = results
-        .iter()
-        .zip(overlays)
-        .map(|(r, overlays)| Row {
-            path: image_name(r),
-            truth: r.truth.map(class_ref),
-            predicted: class_ref(r.predicted().unwrap_or(0)),
-            predicted_probability: r.confidence(),
-            true_probability: r.p_truth,
-            correct: match r.outcome() {
-                Outcome::Correct => Some(true),
-                Outcome::Wrong => Some(false),
-                Outcome::Unlabeled => None,
-            },
-            in_top5: r.in_top(5),
-            margin: r.margin(),
-            loss: r.loss(),
-            top5: r.top.iter().take(5).map(|c| (c.class, class_name(c.class), c.probability)).collect(),
-            overlays,
-        })
-        .collect();
-    let summary = stats::summarize(results, 10);
-    let summary = SummaryOut {
+    image_name: impl Fn(usize) -> String,
+) -> SummaryOut {
+    SummaryOut {
         images: summary.images,
         labeled: summary.labeled,
         unlabeled: summary.images - summary.labeled,
@@ -364,10 +381,42 @@ fn rows_and_summary(
             .iter()
             .map(|c| (class_name(c.truth), class_name(c.predicted), c.count))
             .collect(),
-        most_confident_mistakes: summary.confident_mistakes.iter().map(|&i| image_name(&results[i])).collect(),
-        least_confident_correct: summary.unsure_correct.iter().map(|&i| image_name(&results[i])).collect(),
-    };
-    (rows, summary)
+        most_confident_mistakes: summary.confident_mistakes.iter().map(|&i| image_name(i)).collect(),
+        least_confident_correct: summary.unsure_correct.iter().map(|&i| image_name(i)).collect(),
+    }
+}
+
+/// One image's scan result without its path (the listing has it) and with the five best
+/// classes only (all that rows and summary read; the scan gives ten): 56 bytes where an
+/// [`ImageResult`] takes ~300, so a million-image triage holds ~56 MB of results.
+#[derive(Debug, Clone, Copy)]
+struct Scored {
+    truth: Option<u32>,
+    p_truth: Option<f32>,
+    top: [(u32, f32); 5],
+    n: u8,
+}
+
+impl Scored {
+    fn of(r: &ImageResult) -> Self {
+        let mut top = [(0, 0.0); 5];
+        for (t, c) in top.iter_mut().zip(&r.top) {
+            *t = (c.class as u32, c.probability);
+        }
+        Self { truth: r.truth.map(|t| t as u32), p_truth: r.p_truth, top, n: r.top.len().min(5) as u8 }
+    }
+
+    fn result(&self, path: PathBuf) -> ImageResult {
+        ImageResult {
+            path,
+            truth: self.truth.map(|t| t as usize),
+            top: self.top[..self.n as usize]
+                .iter()
+                .map(|&(class, probability)| ClassProb { class: class as usize, probability })
+                .collect(),
+            p_truth: self.p_truth,
+        }
+    }
 }
 
 /// `camscope merge` of triage shards (`inputs`: each folder with its triage.json, checked to
@@ -465,13 +514,14 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
         }
         overlays.push(linked);
     }
-    let (images, summary) = rows_and_summary(
-        &results,
-        overlays,
-        unreadable.len(),
-        |c| names.get(&c).cloned().unwrap_or_else(|| c.to_string()),
-        |r| r.path.to_string_lossy().into_owned(),
-    );
+    let class_name = |c: usize| names.get(&c).cloned().unwrap_or_else(|| c.to_string());
+    let image_name = |i: usize| results[i].path.to_string_lossy().into_owned();
+    let summary = summary_out(stats::summarize(&results, 10), unreadable.len(), class_name, image_name);
+    let make_rows = || -> Box<dyn Iterator<Item = Row> + '_> {
+        Box::new(
+            results.iter().zip(&overlays).enumerate().map(|(i, (r, o))| row(r, image_name(i), o.clone(), &class_name)),
+        )
+    };
     let merged = TriageOut {
         format_version: TRIAGE_FORMAT_VERSION,
         model,
@@ -488,9 +538,9 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
         unlabeled_folders: folders,
         unreadable,
         warnings,
-        images,
+        images: Vec::new(),
     };
-    write_outputs(&mut journal, &merged)?;
+    write_outputs(&mut journal, &merged, &make_rows)?;
     print_summary(&merged, out);
     Ok(if merged.unreadable.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_PARTIAL) })
 }
@@ -570,62 +620,41 @@ fn print_summary(t: &TriageOut, out: &Path) {
     );
 }
 
-/// triage.json, triage.csv, triage.parquet and summary.txt, each written atomically. The
-/// Parquet table is encoded first: a failure there writes none of them.
-fn write_outputs(journal: &mut Journal<MistakeMaps>, t: &TriageOut) -> Result<()> {
-    let rows: Vec<TriageRow> = t
-        .images
-        .iter()
-        .map(|r| TriageRow {
-            path: &r.path,
-            truth: r.truth.as_ref().map(|c| (c.index, c.label.as_str())),
-            predicted: (r.predicted.index, &r.predicted.label),
-            predicted_probability: r.predicted_probability,
-            true_probability: r.true_probability,
-            correct: r.correct,
-            in_top5: r.in_top5,
-            margin: r.margin,
-            loss: r.loss,
-            top5: &r.top5,
-            overlays: &r.overlays,
+/// triage.json, triage.csv, triage.parquet and summary.txt, each written atomically and
+/// streamed: `rows` makes the per-image rows afresh for each file (`t.images` is empty), so a
+/// million rows never sit in memory at once. The Parquet table is written first: a row it
+/// cannot encode stops the run before any other report is written.
+fn write_outputs<'r>(
+    journal: &mut Journal<MistakeMaps>,
+    t: &TriageOut,
+    rows: &dyn Fn() -> Box<dyn Iterator<Item = Row> + 'r>,
+) -> Result<()> {
+    let parquet_path = journal.out().join("triage.parquet");
+    let mut table_error = None;
+    let written = journal.write_report_with("triage.parquet", |w| {
+        let mut stream = table::ParquetStream::new(w, &parquet_path);
+        let mut all = rows();
+        let result = (|| {
+            loop {
+                let chunk: Vec<Row> = all.by_ref().take(table::ROW_GROUP_ROWS).collect();
+                if chunk.is_empty() {
+                    break;
+                }
+                stream.triage_rows(&chunk.iter().map(triage_row).collect::<Vec<_>>())?;
+            }
+            stream.finish_triage().map(drop)
+        })();
+        result.map_err(|e| {
+            table_error = Some(e);
+            std::io::Error::other("encoding")
         })
-        .collect();
-    let parquet = table::triage_parquet(&rows, &journal.out().join("triage.parquet"))?;
-    journal.write_report("triage.json", &serde_json::to_vec_pretty(t)?)?;
-    let mut w = csv::Writer::from_writer(Vec::new());
-    w.write_record([
-        "path",
-        "true_index",
-        "true_label",
-        "predicted_index",
-        "predicted_label",
-        "predicted_probability",
-        "true_probability",
-        "correct",
-        "in_top5",
-        "margin",
-        "loss",
-        "top5",
-    ])?;
-    for r in &t.images {
-        let opt = |v: Option<String>| v.unwrap_or_default();
-        w.write_record([
-            r.path.clone(),
-            opt(r.truth.as_ref().map(|c| c.index.to_string())),
-            opt(r.truth.as_ref().map(|c| c.label.clone())),
-            r.predicted.index.to_string(),
-            r.predicted.label.clone(),
-            format!("{:.6}", r.predicted_probability),
-            opt(r.true_probability.map(|p| format!("{p:.6}"))),
-            opt(r.correct.map(|c| c.to_string())),
-            opt(r.in_top5.map(|c| c.to_string())),
-            format!("{:.6}", r.margin),
-            opt(r.loss.map(|l| format!("{l:.6}"))),
-            r.top5.iter().map(|(i, l, p)| format!("{l} ({i}) {p:.4}")).collect::<Vec<_>>().join("; "),
-        ])?;
+    });
+    if let Some(e) = table_error {
+        return Err(e.into());
     }
-    journal.write_report("triage.csv", &w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
-    journal.write_report("triage.parquet", &parquet)?;
+    written?;
+    journal.write_report_with("triage.json", |w| write_json(w, t, rows()))?;
+    journal.write_report_with("triage.csv", |w| write_csv(w, rows()).map_err(std::io::Error::other))?;
     let s = &t.summary;
     let mut text = format!(
         "camscope triage of {} with {}\nground truth: {}\nimages: {} ({} labeled, {} unlabeled, {} unreadable)\ntop-1 accuracy: {} ({}/{})\ntop-5 accuracy: {} ({}/{})\n",
@@ -660,5 +689,85 @@ fn write_outputs(journal: &mut Journal<MistakeMaps>, t: &TriageOut) -> Result<()
         text += &format!("warning: {w}\n");
     }
     journal.write_report("summary.txt", text.as_bytes())?;
+    Ok(())
+}
+
+/// A row as the Parquet table borrows it.
+fn triage_row(r: &Row) -> TriageRow<'_> {
+    TriageRow {
+        path: &r.path,
+        truth: r.truth.as_ref().map(|c| (c.index, c.label.as_str())),
+        predicted: (r.predicted.index, &r.predicted.label),
+        predicted_probability: r.predicted_probability,
+        true_probability: r.true_probability,
+        correct: r.correct,
+        in_top5: r.in_top5,
+        margin: r.margin,
+        loss: r.loss,
+        top5: &r.top5,
+        overlays: &r.overlays,
+    }
+}
+
+/// triage.json exactly as `serde_json::to_writer_pretty` writes the whole [`TriageOut`], but
+/// with the rows streamed: the rest is written with an empty `images` (the last field), and
+/// each row pretty-printed on its own and indented to its depth (two levels) in its place.
+fn write_json(w: &mut impl Write, t: &TriageOut, rows: impl Iterator<Item = Row>) -> std::io::Result<()> {
+    let head = serde_json::to_vec_pretty(t)?;
+    let tail = b"[]\n}";
+    let head =
+        head.strip_suffix(tail).ok_or_else(|| std::io::Error::other("triage.json: images is not the last field"))?;
+    w.write_all(head)?;
+    let mut any = false;
+    for r in rows {
+        w.write_all(if any { b",\n" } else { b"[\n" })?;
+        any = true;
+        let text = serde_json::to_vec_pretty(&r)?;
+        for (k, line) in text.split(|&b| b == b'\n').enumerate() {
+            if k > 0 {
+                w.write_all(b"\n")?;
+            }
+            w.write_all(b"    ")?;
+            w.write_all(line)?;
+        }
+    }
+    w.write_all(if any { b"\n  ]\n}" } else { tail })
+}
+
+/// triage.csv, a row at a time.
+fn write_csv(w: &mut impl Write, rows: impl Iterator<Item = Row>) -> Result<(), csv::Error> {
+    let mut w = csv::Writer::from_writer(w);
+    w.write_record([
+        "path",
+        "true_index",
+        "true_label",
+        "predicted_index",
+        "predicted_label",
+        "predicted_probability",
+        "true_probability",
+        "correct",
+        "in_top5",
+        "margin",
+        "loss",
+        "top5",
+    ])?;
+    for r in rows {
+        let opt = |v: Option<String>| v.unwrap_or_default();
+        w.write_record([
+            r.path.clone(),
+            opt(r.truth.as_ref().map(|c| c.index.to_string())),
+            opt(r.truth.as_ref().map(|c| c.label.clone())),
+            r.predicted.index.to_string(),
+            r.predicted.label.clone(),
+            format!("{:.6}", r.predicted_probability),
+            opt(r.true_probability.map(|p| format!("{p:.6}"))),
+            opt(r.correct.map(|c| c.to_string())),
+            opt(r.in_top5.map(|c| c.to_string())),
+            format!("{:.6}", r.margin),
+            opt(r.loss.map(|l| format!("{l:.6}"))),
+            r.top5.iter().map(|(i, l, p)| format!("{l} ({i}) {p:.4}")).collect::<Vec<_>>().join("; "),
+        ])?;
+    }
+    w.flush()?;
     Ok(())
 }

@@ -283,10 +283,8 @@ pub struct ScanCache {
     model: ModelHash,
     /// The root as given: scan paths start with it.
     root: PathBuf,
-    /// Canonical root, recorded in the file.
-    root_id: PathBuf,
     num_classes: usize,
-    /// The header this cache writes (and expects).
+    /// The header this cache writes (and expects), with the canonical root.
     header: Vec<u8>,
     /// The open log, once there is one (`None`: no file yet, or a bad one to replace).
     log: Option<File>,
@@ -346,7 +344,6 @@ impl ScanCache {
             file,
             model: *model,
             root: root.to_owned(),
-            root_id,
             num_classes,
             header,
             log: None,

@@ -251,6 +251,29 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
         Ok(())
     }
 
+    /// Write a report atomically, like [`Self::write_report`], from `fill`, which streams it
+    /// into a buffered temporary file: a report of a million rows need not sit in memory.
+    pub fn write_report_with(
+        &mut self,
+        name: &str,
+        fill: impl FnOnce(&mut std::io::BufWriter<File>) -> std::io::Result<()>,
+    ) -> Result<(), JournalError> {
+        let dest = self.out.join(name);
+        let written = self.place(&dest, |tmp| {
+            let mut w =
+                std::io::BufWriter::with_capacity(1 << 20, OpenOptions::new().write(true).create_new(true).open(tmp)?);
+            fill(&mut w)?;
+            w.into_inner().map_err(|e| e.into_error())?.sync_data()
+        });
+        if let Err(e) = written {
+            if dest.symlink_metadata().is_ok_and(|m| m.is_dir()) {
+                return Err(JournalError::NotRegular { path: dest, what: "a folder" });
+            }
+            return Err(JournalError::Write { path: dest, source: e });
+        }
+        Ok(())
+    }
+
     /// The output folder, so callers can name its files in their messages.
     pub fn out(&self) -> &Path {
         &self.out

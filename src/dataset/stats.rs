@@ -167,42 +167,101 @@ impl Summary {
 
 /// Summarise `results`, keeping `n` examples in each list of examples.
 pub fn summarize(results: &[ImageResult], n: usize) -> Summary {
-    let mut per_class: BTreeMap<usize, ClassAccuracy> = BTreeMap::new();
-    let mut confusions: BTreeMap<(usize, usize), usize> = BTreeMap::new();
-    let (mut labeled, mut top1, mut top5) = (0, 0, 0);
-    for r in results {
-        let Some(t) = r.truth else { continue };
-        labeled += 1;
+    let mut b = SummaryBuilder::new(n);
+    for (i, r) in results.iter().enumerate() {
+        b.add(i, r);
+    }
+    b.finish()
+}
+
+/// [`summarize`], one result at a time, in memory that does not grow with the number of
+/// results (one entry per class and per confusion, and the `n` examples of each list): a
+/// million-image triage writes its results out as they come instead of holding them all to
+/// summarise them. `index` is what the example lists return for a result.
+#[derive(Debug, Clone)]
+pub struct SummaryBuilder {
+    n: usize,
+    images: usize,
+    labeled: usize,
+    top1: usize,
+    top5: usize,
+    per_class: BTreeMap<usize, ClassAccuracy>,
+    confusions: BTreeMap<(usize, usize), usize>,
+    /// (p(predicted), path, index), most confident first.
+    confident_mistakes: Vec<(f32, PathBuf, usize)>,
+    /// (p(true), path, index), least confident first.
+    unsure_correct: Vec<(f32, PathBuf, usize)>,
+}
+
+impl SummaryBuilder {
+    pub fn new(n: usize) -> Self {
+        Self {
+            n,
+            images: 0,
+            labeled: 0,
+            top1: 0,
+            top5: 0,
+            per_class: BTreeMap::new(),
+            confusions: BTreeMap::new(),
+            confident_mistakes: Vec::new(),
+            unsure_correct: Vec::new(),
+        }
+    }
+
+    pub fn add(&mut self, index: usize, r: &ImageResult) {
+        self.images += 1;
+        let Some(t) = r.truth else { return };
+        self.labeled += 1;
         let correct = r.outcome() == Outcome::Correct;
-        top1 += usize::from(correct);
-        top5 += usize::from(r.in_top(TOP5) == Some(true));
-        let entry = per_class.entry(t).or_insert(ClassAccuracy { class: t, images: 0, correct: 0 });
+        self.top1 += usize::from(correct);
+        self.top5 += usize::from(r.in_top(TOP5) == Some(true));
+        let entry = self.per_class.entry(t).or_insert(ClassAccuracy { class: t, images: 0, correct: 0 });
         entry.images += 1;
         entry.correct += usize::from(correct);
         if let (false, Some(p)) = (correct, r.predicted()) {
-            *confusions.entry((t, p)).or_default() += 1;
+            *self.confusions.entry((t, p)).or_default() += 1;
+        }
+        // The orders of `select(.., Misclassified, MistakeConfidence)` and of p(true)
+        // ascending, ties by path, as an unsharded summary has always listed them.
+        if r.outcome() == Outcome::Wrong {
+            keep_first(&mut self.confident_mistakes, self.n, (r.confidence(), &r.path, index), |a, b| b.total_cmp(&a));
+        } else if correct {
+            let p = r.p_truth.unwrap_or(0.0);
+            keep_first(&mut self.unsure_correct, self.n, (p, &r.path, index), |a, b| a.total_cmp(&b));
         }
     }
-    let mut confusions: Vec<Confusion> =
-        confusions.into_iter().map(|((truth, predicted), count)| Confusion { truth, predicted, count }).collect();
-    confusions.sort_by(|a, b| b.count.cmp(&a.count).then((a.truth, a.predicted).cmp(&(b.truth, b.predicted))));
-    let mut confident_mistakes = select(results, &Filter::Misclassified, SortKey::MistakeConfidence);
-    confident_mistakes.truncate(n);
-    let mut unsure_correct = indices(results, &Filter::Correct);
-    unsure_correct.sort_by(|&a, &b| {
-        let p = |i: usize| results[i].p_truth.unwrap_or(0.0);
-        p(a).total_cmp(&p(b)).then_with(|| results[a].path.cmp(&results[b].path))
-    });
-    unsure_correct.truncate(n);
-    Summary {
-        images: results.len(),
-        labeled,
-        top1_correct: top1,
-        top5_correct: top5,
-        per_class: per_class.into_values().collect(),
-        confusions,
-        confident_mistakes,
-        unsure_correct,
+
+    pub fn finish(self) -> Summary {
+        let mut confusions: Vec<Confusion> = self
+            .confusions
+            .into_iter()
+            .map(|((truth, predicted), count)| Confusion { truth, predicted, count })
+            .collect();
+        confusions.sort_by(|a, b| b.count.cmp(&a.count).then((a.truth, a.predicted).cmp(&(b.truth, b.predicted))));
+        Summary {
+            images: self.images,
+            labeled: self.labeled,
+            top1_correct: self.top1,
+            top5_correct: self.top5,
+            per_class: self.per_class.into_values().collect(),
+            confusions,
+            confident_mistakes: self.confident_mistakes.into_iter().map(|e| e.2).collect(),
+            unsure_correct: self.unsure_correct.into_iter().map(|e| e.2).collect(),
+        }
+    }
+}
+
+/// Insert `item` into the sorted `list` (by `key_order`, then path) if it is among the first `n`.
+fn keep_first(
+    list: &mut Vec<(f32, PathBuf, usize)>,
+    n: usize,
+    (key, path, index): (f32, &std::path::Path, usize),
+    key_order: impl Fn(f32, f32) -> Ordering,
+) {
+    let at = list.partition_point(|e| key_order(e.0, key).then_with(|| e.1.as_path().cmp(path)) != Ordering::Greater);
+    if at < n {
+        list.insert(at, (key, path.to_owned(), index));
+        list.truncate(n);
     }
 }
 

@@ -120,27 +120,88 @@ fn strings<'s>(v: impl Iterator<Item = Option<&'s str>>) -> ArrayRef {
     Arc::new(v.collect::<StringArray>())
 }
 
-/// Encode `columns` as one Parquet file (one row group, Snappy pages): deterministic bytes
-/// for equal rows, which is what lets `merge` be checked against an unsharded run.
+/// Rows per row group: a writer holds one group's columns in memory (~10 MB of triage rows),
+/// so a million-row table streams through in flat memory.
+pub const ROW_GROUP_ROWS: usize = 65_536;
+
+/// A Parquet file written a batch of rows at a time into `out` (row groups of
+/// [`ROW_GROUP_ROWS`], Snappy pages): deterministic bytes for equal rows, which is what lets
+/// `merge` be checked against an unsharded run. The schema comes from the first batch.
+pub struct ParquetStream<W: std::io::Write + Send> {
+    out: Option<W>,
+    writer: Option<ArrowWriter<W>>,
+    path: PathBuf,
+}
+
+impl<W: std::io::Write + Send> ParquetStream<W> {
+    /// `path` names the file in errors only.
+    pub fn new(out: W, path: &Path) -> Self {
+        Self { out: Some(out), writer: None, path: path.to_owned() }
+    }
+
+    /// Append rows of `triage.parquet` (see [`triage_parquet`]).
+    pub fn triage_rows(&mut self, rows: &[TriageRow<'_>]) -> Result<(), TableError> {
+        let columns = triage_columns(rows, &self.path)?;
+        self.write(columns)
+    }
+
+    fn err(&self, e: &dyn std::fmt::Display) -> TableError {
+        TableError::Encode { path: self.path.clone(), message: e.to_string() }
+    }
+
+    fn write(&mut self, columns: Vec<Column>) -> Result<(), TableError> {
+        let schema = Arc::new(Schema::new(
+            columns
+                .iter()
+                .map(|(name, a, nullable)| Field::new(*name, a.data_type().clone(), *nullable))
+                .collect::<Vec<_>>(),
+        ));
+        let batch = RecordBatch::try_new(schema.clone(), columns.into_iter().map(|c| c.1).collect())
+            .map_err(|e| self.err(&e))?;
+        if self.writer.is_none() {
+            let props = WriterProperties::builder()
+                .set_compression(Compression::SNAPPY)
+                .set_max_row_group_row_count(Some(ROW_GROUP_ROWS))
+                .build();
+            let out = self.out.take().expect("the writer is made once");
+            self.writer = Some(ArrowWriter::try_new(out, schema, Some(props)).map_err(|e| self.err(&e))?);
+        }
+        let w = self.writer.as_mut().expect("made above");
+        w.write(&batch).map_err(|e| TableError::Encode { path: self.path.clone(), message: e.to_string() })
+    }
+
+    /// Close the file (an empty table when no rows came: the schema still needs a batch, so
+    /// call a `*_rows` method with no rows first) and return the destination.
+    fn finish(mut self) -> Result<W, TableError> {
+        let w = self.writer.take().expect("a batch was written");
+        w.into_inner().map_err(|e| self.err(&e))
+    }
+
+    /// Close a triage table (see [`Self::finish`]).
+    pub fn finish_triage(mut self) -> Result<W, TableError> {
+        if self.writer.is_none() {
+            self.triage_rows(&[])?;
+        }
+        self.finish()
+    }
+}
+
+/// Encode `columns` as one Parquet file in memory (see [`ParquetStream`]).
 fn encode(columns: Vec<Column>, path: &Path) -> Result<Vec<u8>, TableError> {
-    let err = |e: &dyn std::fmt::Display| TableError::Encode { path: path.to_owned(), message: e.to_string() };
-    let schema = Arc::new(Schema::new(
-        columns
-            .iter()
-            .map(|(name, a, nullable)| Field::new(*name, a.data_type().clone(), *nullable))
-            .collect::<Vec<_>>(),
-    ));
-    let batch =
-        RecordBatch::try_new(schema.clone(), columns.into_iter().map(|c| c.1).collect()).map_err(|e| err(&e))?;
-    let props = WriterProperties::builder().set_compression(Compression::SNAPPY).build();
-    let mut w = ArrowWriter::try_new(Vec::new(), schema, Some(props)).map_err(|e| err(&e))?;
-    w.write(&batch).map_err(|e| err(&e))?;
-    w.into_inner().map_err(|e| err(&e))
+    let mut s = ParquetStream::new(Vec::new(), path);
+    s.write(columns)?;
+    s.finish()
 }
 
 /// `triage.parquet`: one row per scored image, in triage.json's order. `path` names the
-/// file in errors only.
+/// file in errors only. (A large table streams through [`ParquetStream::triage_rows`].)
 pub fn triage_parquet(rows: &[TriageRow<'_>], path: &Path) -> Result<Vec<u8>, TableError> {
+    let mut s = ParquetStream::new(Vec::new(), path);
+    s.triage_rows(rows)?;
+    s.finish_triage()
+}
+
+fn triage_columns(rows: &[TriageRow<'_>], path: &Path) -> Result<Vec<Column>, TableError> {
     let opt_index = |c: Option<(usize, &str)>| c.map(|c| index(c.0, path)).transpose();
     let columns: Vec<Column> = vec![
         ("path", strings(rows.iter().map(|r| Some(r.path))), false),
@@ -167,7 +228,7 @@ pub fn triage_parquet(rows: &[TriageRow<'_>], path: &Path) -> Result<Vec<u8>, Ta
         ("top5_probabilities", float_list(rows.iter().map(|r| r.top5.iter().map(|c| c.2))), false),
         ("overlays", string_list(rows.iter().map(|r| r.overlays.iter().map(String::as_str))), false),
     ];
-    encode(columns, path)
+    Ok(columns)
 }
 
 /// `report.parquet`: one row per image of report.csv (explained images sorted by file, then
