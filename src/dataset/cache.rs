@@ -420,7 +420,7 @@ impl ScanCache {
     fn load(&mut self, log: &File) -> Result<Loaded, String> {
         let file_len = log.metadata().map_err(|e| format!("cannot read it: {e}"))?.len();
         let mut r = std::io::BufReader::with_capacity(1 << 20, log);
-        (&mut r).seek(SeekFrom::Start(0)).map_err(|e| format!("cannot read it: {e}"))?;
+        r.seek(SeekFrom::Start(0)).map_err(|e| format!("cannot read it: {e}"))?;
         let mut head = vec![0u8; MAGIC.len() + 4];
         if read_up_to(&mut r, &mut head)? < head.len() || &head[..MAGIC.len()] != MAGIC {
             return Err("not a camscope scan cache (bad header)".into());
