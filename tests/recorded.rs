@@ -326,3 +326,66 @@ fn bad_outputs_and_options_are_one_line_each() {
         "{line}"
     );
 }
+
+/// `n` small images in folders named after ImageNet classes (crops of the samples), so the
+/// folders give ground truth.
+fn make_class_images(dir: &Path, n: usize) {
+    let classes =
+        [("tabby", "tabby/chelsea.png"), ("espresso", "espresso/coffee.png"), ("tripod", "tripod/camera.png")];
+    let sources: Vec<image::RgbImage> =
+        classes.iter().map(|(_, p)| image::open(sample(p)).unwrap().to_rgb8()).collect();
+    for i in 0..n {
+        let c = i % classes.len();
+        let src = &sources[c];
+        let (w, h) = src.dimensions();
+        let off = (i / classes.len()) as u32 % (w.min(h) / 4);
+        let crop = image::imageops::crop_imm(src, off, off, w - 2 * off - 1, h - 2 * off - 1).to_image();
+        let small = image::imageops::resize(&crop, 96, 96, image::imageops::FilterType::Triangle);
+        let sub = dir.join(classes[c].0);
+        std::fs::create_dir_all(&sub).unwrap();
+        small.save(sub.join(format!("{i:04}.png"))).unwrap();
+    }
+}
+
+/// Time from starting `camscope ARGS` in tmux until the screen satisfies `ok`.
+fn time_to(args: &[&str], cache: &Path, what: &str, ok: impl Fn(&str) -> bool) -> Duration {
+    let t0 = Instant::now();
+    let t = Tmux::start(args, cache);
+    t.wait(what, ok);
+    let took = t0.elapsed();
+    t.quit();
+    took
+}
+
+/// Time to a usable screen (every mark and the summary's figures) on a triage output of 2,000
+/// images, against opening the dataset itself, which rescans it (with an empty cache and with
+/// the cache the triage filled). `cargo test --test recorded -- --ignored --nocapture first_frame`.
+#[test]
+#[ignore = "a measurement (a minute or more on 2 cores); run by hand"]
+fn first_frame_2000_recorded_vs_rescan() {
+    let n = 2000;
+    let tmp = tempfile::tempdir().unwrap();
+    let (data, out, cache) = (tmp.path().join("data"), tmp.path().join("out"), tmp.path().join("cache"));
+    make_class_images(&data, n);
+    let t0 = Instant::now();
+    triage(&data, &out, &cache, &[]);
+    println!("triage of {n} images (scan + maps of the mistakes): {:.1} s", t0.elapsed().as_secs_f64());
+    let (o, d) = (out.to_str().unwrap(), data.to_str().unwrap());
+    let all = format!("{n} images recorded");
+    let done = format!("scan {n}/{n} done");
+    for round in 0..2 {
+        let recorded = time_to(&[o, "--graphics", "halfblocks"], &cache, "the recorded results", |s| {
+            s.contains(&all) && s.contains("top-1 ")
+        });
+        let empty = tmp.path().join(format!("empty-cache-{round}"));
+        let cold = time_to(&[d, "--graphics", "halfblocks"], &empty, "the rescan (empty cache)", |s| s.contains(&done));
+        let warm =
+            time_to(&[d, "--graphics", "halfblocks"], &cache, "the rescan (the triage's cache)", |s| s.contains(&done));
+        println!(
+            "round {round}: camscope OUT {:.2} s; camscope DATA until the scan is done: {:.2} s with an empty cache, {:.2} s from the triage's cache",
+            recorded.as_secs_f64(),
+            cold.as_secs_f64(),
+            warm.as_secs_f64()
+        );
+    }
+}
