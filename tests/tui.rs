@@ -623,3 +623,21 @@ fn make_class_images(dir: &Path, n: usize) {
         small.save(sub.join(format!("{i:04}.png"))).unwrap();
     }
 }
+
+/// A cache folder that cannot be written (a file stands where it should be): the inspector
+/// starts all the same, shows the map, and says in the status bar that the shape cache was
+/// not used (issue 13: "a cache folder that is read-only or full").
+#[test]
+fn an_unwritable_cache_folder_costs_only_the_cache_and_says_so() {
+    let dir = tempfile::tempdir().unwrap();
+    let blocked = dir.path().join("cache");
+    std::fs::write(&blocked, b"a file where the cache folder should be").unwrap();
+    let env = [("CAMSCOPE_CACHE_DIR", blocked.to_str().unwrap())];
+    // One image: no triage scan, whose own cache message would replace the note.
+    let t = Tmux::start(&root(), &["samples/espresso/coffee.png", "--graphics", "halfblocks"], &env);
+    let s = t.wait("the first map and the cache note", |_, s| map_shown(s) && s.contains("shape cache unavailable"));
+    assert!(s.contains("espresso"), "{s}");
+    t.keys(&["q"]);
+    let s = t.wait("camscope to exit", |_, s| s.contains("RAW="));
+    assert!(s.contains("EXITED=0"), "{s}");
+}

@@ -18,7 +18,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-/// The environment variable naming the cache folder; `off` (or empty) disables the cache.
+/// The environment variable naming the cache folder; `off` disables the shape cache.
 pub const CACHE_ENV: &str = "CAMSCOPE_CACHE_DIR";
 
 /// What the probe measured, as [`super::probe::probe_shapes`] merges it into an analysis.
@@ -89,18 +89,15 @@ impl std::fmt::Display for CacheUse {
     }
 }
 
-/// The cache folder: `$CAMSCOPE_CACHE_DIR`, else `$XDG_CACHE_HOME/camscope`, else
-/// `~/.cache/camscope`; `None` when disabled or there is no home folder.
+/// The cache folder: camscope's one (the scan caches' too, see
+/// [`crate::dataset::cache::default_dir`]: `$CAMSCOPE_CACHE_DIR`, else
+/// `$XDG_CACHE_HOME/camscope`, else `~/.cache/camscope`); `None` when `CAMSCOPE_CACHE_DIR=off`
+/// or there is no home folder.
 pub fn cache_dir() -> Option<PathBuf> {
-    match std::env::var_os(CACHE_ENV) {
-        Some(v) if v.is_empty() || v == "off" => None,
-        Some(v) => Some(PathBuf::from(v)),
-        None => std::env::var_os("XDG_CACHE_HOME")
-            .filter(|v| !v.is_empty())
-            .map(PathBuf::from)
-            .or_else(|| std::env::var_os("HOME").filter(|v| !v.is_empty()).map(|h| PathBuf::from(h).join(".cache")))
-            .map(|d| d.join("camscope")),
+    if std::env::var_os(CACHE_ENV).is_some_and(|v| v == "off") {
+        return None;
     }
+    crate::dataset::cache::default_dir().ok()
 }
 
 fn file(dir: &Path, key: &ProbeKey) -> PathBuf {

@@ -100,6 +100,9 @@ pub struct EngineInfo {
     pub provider: String,
     /// Why CUDA is not used, when `auto` fell back to the CPU.
     pub fallback: Option<String>,
+    /// Why the on-disk shape cache could not be used (the model loaded anyway, measuring its
+    /// shapes: only the next start is slower).
+    pub cache_note: Option<String>,
     pub labels: Arc<Labels>,
 }
 
@@ -363,7 +366,15 @@ impl App {
     /// A new inspector; `triage` says whether a scan against ground truth will run.
     pub fn new(settings: Settings, info: EngineInfo, triage: bool) -> Self {
         Self {
-            message: info.fallback.as_ref().map(|why| format!("running on the CPU: CUDA unavailable ({why})")),
+            message: {
+                let notes: Vec<String> = info
+                    .fallback
+                    .iter()
+                    .map(|why| format!("running on the CPU: CUDA unavailable ({why})"))
+                    .chain(info.cache_note.iter().cloned())
+                    .collect();
+                (!notes.is_empty()).then(|| notes.join("; "))
+            },
             method: settings.method,
             colormap: settings.colormap,
             alpha: settings.alpha,

@@ -44,6 +44,7 @@ pub fn app() -> App {
         score: ScoreKind::Logit,
         provider: "CPU".into(),
         fallback: None,
+        cache_note: None,
         labels: Arc::new(Labels::numbered(CLASSES)),
     };
     let mut app = App::new(settings, info, false);

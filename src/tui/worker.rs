@@ -165,6 +165,12 @@ pub fn engine_info(engine: &Engine) -> EngineInfo {
         score: engine.score_kind(),
         provider: provider.to_string(),
         fallback,
+        cache_note: match &engine.model().shape_cache {
+            crate::engine::probe_cache::CacheUse::Unavailable(why) => {
+                Some(format!("shape cache unavailable, next start measures again ({why})"))
+            }
+            _ => None,
+        },
         labels: Arc::new(card.labels()),
     }
 }
