@@ -240,6 +240,11 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Say which ONNX Runtime (version, file, how it was found) and which bundled model camscope uses
+    Doctor {
+        #[command(flatten)]
+        model: ModelArgs,
+    },
     /// Write the gradient graph as one ONNX file (inputs input, seed; outputs scores, activations, gradients)
     Export {
         /// ONNX classifier
@@ -323,6 +328,7 @@ fn main() -> ExitCode {
             model.model = model_path.or(model.model);
             commands::layers::run(&model, json)
         }
+        Command::Doctor { model } => commands::doctor::run(&model),
         Command::Export { model_path, mut model, layer, score, out, force } => {
             model.model = model_path.or(model.model);
             commands::export::run(&model, layer.as_deref(), score, &out, force)

@@ -2,6 +2,7 @@
 
 pub mod batch;
 pub mod bench;
+pub mod doctor;
 pub mod explain;
 pub mod export;
 pub mod inspect;
