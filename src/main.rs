@@ -72,6 +72,9 @@ struct InspectCli {
     /// Write event and frame timings to FILE (JSON lines), for measuring responsiveness
     #[arg(long, value_name = "FILE")]
     trace: Option<PathBuf>,
+    /// Key bindings (TOML, `action = ["key", ...]`; default ~/.config/camscope/keys.toml if present)
+    #[arg(long, value_name = "FILE")]
+    keys: Option<PathBuf>,
     /// With a triage output folder as PATH: where its images are on this machine (default: the dataset folder it recorded)
     #[arg(long, value_name = "DIR")]
     root: Option<PathBuf>,
@@ -304,6 +307,7 @@ fn main() -> ExitCode {
             save_dir: i.save_dir,
             labels: i.labels,
             trace: i.trace,
+            keys: i.keys,
             root: i.root,
         };
         let model = ModelArgs { decode: i.decode, ..i.model };

@@ -641,3 +641,34 @@ fn an_unwritable_cache_folder_costs_only_the_cache_and_says_so() {
     let s = t.wait("camscope to exit", |_, s| s.contains("RAW="));
     assert!(s.contains("EXITED=0"), "{s}");
 }
+
+/// A key file rebinds actions (the help shows the new keys, the old ones stop working), and a
+/// mistake in it is one line in the shell before the terminal is taken over.
+#[test]
+fn a_key_file_rebinds_the_inspector_and_its_mistakes_are_one_line() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = dir.path().join("keys.toml");
+    std::fs::write(&keys, "quit = [\"F10\"]\nhelp = [\"F1\"]\n").unwrap();
+    let t = Tmux::start(
+        &root(),
+        &["samples/espresso/coffee.png", "--graphics", "halfblocks", "--keys", keys.to_str().unwrap()],
+        &[],
+    );
+    t.wait("the first map", |_, s| map_shown(s));
+    t.keys(&["q", "?"]);
+    t.keys(&["F1"]);
+    let s = t.wait("the help, with the new keys", |_, s| s.contains("camscope keys"));
+    assert!(s.contains("F10") && s.contains("quit (Ctrl-C always quits)"), "{s}");
+    t.keys(&["Escape"]);
+    let s = t.wait("the help to close", |_, s| !s.contains("camscope keys"));
+    assert!(s.contains("Top 5 classes"), "q no longer quits: {s}");
+    t.keys(&["F10"]);
+    let s = t.wait("camscope to exit", |_, s| s.contains("RAW="));
+    assert!(s.contains("EXITED=0"), "{s}");
+
+    std::fs::write(&keys, "save = [\"j\"]\n").unwrap();
+    let line = one_line_error(&camscope(&["samples", "--keys", keys.to_str().unwrap()]));
+    assert!(line.contains("keys.toml") && line.contains("`j` is bound to both down and save"), "{line}");
+    let line = one_line_error(&camscope(&["samples", "--keys", "/no/such/keys.toml"]));
+    assert!(line.contains("/no/such/keys.toml: cannot read the key bindings"), "{line}");
+}

@@ -37,6 +37,8 @@ pub struct InspectArgs {
     /// Ground truth CSV (`--labels`); without it, folder names.
     pub labels: Option<PathBuf>,
     pub trace: Option<PathBuf>,
+    /// Key bindings file (`--keys`); without it, `~/.config/camscope/keys.toml` if present.
+    pub keys: Option<PathBuf>,
     /// Where a triage output's images are on this machine (`--root`).
     pub root: Option<PathBuf>,
 }
@@ -53,6 +55,9 @@ pub fn run(args: &InspectArgs, model: &ModelArgs) -> Result<ExitCode> {
     if !(0.0..=1.0).contains(&args.alpha) {
         bail!("--alpha {} is outside 0..1; 0 shows the image only, 1 the heatmap only", args.alpha);
     }
+    // A mistake in the key file is reported with the other argument errors, in the shell
+    // (`options` reads it again, a few hundred bytes, when the inspector starts).
+    tui::keys::KeyList::load(args.keys.as_deref())?;
     if let Target::Triage(file) = super::recorded::target(&args.path)? {
         return run_recorded(args, model, &file);
     }
@@ -82,7 +87,7 @@ pub fn run(args: &InspectArgs, model: &ModelArgs) -> Result<ExitCode> {
     let triage = scan_job(args, model, &loaded)?;
     let engine = Engine::from_model(loaded, config)?;
     need_terminal(args)?;
-    let opts = options(args, args.path.clone(), args.method.unwrap_or(Method::GradCam), triage);
+    let opts = options(args, args.path.clone(), args.method.unwrap_or(Method::GradCam), triage)?;
     tui::run(engine, Source::Folder(scan), opts)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -98,12 +103,15 @@ fn need_terminal(args: &InspectArgs) -> Result<()> {
     Ok(())
 }
 
-fn options(args: &InspectArgs, root: PathBuf, method: Method, triage: Option<ScanJob>) -> tui::Options {
+/// The inspector's options; the key file is read here, so a mistake in it is one line in the
+/// shell, not a broken inspector.
+fn options(args: &InspectArgs, root: PathBuf, method: Method, triage: Option<ScanJob>) -> Result<tui::Options> {
+    let keys = tui::keys::KeyList::load(args.keys.as_deref())?;
     let save_dir = match &args.save_dir {
         Some(d) => d.clone(),
         None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
     };
-    tui::Options {
+    Ok(tui::Options {
         root,
         top_k: args.top,
         method,
@@ -113,7 +121,8 @@ fn options(args: &InspectArgs, root: PathBuf, method: Method, triage: Option<Sca
         save_dir,
         trace: args.trace.clone(),
         triage,
-    }
+        keys,
+    })
 }
 
 /// `camscope OUT` on a triage output: the recorded predictions, no scan; the model checked
@@ -174,7 +183,7 @@ fn run_recorded(args: &InspectArgs, model: &ModelArgs, file: &std::path::Path) -
             None => line,
         });
     }
-    let opts = options(args, root, method, None);
+    let opts = options(args, root, method, None)?;
     tui::run(engine, Source::Recorded(Box::new(rec)), opts)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -15,6 +15,7 @@
 //! terminal; nothing else reads it.
 
 pub mod image_view;
+pub mod keys;
 pub mod recorded;
 pub mod scanner;
 pub mod state;
@@ -80,6 +81,8 @@ pub struct Options {
     pub trace: Option<PathBuf>,
     /// The background scan against ground truth, when PATH is a folder.
     pub triage: Option<ScanJob>,
+    /// Key bindings (the defaults, or a user file over them).
+    pub keys: keys::KeyList,
 }
 
 /// The images the inspector shows.
@@ -122,6 +125,7 @@ pub fn run(engine: Engine, source: Source, opts: Options) -> Result<(), TuiError
         colormap: opts.colormap,
         alpha: opts.alpha,
         save_dir: opts.save_dir.clone(),
+        keys: opts.keys.clone(),
     };
     let recorded = matches!(source, Source::Recorded(_));
     let mut app = App::new(settings, worker::engine_info(&engine), opts.triage.is_some() || recorded);

@@ -115,6 +115,8 @@ pub struct Settings {
     pub colormap: Colormap,
     pub alpha: f64,
     pub save_dir: PathBuf,
+    /// Key bindings: what each key press means.
+    pub keys: super::keys::KeyList,
 }
 
 /// One image of the listing.

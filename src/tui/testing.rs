@@ -36,6 +36,7 @@ pub fn app() -> App {
         colormap: Colormap::Jet,
         alpha: 0.5,
         save_dir: PathBuf::from("/out"),
+        keys: Default::default(),
     };
     let info = EngineInfo {
         model_name: "Tiny".into(),

@@ -26,6 +26,7 @@ use crate::dataset::stats::Filter;
 use crate::grad::ScoreKind;
 use crate::render::{self, Colormap};
 
+use super::keys::Action;
 use super::recorded::{Missing, Recorded, missing_message};
 use super::scanner::ScanEvent;
 use super::state::{App, Caption, Current, Focus, Picture, Popup, Search, ShownMap, SummaryPopup, ViewMode};
@@ -277,34 +278,35 @@ fn key(app: &mut App, k: KeyEvent, cmds: &mut Vec<Cmd>) {
         Popup::Layers(_) => return layers_key(app, k, cmds),
         Popup::Summary(_) => return summary_key(app, k, cmds),
     }
-    match k.code {
-        KeyCode::Char('q') | KeyCode::Esc => app.quit = true,
-        KeyCode::Char('?') => app.popup = Popup::Help,
-        KeyCode::Tab | KeyCode::BackTab | KeyCode::Enter | KeyCode::Char(' ') => {
+    let Some(action) = app.settings.keys.action(&k) else { return };
+    match action {
+        Action::Quit => app.quit = true,
+        Action::Help => app.popup = Popup::Help,
+        Action::ToggleFocus => {
             app.focus = match app.focus {
                 Focus::Files => Focus::Classes,
                 Focus::Classes => Focus::Files,
             }
         }
-        KeyCode::Left | KeyCode::Char('h') => app.focus = Focus::Files,
-        KeyCode::Right | KeyCode::Char('l') => app.focus = Focus::Classes,
-        KeyCode::Up | KeyCode::Char('k') => step(app, -1, cmds),
-        KeyCode::Down | KeyCode::Char('j') => step(app, 1, cmds),
-        KeyCode::PageUp => step(app, -(page(app) as isize), cmds),
-        KeyCode::PageDown => step(app, page(app) as isize, cmds),
-        KeyCode::Home | KeyCode::Char('g') => step(app, isize::MIN / 2, cmds),
-        KeyCode::End | KeyCode::Char('G') => step(app, isize::MAX / 2, cmds),
-        KeyCode::Char('m') => set_method(app, cycle(&Method::ALL, app.method, 1), cmds),
-        KeyCode::Char('M') => set_method(app, cycle(&Method::ALL, app.method, -1), cmds),
-        KeyCode::Char('L') => {
+        Action::FocusFiles => app.focus = Focus::Files,
+        Action::FocusClasses => app.focus = Focus::Classes,
+        Action::Up => step(app, -1, cmds),
+        Action::Down => step(app, 1, cmds),
+        Action::PageUp => step(app, -(page(app) as isize), cmds),
+        Action::PageDown => step(app, page(app) as isize, cmds),
+        Action::First => step(app, isize::MIN / 2, cmds),
+        Action::Last => step(app, isize::MAX / 2, cmds),
+        Action::NextMethod => set_method(app, cycle(&Method::ALL, app.method, 1), cmds),
+        Action::PrevMethod => set_method(app, cycle(&Method::ALL, app.method, -1), cmds),
+        Action::Layers => {
             let cursor = app.info.layers.iter().position(|l| l.tensor == app.info.layer.tensor).unwrap_or(0);
             app.popup = Popup::Layers(super::state::LayerPicker { cursor, offset: 0 });
         }
-        KeyCode::Char('v') => {
+        Action::View => {
             let compare = compare_unavailable(app).is_none();
             set_view(app, app.view.next(compare), cmds);
         }
-        KeyCode::Char('x') => {
+        Action::Compare => {
             if app.view == ViewMode::Compare {
                 set_view(app, ViewMode::Overlay, cmds);
             } else if let Some(why) = compare_unavailable(app) {
@@ -313,7 +315,7 @@ fn key(app: &mut App, k: KeyEvent, cmds: &mut Vec<Cmd>) {
                 set_view(app, ViewMode::Compare, cmds);
             }
         }
-        KeyCode::Char('t') => match triage_unavailable(app) {
+        Action::Summary => match triage_unavailable(app) {
             Some(why) => app.message = Some(why),
             None => {
                 app.triage.summary();
@@ -321,34 +323,34 @@ fn key(app: &mut App, k: KeyEvent, cmds: &mut Vec<Cmd>) {
                 app.popup = Popup::Summary(SummaryPopup { selected: first });
             }
         },
-        KeyCode::Char('f') => match triage_unavailable(app) {
+        Action::Filter => match triage_unavailable(app) {
             Some(why) => app.message = Some(why),
             None => {
                 app.triage.filter = triage::next_filter(&app.triage.filter);
                 apply_order(app, cmds);
             }
         },
-        KeyCode::Char(c @ ('o' | 'O')) => match triage_unavailable(app) {
+        a @ (Action::SortNext | Action::SortPrev) => match triage_unavailable(app) {
             Some(why) => app.message = Some(why),
             None => {
-                app.triage.sort = cycle(&triage::SORTS, app.triage.sort, if c == 'o' { 1 } else { -1 });
+                app.triage.sort = cycle(&triage::SORTS, app.triage.sort, if a == Action::SortNext { 1 } else { -1 });
                 apply_order(app, cmds);
             }
         },
-        KeyCode::Char(c @ ('n' | 'N')) => match triage_unavailable(app) {
+        a @ (Action::NextMistake | Action::PrevMistake) => match triage_unavailable(app) {
             Some(why) => app.message = Some(why),
-            None => match triage::next_mistake(&app.files, &app.triage, c == 'n') {
+            None => match triage::next_mistake(&app.files, &app.triage, a == Action::NextMistake) {
                 Some(pos) => select(app, pos, cmds),
                 None => app.message = Some("no misclassified image in this list (yet)".into()),
             },
         },
-        KeyCode::Char('c') => {
+        Action::Colormap => {
             app.colormap = cycle(&Colormap::ALL, app.colormap, 1);
             compose(app);
         }
-        KeyCode::Char('+') | KeyCode::Char('=') => set_alpha(app, app.alpha + ALPHA_STEP),
-        KeyCode::Char('-') | KeyCode::Char('_') => set_alpha(app, app.alpha - ALPHA_STEP),
-        KeyCode::Char('p') => {
+        Action::AlphaUp => set_alpha(app, app.alpha + ALPHA_STEP),
+        Action::AlphaDown => set_alpha(app, app.alpha - ALPHA_STEP),
+        Action::Score => {
             let score = match app.info.score {
                 ScoreKind::Logit => ScoreKind::Prob,
                 ScoreKind::Prob => ScoreKind::Logit,
@@ -356,13 +358,12 @@ fn key(app: &mut App, k: KeyEvent, cmds: &mut Vec<Cmd>) {
             cmds.push(Cmd::Worker(Request::SetScore { score }));
             request_map(app, cmds);
         }
-        KeyCode::Char('s') => save(app, cmds),
-        KeyCode::Char('/') => {
+        Action::Save => save(app, cmds),
+        Action::Search => {
             let mut s = Search::default();
             refresh_search(app, &mut s);
             app.popup = Popup::Search(s);
         }
-        _ => {}
     }
 }
 
@@ -394,20 +395,21 @@ fn summary_key(app: &mut App, k: KeyEvent, cmds: &mut Vec<Cmd>) {
     let at = p.selected.and_then(|s| items.iter().position(|&i| i == s));
     let last = items.len().saturating_sub(1);
     let to = |pos: usize| items.get(pos).copied();
-    match k.code {
-        KeyCode::Esc | KeyCode::Char('q' | 't') => return,
-        KeyCode::Enter => {
-            if let Some(item) = at.and_then(to) {
-                apply_summary_item(app, item, cmds);
-                return;
-            }
+    if k.code == KeyCode::Enter {
+        if let Some(item) = at.and_then(to) {
+            apply_summary_item(app, item, cmds);
+            return;
         }
-        KeyCode::Up | KeyCode::Char('k') => p.selected = to(at.map_or(0, |a| a.saturating_sub(1))),
-        KeyCode::Down | KeyCode::Char('j') => p.selected = to(at.map_or(0, |a| (a + 1).min(last))),
-        KeyCode::PageUp => p.selected = to(at.map_or(0, |a| a.saturating_sub(10))),
-        KeyCode::PageDown => p.selected = to(at.map_or(0, |a| (a + 10).min(last))),
-        KeyCode::Home | KeyCode::Char('g') => p.selected = to(0),
-        KeyCode::End | KeyCode::Char('G') => p.selected = to(last),
+    }
+    match app.settings.keys.action(&k) {
+        _ if k.code == KeyCode::Esc => return,
+        Some(Action::Quit | Action::Summary) => return,
+        Some(Action::Up) => p.selected = to(at.map_or(0, |a| a.saturating_sub(1))),
+        Some(Action::Down) => p.selected = to(at.map_or(0, |a| (a + 1).min(last))),
+        Some(Action::PageUp) => p.selected = to(at.map_or(0, |a| a.saturating_sub(10))),
+        Some(Action::PageDown) => p.selected = to(at.map_or(0, |a| (a + 10).min(last))),
+        Some(Action::First) => p.selected = to(0),
+        Some(Action::Last) => p.selected = to(last),
         _ => {}
     }
     app.popup = Popup::Summary(p);
@@ -473,8 +475,10 @@ fn refresh_search(app: &App, s: &mut Search) {
 fn layers_key(app: &mut App, k: KeyEvent, cmds: &mut Vec<Cmd>) {
     let Popup::Layers(mut p) = std::mem::replace(&mut app.popup, Popup::None) else { return };
     let n = app.info.layers.len();
+    let action = app.settings.keys.action(&k);
     match k.code {
-        KeyCode::Esc | KeyCode::Char('q') | KeyCode::Char('L') => return,
+        KeyCode::Esc => return,
+        _ if matches!(action, Some(Action::Quit | Action::Layers)) => return,
         KeyCode::Enter | KeyCode::Char(' ') => {
             if let Some(l) = app.info.layers.get(p.cursor) {
                 if l.tensor != app.info.layer.tensor {
@@ -485,13 +489,15 @@ fn layers_key(app: &mut App, k: KeyEvent, cmds: &mut Vec<Cmd>) {
             }
             return;
         }
-        KeyCode::Up | KeyCode::Char('k') => p.cursor = p.cursor.saturating_sub(1),
-        KeyCode::Down | KeyCode::Char('j') => p.cursor = (p.cursor + 1).min(n.saturating_sub(1)),
-        KeyCode::PageUp => p.cursor = p.cursor.saturating_sub(10),
-        KeyCode::PageDown => p.cursor = (p.cursor + 10).min(n.saturating_sub(1)),
-        KeyCode::Home | KeyCode::Char('g') => p.cursor = 0,
-        KeyCode::End | KeyCode::Char('G') => p.cursor = n.saturating_sub(1),
-        _ => {}
+        _ => match action {
+            Some(Action::Up) => p.cursor = p.cursor.saturating_sub(1),
+            Some(Action::Down) => p.cursor = (p.cursor + 1).min(n.saturating_sub(1)),
+            Some(Action::PageUp) => p.cursor = p.cursor.saturating_sub(10),
+            Some(Action::PageDown) => p.cursor = (p.cursor + 10).min(n.saturating_sub(1)),
+            Some(Action::First) => p.cursor = 0,
+            Some(Action::Last) => p.cursor = n.saturating_sub(1),
+            _ => {}
+        },
     }
     app.popup = Popup::Layers(p);
 }

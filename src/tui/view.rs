@@ -24,30 +24,6 @@ pub const MIN_HEIGHT: u16 = 12;
 /// Lines of the status bar.
 pub const STATUS_LINES: u16 = 2;
 
-/// The keys, as the help popup and the README list them.
-pub const KEYS: &[(&str, &str)] = &[
-    ("↑ ↓ / k j", "move in the focused list: images, or the target class"),
-    ("← → / h l, Tab", "focus the files / classes pane (Tab toggles)"),
-    ("Enter / Space", "toggle focus between files and classes"),
-    ("PgUp PgDn, g G, Home End", "page, first, last"),
-    ("/", "search all classes by name or index; Enter targets it"),
-    ("m / M", "next / previous method"),
-    ("L", "layer picker (candidate layers with shapes)"),
-    ("v", "view: overlay, heatmap, original, original | overlay (| compare)"),
-    ("x", "compare a mistake: predicted | true | predicted − true"),
-    ("t", "triage summary: accuracy, confusions; Enter filters or selects"),
-    ("f", "filter: all, mistakes (misclassified), correct"),
-    ("o / O", "sort: name, confidence of the mistake, margin, loss"),
-    ("n / N", "next / previous misclassified image"),
-    ("c", "next colormap"),
-    ("+ / -", "overlay alpha up / down"),
-    ("p", "score: logit / probability"),
-    ("s", "save the overlay as PNG (never overwrites)"),
-    ("?", "this help"),
-    ("q / Esc / Ctrl-C", "quit"),
-    ("mouse", "click a file or class to select it; wheel scrolls"),
-];
-
 /// Where each pane is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Panes {
@@ -104,7 +80,7 @@ pub fn draw(frame: &mut Frame<'_>, app: &App, images: &mut ImageView) {
     draw_status(frame, app, panes.status, images);
     match &app.popup {
         Popup::None => {}
-        Popup::Help => draw_help(frame, area),
+        Popup::Help => draw_help(frame, app, area),
         Popup::Search(_) => draw_search(frame, app, area),
         Popup::Layers(_) => draw_layers(frame, app, area),
         Popup::Summary(p) => super::summary_view::draw(frame, app, p, area),
@@ -506,9 +482,10 @@ pub(super) fn popup_block(title: &str) -> Block<'_> {
         .title(title)
 }
 
-fn draw_help(frame: &mut Frame<'_>, area: Rect) {
-    let key_w = KEYS.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
-    let mut lines: Vec<Line<'_>> = KEYS
+fn draw_help(frame: &mut Frame<'_>, app: &App, area: Rect) {
+    let rows = app.settings.keys.help_rows();
+    let key_w = rows.iter().map(|(k, _)| k.chars().count()).max().unwrap_or(0);
+    let mut lines: Vec<Line<'_>> = rows
         .iter()
         .map(|(k, what)| {
             Line::from(vec![
@@ -519,7 +496,7 @@ fn draw_help(frame: &mut Frame<'_>, area: Rect) {
         .collect();
     lines.push(Line::from(""));
     lines.push(Line::from(Span::styled(" any key closes this help", Style::default().fg(Color::DarkGray))));
-    let w = (KEYS.iter().map(|(_, v)| key_w + v.chars().count() + 5).max().unwrap_or(40) + 2) as u16;
+    let w = (rows.iter().map(|(_, v)| key_w + v.chars().count() + 5).max().unwrap_or(40) + 2) as u16;
     let r = centered(area, w, lines.len() as u16 + 2);
     frame.render_widget(Clear, r);
     frame.render_widget(Paragraph::new(lines).block(popup_block(" camscope keys ")), r);
@@ -669,8 +646,8 @@ mod tests {
         update(&mut a, ch('?'));
         let s = text(&render(&a, 120, 40));
         assert!(s.contains("camscope keys"));
-        for (k, what) in KEYS {
-            assert!(s.contains(k) && s.contains(what), "help lists {k}");
+        for (k, what) in a.settings.keys.help_rows() {
+            assert!(s.contains(&k) && s.contains(what), "help lists {k}");
         }
         update(&mut a, ch('?'));
         update(&mut a, ch('/'));
@@ -684,12 +661,10 @@ mod tests {
     }
 
     #[test]
-    fn the_readme_lists_every_key_of_the_help() {
+    fn the_readme_key_table_is_the_key_list() {
         let readme = include_str!("../../README.md");
-        for (k, _) in KEYS {
-            let row = if *k == "mouse" { "| mouse |".to_owned() } else { format!("| `{k}` |") };
-            assert!(readme.contains(&row), "README's key table lacks {row}");
-        }
+        let table = crate::tui::keys::KeyList::readme_table();
+        assert!(readme.contains(&table), "README's key table differs from tui::keys; put this in it:\n{table}");
     }
 
     #[test]
