@@ -9,20 +9,20 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::io::Write;
+use std::num::NonZeroU16;
 use std::str::FromStr;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use image::{DynamicImage, RgbImage};
-use ratatui::buffer::Buffer;
+use ratatui::buffer::{Buffer, CellDiffOption};
 use ratatui::layout::{Rect, Size};
 use ratatui::style::Color;
 use ratatui::widgets::Widget;
-use ratatui_image::picker::cap_parser::QueryStdioOptions;
 use ratatui_image::picker::{Picker, ProtocolType};
 use ratatui_image::protocol::Protocol;
-use ratatui_image::{Image, Resize};
+use ratatui_image::{FontSize, Image, Resize};
 
+use super::probe::Answers;
 use crate::render::cells::{self, CellGrid};
 
 /// `--graphics`: how images are drawn.
@@ -95,27 +95,140 @@ impl ColorDepth {
 pub enum Renderer {
     HalfBlocks(ColorDepth),
     Protocol(Box<Picker>),
+    /// kitty's graphics protocol with a direct placement at the cursor: `ratatui-image` draws
+    /// kitty images with Unicode placeholders, which kitty has only from 0.28 (Debian ships
+    /// 0.26.5, which then fills the pane with boxes); a direct placement works in every kitty
+    /// version. `cell` is the cell size in pixels (width, height).
+    KittyDirect {
+        cell: (u16, u16),
+    },
 }
 
+/// What the terminal is, as far as choosing a renderer goes.
+#[derive(Debug, Clone, Default)]
+pub struct TermInfo {
+    /// The terminal's answers (`None`: not asked, e.g. `--graphics halfblocks` with `COLORTERM`).
+    pub answers: Option<Answers>,
+    /// The first frame waited this long for them.
+    pub waited: Duration,
+    pub colorterm: Option<String>,
+    /// Inside tmux (`TMUX` set): graphics need passthrough, and tmux answers for itself.
+    pub tmux: bool,
+    /// The environment names an iTerm2-compatible terminal (`TERM_PROGRAM`, `LC_TERMINAL`).
+    pub iterm2_env: bool,
+    /// The window's size in cells and in pixels from `TIOCGWINSZ` (pixels 0 when unknown).
+    pub cells: (u16, u16),
+    pub pixels: (u16, u16),
+}
+
+impl TermInfo {
+    /// The environment's part, read once.
+    pub fn from_env() -> Self {
+        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+        let program = var("TERM_PROGRAM").unwrap_or_default();
+        let iterm2_env = ["iTerm", "WezTerm", "mintty", "vscode", "Tabby", "Hyper", "rio", "WarpTerminal"]
+            .iter()
+            .any(|p| program.contains(p))
+            || var("LC_TERMINAL").is_some_and(|t| t.contains("iTerm"));
+        Self {
+            colorterm: var("COLORTERM"),
+            tmux: var("TMUX").is_some() || program == "tmux",
+            iterm2_env,
+            ..Self::default()
+        }
+    }
+
+    /// Whether the terminal needs asking: for graphics, and for true colour when `COLORTERM`
+    /// does not say so.
+    pub fn needs_query(&self, graphics: Graphics) -> bool {
+        graphics == Graphics::Auto || ColorDepth::from_env(self.colorterm.as_deref()) != ColorDepth::TrueColor
+    }
+
+    /// The cell size in pixels: the terminal's answer, else the window's pixels over its cells.
+    fn cell_px(&self) -> Option<(u16, u16)> {
+        let a = self.answers.as_ref();
+        a.and_then(|a| a.cell_px).or_else(|| {
+            let (px_w, px_h) = a.and_then(|a| a.window_px).unwrap_or(self.pixels);
+            let (cols, rows) = self.cells;
+            (px_w > 0 && px_h > 0 && cols > 0 && rows > 0 && px_w >= cols && px_h >= rows)
+                .then(|| (px_w / cols, px_h / rows))
+        })
+    }
+}
+
+/// The fewest sixel colour registers worth drawing with: with 16 (a VT340's, or xterm set so)
+/// a heatmap over a photo is a posterised blur, worse than 24-bit half-blocks.
+pub const MIN_SIXEL_REGISTERS: u16 = 64;
+
 impl Renderer {
-    /// Decide from `--graphics`, asking the terminal (through stdin/stdout, in raw mode, before
-    /// any event is read) unless half-blocks were asked for.
-    pub fn detect(graphics: Graphics, depth: ColorDepth) -> Self {
-        if graphics == Graphics::Halfblocks {
-            return Self::HalfBlocks(depth);
-        }
-        let t0 = Instant::now();
-        let options = QueryStdioOptions { timeout: QUERY_TIMEOUT, ..QueryStdioOptions::default() };
-        let picker = Picker::from_query_stdio_with_options(options).ok();
-        if t0.elapsed() >= QUERY_TIMEOUT {
-            release_query_reader();
-        }
-        match (choose(graphics, picker.as_ref().map(Picker::protocol_type)), picker) {
-            (Some(proto), Some(mut p)) => {
-                p.set_protocol_type(proto);
-                Self::Protocol(Box::new(p))
+    /// Decide from `--graphics` and what the terminal said; the second value says why, for the
+    /// status bar (which protocol, which colours and how they were found, what was fallen back
+    /// from).
+    pub fn choose_for(graphics: Graphics, info: &TermInfo) -> (Self, String) {
+        let answers = info.answers.clone().unwrap_or_default();
+        let asked = info.answers.is_some();
+        let (depth, colours) = if ColorDepth::from_env(info.colorterm.as_deref()) == ColorDepth::TrueColor {
+            (ColorDepth::TrueColor, "24-bit colour (COLORTERM)")
+        } else if answers.truecolor == Some(true) {
+            (ColorDepth::TrueColor, "24-bit colour (asked)")
+        } else if asked && !answers.complete {
+            (ColorDepth::Ansi256, "256 colours")
+        } else {
+            (ColorDepth::Ansi256, "256 colours (no 24-bit)")
+        };
+        let silent = match (asked && !answers.complete, answers.garbage) {
+            (false, _) => String::new(),
+            (true, 0) if answers == Answers::default() => format!("; no answer in {} ms", info.waited.as_millis()),
+            (true, 0) => format!("; partial answer in {} ms", info.waited.as_millis()),
+            (true, n) => format!("; garbled answer ({n} bytes)"),
+        };
+        let cell = info.cell_px();
+        let font = cell.unwrap_or((10, 20));
+        let picker = |proto: ProtocolType| {
+            #[allow(deprecated)] // the replacement queries the terminal itself, unbounded
+            let mut p = Picker::from_fontsize(FontSize::new(font.0, font.1));
+            p.set_protocol_type(proto);
+            Self::Protocol(Box::new(p))
+        };
+        let kitty = || if info.tmux { picker(ProtocolType::Kitty) } else { Self::KittyDirect { cell: font } };
+        let half = |why: &str| (Self::HalfBlocks(depth), format!("half-blocks, {colours}{why}{silent}"));
+        let (renderer, name) = match graphics {
+            Graphics::Halfblocks => return half(""),
+            Graphics::Kitty => (kitty(), "kitty"),
+            Graphics::Sixel => (picker(ProtocolType::Sixel), "sixel"),
+            Graphics::Iterm2 => (picker(ProtocolType::Iterm2), "iTerm2"),
+            Graphics::Auto => {
+                let sixel_regs = answers.color_registers.filter(|&n| n < MIN_SIXEL_REGISTERS);
+                if !answers.kitty && !answers.sixel && !info.iterm2_env {
+                    return half("");
+                }
+                if cell.is_none() {
+                    return half(" (graphics, but no cell size in pixels)");
+                }
+                if answers.kitty {
+                    (kitty(), "kitty")
+                } else if answers.sixel {
+                    if let Some(n) = sixel_regs {
+                        return half(&format!(" (sixel has only {n} colour registers)"));
+                    }
+                    (picker(ProtocolType::Sixel), "sixel")
+                } else {
+                    (picker(ProtocolType::Iterm2), "iTerm2")
+                }
             }
-            _ => Self::HalfBlocks(depth),
+        };
+        let regs = match (&renderer, answers.color_registers) {
+            (Self::Protocol(p), Some(n)) if p.protocol_type() == ProtocolType::Sixel => format!(" ({n} registers)"),
+            _ => String::new(),
+        };
+        (renderer, format!("{name}{regs}, {colours}{silent}"))
+    }
+
+    /// The colours of half-blocks, and of text.
+    pub fn depth(&self) -> ColorDepth {
+        match self {
+            Renderer::HalfBlocks(d) => *d,
+            _ => ColorDepth::TrueColor,
         }
     }
 
@@ -124,6 +237,7 @@ impl Renderer {
         match self {
             Renderer::HalfBlocks(ColorDepth::TrueColor) => "half-blocks".into(),
             Renderer::HalfBlocks(ColorDepth::Ansi256) => "half-blocks (256 colours)".into(),
+            Renderer::KittyDirect { .. } => "kitty".into(),
             Renderer::Protocol(p) => match p.protocol_type() {
                 ProtocolType::Kitty => "kitty".into(),
                 ProtocolType::Sixel => "sixel".into(),
@@ -134,47 +248,72 @@ impl Renderer {
     }
 }
 
-/// How long the terminal may take to answer the graphics query.
-const QUERY_TIMEOUT: Duration = Duration::from_millis(1000);
-
-/// After an unanswered query, `ratatui-image`'s reader thread stays blocked on stdin and would
-/// swallow the user's first key. Inside tmux its query travels through passthrough, which only
-/// an attached outer terminal answers; a plain status request is answered by tmux itself (and by
-/// any terminal), so the reader gets its end marker and stops before camscope reads events.
-fn release_query_reader() {
-    let mut out = std::io::stdout();
-    let _ = out.write_all(b"\x1b[5n");
-    let _ = out.flush();
-    std::thread::sleep(Duration::from_millis(150));
-}
-
-/// The protocol to use given `--graphics` and what the terminal reported (`None`: half-blocks).
-pub fn choose(graphics: Graphics, detected: Option<ProtocolType>) -> Option<ProtocolType> {
-    match graphics {
-        Graphics::Halfblocks => None,
-        Graphics::Kitty => Some(ProtocolType::Kitty),
-        Graphics::Sixel => Some(ProtocolType::Sixel),
-        Graphics::Iterm2 => Some(ProtocolType::Iterm2),
-        Graphics::Auto => detected.filter(|&p| p != ProtocolType::Halfblocks),
-    }
-}
-
 /// What a picture became for one area.
 enum Converted {
     Cells(CellGrid),
     Protocol(Option<Protocol>),
+    /// kitty direct placement: the escape data and its size in cells.
+    Kitty(String, Size),
 }
 
-/// Draws pictures, caching each conversion by (picture id, image index, area).
+/// How the image pane was drawn last frame: graphics or cells, and where.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Drawn {
+    graphics: bool,
+    rect: Rect,
+}
+
+/// Draws pictures, caching each conversion by (picture id, image index, area, graphics or not).
+///
+/// Graphics pixels (sixel, kitty, iTerm2) are not cells: ratatui's diff knows nothing of them,
+/// and skips the cells under them. So whatever covered them, or what they covered, stays on
+/// screen unless erased by hand (the help's text left over the image after Esc, in xterm). Two
+/// rules keep the screen true: while a popup is open the picture is drawn as half-blocks (cells,
+/// which the popup covers and uncovers like any text; a kitty image would even sit on top of
+/// it); and whenever the pane changes between graphics and cells or moves, the last frame's
+/// graphics are erased first (`ECH` over their cells for sixel and iTerm2, a delete command for
+/// kitty), by a prefix written before anything else of the frame ([`ImageView::finish`]).
 pub struct ImageView {
     pub renderer: Renderer,
-    cache: HashMap<(u64, usize, Rect), Converted>,
+    /// What the status bar says about the renderer (how it was chosen, what it fell back from).
+    pub note: String,
+    cache: HashMap<(u64, usize, Rect, bool), Converted>,
     cached_picture: u64,
+    /// A popup covers the frame: draw cells.
+    overlaid: bool,
+    last: Option<Drawn>,
+    this: Option<Drawn>,
 }
+
+/// The kitty image id camscope uses (one image at a time).
+const KITTY_ID: u32 = 0xca5c;
 
 impl ImageView {
     pub fn new(renderer: Renderer) -> Self {
-        Self { renderer, cache: HashMap::new(), cached_picture: u64::MAX }
+        let note = renderer.describe();
+        Self::with_note(renderer, note)
+    }
+
+    pub fn with_note(renderer: Renderer, note: String) -> Self {
+        Self {
+            renderer,
+            note,
+            cache: HashMap::new(),
+            cached_picture: u64::MAX,
+            overlaid: false,
+            last: None,
+            this: None,
+        }
+    }
+
+    /// For the status bar.
+    pub fn describe(&self) -> &str {
+        &self.note
+    }
+
+    /// Whether a popup covers this frame; call before [`ImageView::render`].
+    pub fn set_overlaid(&mut self, overlaid: bool) {
+        self.overlaid = overlaid;
     }
 
     /// Draw `image` (image `index` of picture `picture`) fitted and centred in `area`.
@@ -186,10 +325,15 @@ impl ImageView {
             self.cache.clear();
             self.cached_picture = picture;
         }
+        let graphics = !matches!(self.renderer, Renderer::HalfBlocks(_)) && !self.overlaid;
         let renderer = &self.renderer;
-        let converted = self.cache.entry((picture, index, area)).or_insert_with(|| match renderer {
-            Renderer::HalfBlocks(_) => {
+        let converted = self.cache.entry((picture, index, area, graphics)).or_insert_with(|| match renderer {
+            _ if !graphics => {
                 Converted::Cells(cells::half_blocks(image, usize::from(area.width), usize::from(area.height)))
+            }
+            Renderer::KittyDirect { cell } => {
+                let (data, size) = kitty_direct(image, area, *cell);
+                Converted::Kitty(data, size)
             }
             Renderer::Protocol(picker) => Converted::Protocol(
                 picker
@@ -200,21 +344,112 @@ impl ImageView {
                     )
                     .ok(),
             ),
+            Renderer::HalfBlocks(_) => unreachable!("half-blocks are cells"),
         });
-        match (converted, renderer) {
-            (Converted::Cells(grid), Renderer::HalfBlocks(depth)) => {
-                HalfBlockImage { grid, depth: *depth }.render(area, buf)
+        let centred = |size: Size| {
+            let x = area.x + area.width.saturating_sub(size.width) / 2;
+            let y = area.y + area.height.saturating_sub(size.height) / 2;
+            Rect::new(x, y, size.width.min(area.width), size.height.min(area.height))
+        };
+        let drawn = match converted {
+            Converted::Cells(grid) => {
+                HalfBlockImage { grid, depth: renderer.depth() }.render(area, buf);
+                area
             }
-            (Converted::Protocol(Some(p)), _) => {
-                let size = p.size();
-                let x = area.x + area.width.saturating_sub(size.width) / 2;
-                let y = area.y + area.height.saturating_sub(size.height) / 2;
-                let at = Rect::new(x, y, size.width.min(area.width), size.height.min(area.height));
+            Converted::Protocol(Some(p)) => {
+                let at = centred(p.size());
                 Image::new(p).allow_clipping(true).render(at, buf);
+                at
             }
-            _ => {}
+            Converted::Kitty(data, size) => {
+                let at = centred(*size);
+                place(data, at, buf);
+                at
+            }
+            Converted::Protocol(None) => return,
+        };
+        self.this = Some(Drawn { graphics, rect: drawn });
+    }
+
+    /// End the frame: when last frame's graphics are gone or moved, erase them, by a prefix on
+    /// the frame's first cell (ratatui writes changed cells in order, so it runs first; it ends
+    /// by moving the cursor back to that cell).
+    pub fn finish(&mut self, buf: &mut Buffer) {
+        let this = self.this.take();
+        let last = std::mem::replace(&mut self.last, this);
+        let Some(last) = last.filter(|l| l.graphics && Some(*l) != this) else { return };
+        let mut prefix = String::new();
+        if matches!(self.renderer, Renderer::KittyDirect { .. }) {
+            prefix += &format!("\x1b_Ga=d,d=i,i={KITTY_ID},q=2\x1b\\");
+        } else {
+            for y in last.rect.top()..last.rect.bottom() {
+                prefix += &format!("\x1b[{};{}H\x1b[{}X", y + 1, last.rect.x + 1, last.rect.width);
+            }
+        }
+        let at = (buf.area.x, buf.area.y);
+        let Some(first) = buf.cell_mut(at) else { return };
+        let symbol = format!("{prefix}\x1b[{};{}H{}", at.1 + 1, at.0 + 1, first.symbol());
+        first.set_symbol(&symbol).set_diff_option(CellDiffOption::ForcedWidth(NonZeroU16::MIN));
+    }
+}
+
+/// Put escape data in the first cell of `at` and tell ratatui to leave the rest of it alone.
+fn place(data: &str, at: Rect, buf: &mut Buffer) {
+    for y in at.top()..at.bottom() {
+        for x in at.left()..at.right() {
+            if let Some(cell) = buf.cell_mut((x, y)) {
+                if (x, y) == (at.x, at.y) {
+                    cell.set_symbol(data).set_diff_option(CellDiffOption::ForcedWidth(NonZeroU16::MIN));
+                } else {
+                    cell.set_diff_option(CellDiffOption::Skip);
+                }
+            }
         }
     }
+}
+
+/// The image scaled to fit `area` (cells of `cell` pixels), as a kitty transmit-and-place
+/// command at the cursor (`C=1`: the cursor stays), raw RGB in base64 chunks of 4096 bytes, and
+/// its size in cells. The old image (and its placement) is deleted first.
+fn kitty_direct(image: &RgbImage, area: Rect, cell: (u16, u16)) -> (String, Size) {
+    let (cw, ch) = (u32::from(cell.0.max(1)), u32::from(cell.1.max(1)));
+    let (aw, ah) = (u32::from(area.width) * cw, u32::from(area.height) * ch);
+    let scale = (f64::from(aw) / f64::from(image.width().max(1))).min(f64::from(ah) / f64::from(image.height().max(1)));
+    let w = ((f64::from(image.width()) * scale) as u32).clamp(1, aw);
+    let h = ((f64::from(image.height()) * scale) as u32).clamp(1, ah);
+    let img = image::imageops::resize(image, w, h, image::imageops::FilterType::Triangle);
+    let b64 = base64(img.as_raw());
+    let mut out = format!("\x1b_Ga=d,d=i,i={KITTY_ID},q=2\x1b\\");
+    let chunks: Vec<&[u8]> = b64.as_bytes().chunks(4096).collect();
+    for (i, chunk) in chunks.iter().enumerate() {
+        let more = u8::from(i + 1 < chunks.len());
+        let chunk = std::str::from_utf8(chunk).expect("base64 is ASCII");
+        if i == 0 {
+            out += &format!("\x1b_Ga=T,f=24,s={w},v={h},i={KITTY_ID},p=1,C=1,q=2,m={more};{chunk}\x1b\\");
+        } else {
+            out += &format!("\x1b_Gm={more};{chunk}\x1b\\");
+        }
+    }
+    let size = Size::new(w.div_ceil(cw) as u16, h.div_ceil(ch) as u16);
+    (out, size)
+}
+
+/// Standard base64 with padding (the kitty protocol's payload encoding).
+fn base64(data: &[u8]) -> String {
+    const ABC: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    let mut out = String::with_capacity(data.len().div_ceil(3) * 4);
+    for c in data.chunks(3) {
+        let n =
+            (u32::from(c[0]) << 16) | (u32::from(*c.get(1).unwrap_or(&0)) << 8) | u32::from(*c.get(2).unwrap_or(&0));
+        for i in 0..4 {
+            if i <= c.len() {
+                out.push(char::from(ABC[((n >> (18 - 6 * i)) & 63) as usize]));
+            } else {
+                out.push('=');
+            }
+        }
+    }
+    out
 }
 
 /// A [`CellGrid`] as a ratatui widget: `▀`/`▄` with the pixel colours as foreground and
@@ -256,15 +491,6 @@ mod tests {
         for g in [Graphics::Auto, Graphics::Kitty, Graphics::Sixel, Graphics::Iterm2, Graphics::Halfblocks] {
             assert_eq!(g.to_string().parse::<Graphics>(), Ok(g));
         }
-    }
-
-    #[test]
-    fn forced_protocols_win_and_auto_follows_the_terminal() {
-        assert_eq!(choose(Graphics::Sixel, None), Some(ProtocolType::Sixel));
-        assert_eq!(choose(Graphics::Halfblocks, Some(ProtocolType::Kitty)), None);
-        assert_eq!(choose(Graphics::Auto, Some(ProtocolType::Kitty)), Some(ProtocolType::Kitty));
-        assert_eq!(choose(Graphics::Auto, Some(ProtocolType::Halfblocks)), None);
-        assert_eq!(choose(Graphics::Auto, None), None);
     }
 
     #[test]

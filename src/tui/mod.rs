@@ -16,6 +16,7 @@
 
 pub mod image_view;
 pub mod keys;
+pub mod probe;
 pub mod recorded;
 pub mod scanner;
 pub mod state;
@@ -45,7 +46,7 @@ use crate::dataset::scan::Scan;
 use crate::engine::Engine;
 use crate::render::{self, Colormap};
 
-pub use self::image_view::{ColorDepth, Graphics, Renderer};
+pub use self::image_view::{ColorDepth, Graphics, Renderer, TermInfo};
 pub use self::recorded::Recorded;
 pub use self::scanner::ScanJob;
 use self::scanner::{ScanHandle, ScanStarter};
@@ -153,10 +154,26 @@ pub fn run(engine: Engine, source: Source, opts: Options) -> Result<(), TuiError
     }
 
     let mut session = terminal::Session::start()?;
-    // The terminal is queried before the input thread starts reading events.
-    let depth = ColorDepth::from_env(std::env::var("COLORTERM").ok().as_deref());
-    let mut images = image_view::ImageView::new(Renderer::detect(opts.graphics, depth));
-    spawn_input(tx.clone());
+    // The terminal is queried before the input thread starts reading events; what it has not
+    // answered by the deadline the input thread consumes before reading events.
+    let mut term = TermInfo::from_env();
+    let size = session.terminal.size()?;
+    term.cells = (size.width, size.height);
+    term.pixels = crossterm::terminal::window_size().map(|w| (w.width, w.height)).unwrap_or_default();
+    let (early_keys, late) = if term.needs_query(opts.graphics) {
+        let probe = probe::query(probe::DEADLINE)?;
+        term.answers = Some(probe.answers);
+        term.waited = probe.waited;
+        (probe.keys, probe.late)
+    } else {
+        (Vec::new(), None)
+    };
+    let (renderer, note) = Renderer::choose_for(opts.graphics, &term);
+    let mut images = image_view::ImageView::with_note(renderer, note);
+    if let Some(t) = &mut trace {
+        t.graphics = images.describe().to_owned();
+    }
+    spawn_input(tx.clone(), early_keys, late);
     let size = session.terminal.size()?;
     app.size = (size.width, size.height);
     let test_panic = std::env::var_os("CAMSCOPE_TEST_PANIC").is_some_and(|v| v == "1");
@@ -376,10 +393,26 @@ fn spawn_lister(mut scan: Scan, tx: Sender<Msg>, starter: Option<ScanStarter>) {
         .expect("spawn the listing thread");
 }
 
-fn spawn_input(tx: Sender<Msg>) {
+/// The input thread. Keys typed during the terminal probe come first; answers to it that
+/// arrive late are consumed (never seen as keys) before crossterm reads events, and a resize
+/// meanwhile is reported once it is done.
+fn spawn_input(tx: Sender<Msg>, early: Vec<probe::Key>, late: Option<probe::Late>) {
     std::thread::Builder::new()
         .name("camscope-input".into())
         .spawn(move || {
+            let send_key = |k: probe::Key| {
+                let _ = tx.send(Msg::Key(probe_key(k)));
+            };
+            early.into_iter().for_each(send_key);
+            if let Some(late) = late {
+                let before = crossterm::terminal::size().ok();
+                late.drain(send_key, terminal::quit_requested);
+                if let Ok((w, h)) = crossterm::terminal::size() {
+                    if before != Some((w, h)) {
+                        let _ = tx.send(Msg::Resize(w, h));
+                    }
+                }
+            }
             loop {
                 if terminal::quit_requested() {
                     let _ = tx.send(Msg::Quit);
@@ -404,6 +437,22 @@ fn spawn_input(tx: Sender<Msg>) {
         .expect("spawn the input thread");
 }
 
+fn probe_key(k: probe::Key) -> event::KeyEvent {
+    use event::{KeyCode, KeyModifiers};
+    let code = match k {
+        probe::Key::Char(c) => KeyCode::Char(c),
+        probe::Key::Enter => KeyCode::Enter,
+        probe::Key::Esc => KeyCode::Esc,
+        probe::Key::Tab => KeyCode::Tab,
+        probe::Key::Backspace => KeyCode::Backspace,
+        probe::Key::Up => KeyCode::Up,
+        probe::Key::Down => KeyCode::Down,
+        probe::Key::Left => KeyCode::Left,
+        probe::Key::Right => KeyCode::Right,
+    };
+    event::KeyEvent::new(code, KeyModifiers::NONE)
+}
+
 /// `--trace`: one JSON object per line. `key` for each key press; `shown` when the frame
 /// answering a request (a new image or a new map) has been drawn, with the latency from the
 /// event that caused it; `exit` with the process's peak memory.
@@ -418,6 +467,8 @@ struct Trace {
     event_at: Instant,
     /// Whether the first frame has been recorded.
     first_frame: bool,
+    /// How images are drawn and why (the status bar's words), for the first frame's record.
+    graphics: String,
 }
 
 impl Trace {
@@ -432,6 +483,7 @@ impl Trace {
             cached: HashMap::new(),
             event_at: now,
             first_frame: false,
+            graphics: String::new(),
         })
     }
 
@@ -493,7 +545,10 @@ impl Trace {
                 ("images", Field::Int(Some(app.files.entries.len() as u64))),
                 ("results", Field::Int(Some(app.triage.results.len() as u64))),
                 ("scanned", Field::Int(Some((p.computed + p.cached) as u64))),
+                ("graphics", Field::Str(self.graphics.clone())),
             ]);
+            // Readable while the inspector runs (the terminal tests wait for it).
+            let _ = self.out.flush();
         }
         let Some(serial) = app.shown_serial() else { return };
         let Some((at, kind)) = self.pending.remove(&serial) else { return };
@@ -518,6 +573,7 @@ impl Trace {
         ]);
         // Older requests can no longer be shown.
         self.pending.retain(|&s, _| s > serial);
+        let _ = self.out.flush();
     }
 
     /// `scanned`: images the background scan gave a result for (0 with recorded results).

@@ -75,6 +75,7 @@ pub fn draw(frame: &mut Frame<'_>, app: &App, images: &mut ImageView) {
         return;
     };
     draw_files(frame, app, panes.files);
+    images.set_overlaid(!matches!(app.popup, Popup::None));
     draw_image(frame, app, panes.image, images);
     draw_classes(frame, app, panes.classes);
     draw_status(frame, app, panes.status, images);
@@ -85,6 +86,7 @@ pub fn draw(frame: &mut Frame<'_>, app: &App, images: &mut ImageView) {
         Popup::Layers(_) => draw_layers(frame, app, area),
         Popup::Summary(p) => super::summary_view::draw(frame, app, p, area),
     }
+    images.finish(frame.buffer_mut());
 }
 
 fn draw_files(frame: &mut Frame<'_>, app: &App, area: Rect) {
@@ -392,7 +394,7 @@ fn draw_status(frame: &mut Frame<'_>, app: &App, area: Rect, images: &ImageView)
             Style::default().fg(if info.provider == "CPU" { Color::Yellow } else { Color::Green }),
         ),
         sep(),
-        Span::raw(images.renderer.describe()),
+        Span::raw(images.describe().to_owned()),
     ];
     let mut second = Vec::new();
     // Messages (a saved file's path, an error) come first: they must not be cut off.
