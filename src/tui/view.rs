@@ -24,6 +24,22 @@ pub const MIN_HEIGHT: u16 = 12;
 /// Lines of the status bar.
 pub const STATUS_LINES: u16 = 2;
 
+/// Text colours that read on light and dark backgrounds alike. The 16 ANSI colours are the
+/// terminal's own, and xterm's yellow, green, cyan and grey are bright tones made for a black
+/// background: under 2:1 against its default white (the file list's grey predictions were all but
+/// invisible). These palette entries keep at least 3:1 against both white and black.
+pub(super) mod pal {
+    use ratatui::style::Color;
+    /// Warnings, progress (#af8700: 3.3:1 on white, 6.3:1 on black).
+    pub const WARN: Color = Color::Indexed(136);
+    /// Done, correct (#008700: 5.1:1 on white, 4.1:1 on black).
+    pub const OK: Color = Color::Indexed(28);
+    /// Focus, keys, the method (#008787: 4.6:1 on white, 4.6:1 on black).
+    pub const ACCENT: Color = Color::Indexed(30);
+    /// Separators, hints, unfocused borders (#808080: 3.9:1 on white, 5.3:1 on black).
+    pub const MUTED: Color = Color::Indexed(244);
+}
+
 /// Where each pane is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Panes {
@@ -53,7 +69,7 @@ pub fn inner(r: Rect) -> Rect {
 }
 
 fn pane<'a>(title: impl Into<Line<'a>>, focused: bool) -> Block<'a> {
-    let style = if focused { Style::default().fg(Color::Cyan) } else { Style::default().fg(Color::DarkGray) };
+    let style = if focused { Style::default().fg(pal::ACCENT) } else { Style::default().fg(pal::MUTED) };
     Block::default()
         .borders(Borders::ALL)
         .border_type(if focused { BorderType::Thick } else { BorderType::Plain })
@@ -112,10 +128,7 @@ fn draw_files(frame: &mut Frame<'_>, app: &App, area: Rect) {
         } else {
             "listing…".to_owned()
         };
-        frame.render_widget(
-            Paragraph::new(msg).wrap(Wrap { trim: true }).style(Style::default().fg(Color::Yellow)),
-            inner,
-        );
+        frame.render_widget(Paragraph::new(msg).wrap(Wrap { trim: true }).style(Style::default().fg(pal::WARN)), inner);
         return;
     }
     // With ground truth, every row starts with its mark (✓, ✗, or blanks until scanned).
@@ -130,7 +143,7 @@ fn draw_files(frame: &mut Frame<'_>, app: &App, area: Rect) {
         .map(|(pos, &i)| {
             let e = &f.entries[i];
             let (mark, mark_style) = match triage::outcome(t, e) {
-                Some(Outcome::Correct) => ("✓ ", Style::default().fg(Color::Green)),
+                Some(Outcome::Correct) => ("✓ ", Style::default().fg(pal::OK)),
                 Some(Outcome::Wrong) => ("✗ ", Style::default().fg(Color::Red)),
                 _ => ("  ", Style::default()),
             };
@@ -170,7 +183,7 @@ fn file_notes(app: &App, e: &FileEntry) -> (Vec<String>, Style) {
         Some(truth) if truth != class => {
             (vec![format!("{} → {pred}", labels.name(truth)), pred], Style::default().fg(Color::LightRed))
         }
-        _ => (vec![pred], Style::default().fg(Color::Gray)),
+        _ => (vec![pred], Style::default().fg(Color::Reset)),
     };
     if e.missing {
         // A recorded image not under the root: the prediction stands, the map cannot be made.
@@ -222,7 +235,7 @@ fn draw_image(frame: &mut Frame<'_>, app: &App, area: Rect, images: &mut ImageVi
         };
         title.push(Span::raw(format!(" · {mode} ")));
         if app.computing() {
-            title.push(Span::styled("computing… ", Style::default().fg(Color::Yellow)));
+            title.push(Span::styled("computing… ", Style::default().fg(pal::WARN)));
         }
     } else {
         title.push(Span::raw("Image "));
@@ -243,7 +256,7 @@ fn draw_image(frame: &mut Frame<'_>, app: &App, area: Rect, images: &mut ImageVi
         } else {
             "waiting for the listing…".into()
         };
-        frame.render_widget(text(msg, Color::Yellow), inner);
+        frame.render_widget(text(msg, pal::WARN), inner);
         return;
     };
     if let Some(e) = &cur.error {
@@ -251,7 +264,7 @@ fn draw_image(frame: &mut Frame<'_>, app: &App, area: Rect, images: &mut ImageVi
         return;
     }
     let Some(pic) = &app.picture else {
-        frame.render_widget(text("loading…".into(), Color::Yellow), inner);
+        frame.render_widget(text("loading…".into(), pal::WARN), inner);
         return;
     };
     let mut img_area = inner;
@@ -265,7 +278,7 @@ fn draw_image(frame: &mut Frame<'_>, app: &App, area: Rect, images: &mut ImageVi
     if let Some(note) = note {
         if inner.height > 3 {
             let [top, rest] = Layout::vertical([Constraint::Length(1), Constraint::Min(0)]).areas(inner);
-            frame.render_widget(text(note, Color::Yellow), top);
+            frame.render_widget(text(note, pal::WARN), top);
             img_area = rest;
         }
     }
@@ -289,7 +302,7 @@ fn draw_image(frame: &mut Frame<'_>, app: &App, area: Rect, images: &mut ImageVi
                 let caption = vec![
                     Line::from(Span::styled(
                         c.title.clone(),
-                        Style::default().fg(Color::Cyan).add_modifier(Modifier::BOLD),
+                        Style::default().fg(pal::ACCENT).add_modifier(Modifier::BOLD),
                     )),
                     Line::from(c.detail.clone()),
                 ];
@@ -326,7 +339,7 @@ fn draw_classes(frame: &mut Frame<'_>, app: &App, area: Rect) {
             Some(_) => "computing…",
             None => "",
         };
-        frame.render_widget(Paragraph::new(msg).style(Style::default().fg(Color::Yellow)), inner);
+        frame.render_widget(Paragraph::new(msg).style(Style::default().fg(pal::WARN)), inner);
         return;
     }
     let hl = app.highlighted_class();
@@ -379,19 +392,19 @@ pub fn bar(fraction: f32, width: usize) -> String {
 
 fn draw_status(frame: &mut Frame<'_>, app: &App, area: Rect, images: &ImageView) {
     let info = &app.info;
-    let sep = || Span::styled(" │ ", Style::default().fg(Color::DarkGray));
+    let sep = || Span::styled(" │ ", Style::default().fg(pal::MUTED));
     let first = vec![
         Span::styled(info.model_name.clone(), Style::default().add_modifier(Modifier::BOLD)),
         sep(),
         Span::raw(format!("layer {} {}", info.layer.tensor, info.layer.shape)),
         sep(),
-        Span::styled(app.method.to_string(), Style::default().fg(Color::Cyan)),
+        Span::styled(app.method.to_string(), Style::default().fg(pal::ACCENT)),
         sep(),
         Span::raw(format!("{} score", info.score)),
         sep(),
         Span::styled(
             info.provider.clone(),
-            Style::default().fg(if info.provider == "CPU" { Color::Yellow } else { Color::Green }),
+            Style::default().fg(if info.provider == "CPU" { pal::WARN } else { pal::OK }),
         ),
         sep(),
         Span::raw(images.describe().to_owned()),
@@ -399,7 +412,7 @@ fn draw_status(frame: &mut Frame<'_>, app: &App, area: Rect, images: &ImageView)
     let mut second = Vec::new();
     // Messages (a saved file's path, an error) come first: they must not be cut off.
     if let Some(m) = &app.message {
-        second.push(Span::styled(m.clone(), Style::default().fg(Color::Yellow)));
+        second.push(Span::styled(m.clone(), Style::default().fg(pal::WARN)));
         second.push(sep());
     }
     if let Some(scan) = scan_status(app) {
@@ -431,7 +444,7 @@ fn draw_status(frame: &mut Frame<'_>, app: &App, area: Rect, images: &ImageView)
     )));
     if app.message.is_none() {
         second.push(sep());
-        second.push(Span::styled("? help · q quit", Style::default().fg(Color::DarkGray)));
+        second.push(Span::styled("? help · q quit", Style::default().fg(pal::MUTED)));
     }
     frame.render_widget(Paragraph::new(vec![Line::from(first), Line::from(second)]), area);
 }
@@ -453,10 +466,10 @@ fn scan_status(app: &App) -> Option<Span<'static>> {
     let rate = p.rate.map(|r| format!(" · {r:.0} img/s")).unwrap_or_default();
     let (text, color) = match &t.state {
         ScanState::Off | ScanState::NoTruth => return None,
-        ScanState::Waiting => ("scan waits for the listing".to_owned(), Color::DarkGray),
-        ScanState::Scanning => (format!("scan {}/{}{rate}{cached}{accuracy}", p.done(), p.total), Color::Yellow),
+        ScanState::Waiting => ("scan waits for the listing".to_owned(), pal::MUTED),
+        ScanState::Scanning => (format!("scan {}/{}{rate}{cached}{accuracy}", p.done(), p.total), pal::WARN),
         ScanState::Done { seconds } => {
-            (format!("scan {}/{} done in {seconds:.1} s{rate}{cached}{accuracy}", p.done(), p.total), Color::Green)
+            (format!("scan {}/{} done in {seconds:.1} s{rate}{cached}{accuracy}", p.done(), p.total), pal::OK)
         }
         ScanState::Failed(_) => (format!("scan stopped at {}/{}{accuracy}", p.done(), p.total), Color::Red),
         ScanState::Recorded { source } => {
@@ -464,7 +477,7 @@ fn scan_status(app: &App) -> Option<Span<'static>> {
                 0 => String::new(),
                 n => format!(" · {n} missing"),
             };
-            (format!("{source} · {} images recorded{accuracy}{missing}", p.total), Color::Green)
+            (format!("{source} · {} images recorded{accuracy}{missing}", p.total), pal::OK)
         }
     };
     Some(Span::styled(text, Style::default().fg(color)))
@@ -480,7 +493,7 @@ pub(super) fn popup_block(title: &str) -> Block<'_> {
     Block::default()
         .borders(Borders::ALL)
         .border_type(BorderType::Double)
-        .border_style(Style::default().fg(Color::Cyan))
+        .border_style(Style::default().fg(pal::ACCENT))
         .title(title)
 }
 
@@ -491,13 +504,13 @@ fn draw_help(frame: &mut Frame<'_>, app: &App, area: Rect) {
         .iter()
         .map(|(k, what)| {
             Line::from(vec![
-                Span::styled(format!(" {k:<key_w$}  "), Style::default().fg(Color::Cyan)),
+                Span::styled(format!(" {k:<key_w$}  "), Style::default().fg(pal::ACCENT)),
                 Span::raw(*what),
             ])
         })
         .collect();
     lines.push(Line::from(""));
-    lines.push(Line::from(Span::styled(" any key closes this help", Style::default().fg(Color::DarkGray))));
+    lines.push(Line::from(Span::styled(" any key closes this help", Style::default().fg(pal::MUTED))));
     let w = (rows.iter().map(|(_, v)| key_w + v.chars().count() + 5).max().unwrap_or(40) + 2) as u16;
     let r = centered(area, w, lines.len() as u16 + 2);
     frame.render_widget(Clear, r);
@@ -513,7 +526,7 @@ fn draw_search(frame: &mut Frame<'_>, app: &App, area: Rect) {
     frame.render_widget(block, r);
     let [input, list] = Layout::vertical([Constraint::Length(2), Constraint::Min(0)]).areas(inner);
     frame.render_widget(
-        Paragraph::new(Line::from(vec![Span::styled("/ ", Style::default().fg(Color::Cyan)), Span::raw(&s.query)])),
+        Paragraph::new(Line::from(vec![Span::styled("/ ", Style::default().fg(pal::ACCENT)), Span::raw(&s.query)])),
         input,
     );
     let h = usize::from(list.height);
@@ -535,7 +548,7 @@ fn draw_search(frame: &mut Frame<'_>, app: &App, area: Rect) {
         })
         .collect();
     if lines.is_empty() {
-        frame.render_widget(Paragraph::new("no class matches").style(Style::default().fg(Color::Yellow)), list);
+        frame.render_widget(Paragraph::new("no class matches").style(Style::default().fg(pal::WARN)), list);
     } else {
         frame.render_widget(Paragraph::new(lines), list);
     }
