@@ -17,9 +17,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Instant;
 
-use crossterm::event::{KeyCode, KeyEvent, KeyEventKind, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
+use crossterm::event::{KeyEvent, KeyEventKind, MouseEvent};
 use image::RgbImage;
-use ratatui::layout::{Position, Rect};
+use ratatui::layout::Rect;
 
 use crate::cam::{MapStatus, Method};
 use crate::dataset::stats::Filter;
@@ -33,6 +33,13 @@ use super::state::{App, Caption, Current, Focus, Picture, Popup, Search, ShownMa
 use super::triage::{self, ScanState, SummaryItem};
 use super::view;
 use super::worker::{Request, Response};
+
+mod input;
+mod picture;
+
+use self::input::{key, mouse};
+use self::picture::save;
+pub use self::picture::{compose, save_name};
 
 /// How many neighbours of the selected image are prefetched on each side.
 pub const PREFETCH_RADIUS: usize = 2;
@@ -263,110 +270,6 @@ fn compare_unavailable(app: &App) -> Option<String> {
     }
 }
 
-fn key(app: &mut App, k: KeyEvent, cmds: &mut Vec<Cmd>) {
-    if k.modifiers.contains(KeyModifiers::CONTROL) && matches!(k.code, KeyCode::Char('c' | 'q')) {
-        app.quit = true;
-        return;
-    }
-    match &mut app.popup {
-        Popup::None => {}
-        Popup::Help => {
-            app.popup = Popup::None;
-            return;
-        }
-        Popup::Search(_) => return search_key(app, k, cmds),
-        Popup::Layers(_) => return layers_key(app, k, cmds),
-        Popup::Summary(_) => return summary_key(app, k, cmds),
-    }
-    let Some(action) = app.settings.keys.action(&k) else { return };
-    match action {
-        Action::Quit => app.quit = true,
-        Action::Help => app.popup = Popup::Help,
-        Action::ToggleFocus => {
-            app.focus = match app.focus {
-                Focus::Files => Focus::Classes,
-                Focus::Classes => Focus::Files,
-            }
-        }
-        Action::FocusFiles => app.focus = Focus::Files,
-        Action::FocusClasses => app.focus = Focus::Classes,
-        Action::Up => step(app, -1, cmds),
-        Action::Down => step(app, 1, cmds),
-        Action::PageUp => step(app, -(page(app) as isize), cmds),
-        Action::PageDown => step(app, page(app) as isize, cmds),
-        Action::First => step(app, isize::MIN / 2, cmds),
-        Action::Last => step(app, isize::MAX / 2, cmds),
-        Action::NextMethod => set_method(app, cycle(&Method::ALL, app.method, 1), cmds),
-        Action::PrevMethod => set_method(app, cycle(&Method::ALL, app.method, -1), cmds),
-        Action::Layers => {
-            let cursor = app.info.layers.iter().position(|l| l.tensor == app.info.layer.tensor).unwrap_or(0);
-            app.popup = Popup::Layers(super::state::LayerPicker { cursor, offset: 0 });
-        }
-        Action::View => {
-            let compare = compare_unavailable(app).is_none();
-            set_view(app, app.view.next(compare), cmds);
-        }
-        Action::Compare => {
-            if app.view == ViewMode::Compare {
-                set_view(app, ViewMode::Overlay, cmds);
-            } else if let Some(why) = compare_unavailable(app) {
-                app.message = Some(why);
-            } else {
-                set_view(app, ViewMode::Compare, cmds);
-            }
-        }
-        Action::Summary => match triage_unavailable(app) {
-            Some(why) => app.message = Some(why),
-            None => {
-                app.triage.summary();
-                let first = summary_items(app).first().copied();
-                app.popup = Popup::Summary(SummaryPopup { selected: first });
-            }
-        },
-        Action::Filter => match triage_unavailable(app) {
-            Some(why) => app.message = Some(why),
-            None => {
-                app.triage.filter = triage::next_filter(&app.triage.filter);
-                apply_order(app, cmds);
-            }
-        },
-        a @ (Action::SortNext | Action::SortPrev) => match triage_unavailable(app) {
-            Some(why) => app.message = Some(why),
-            None => {
-                app.triage.sort = cycle(&triage::SORTS, app.triage.sort, if a == Action::SortNext { 1 } else { -1 });
-                apply_order(app, cmds);
-            }
-        },
-        a @ (Action::NextMistake | Action::PrevMistake) => match triage_unavailable(app) {
-            Some(why) => app.message = Some(why),
-            None => match triage::next_mistake(&app.files, &app.triage, a == Action::NextMistake) {
-                Some(pos) => select(app, pos, cmds),
-                None => app.message = Some("no misclassified image in this list (yet)".into()),
-            },
-        },
-        Action::Colormap => {
-            app.colormap = cycle(&Colormap::ALL, app.colormap, 1);
-            compose(app);
-        }
-        Action::AlphaUp => set_alpha(app, app.alpha + ALPHA_STEP),
-        Action::AlphaDown => set_alpha(app, app.alpha - ALPHA_STEP),
-        Action::Score => {
-            let score = match app.info.score {
-                ScoreKind::Logit => ScoreKind::Prob,
-                ScoreKind::Prob => ScoreKind::Logit,
-            };
-            cmds.push(Cmd::Worker(Request::SetScore { score }));
-            request_map(app, cmds);
-        }
-        Action::Save => save(app, cmds),
-        Action::Search => {
-            let mut s = Search::default();
-            refresh_search(app, &mut s);
-            app.popup = Popup::Search(s);
-        }
-    }
-}
-
 /// Switch the image pane's mode; the compare view asks the worker for its maps if the map on
 /// screen lacks them.
 fn set_view(app: &mut App, view: ViewMode, cmds: &mut Vec<Cmd>) {
@@ -380,167 +283,6 @@ fn set_view(app: &mut App, view: ViewMode, cmds: &mut Vec<Cmd>) {
 /// The true class a map request should compare against: in the compare view, for a mistake.
 fn compare_versus(app: &App) -> Option<usize> {
     if app.view == ViewMode::Compare { app.compare_truth() } else { None }
-}
-
-/// The summary view's selectable items (computing the summary if needed).
-fn summary_items(app: &mut App) -> Vec<SummaryItem> {
-    app.triage.summary();
-    let s = app.triage.summary.as_ref().expect("computed above");
-    triage::summary_items(&triage::summary_rows(&app.triage, s, &app.files, &app.info.labels))
-}
-
-fn summary_key(app: &mut App, k: KeyEvent, cmds: &mut Vec<Cmd>) {
-    let Popup::Summary(mut p) = std::mem::replace(&mut app.popup, Popup::None) else { return };
-    let items = summary_items(app);
-    let at = p.selected.and_then(|s| items.iter().position(|&i| i == s));
-    let last = items.len().saturating_sub(1);
-    let to = |pos: usize| items.get(pos).copied();
-    if k.code == KeyCode::Enter {
-        if let Some(item) = at.and_then(to) {
-            apply_summary_item(app, item, cmds);
-            return;
-        }
-    }
-    match app.settings.keys.action(&k) {
-        _ if k.code == KeyCode::Esc => return,
-        Some(Action::Quit | Action::Summary) => return,
-        Some(Action::Up) => p.selected = to(at.map_or(0, |a| a.saturating_sub(1))),
-        Some(Action::Down) => p.selected = to(at.map_or(0, |a| (a + 1).min(last))),
-        Some(Action::PageUp) => p.selected = to(at.map_or(0, |a| a.saturating_sub(10))),
-        Some(Action::PageDown) => p.selected = to(at.map_or(0, |a| (a + 10).min(last))),
-        Some(Action::First) => p.selected = to(0),
-        Some(Action::Last) => p.selected = to(last),
-        _ => {}
-    }
-    app.popup = Popup::Summary(p);
-}
-
-/// Enter on a summary row: filter by a confusion or a class, or select an image.
-fn apply_summary_item(app: &mut App, item: SummaryItem, cmds: &mut Vec<Cmd>) {
-    app.focus = Focus::Files;
-    match item {
-        SummaryItem::Confusion { truth, predicted } => {
-            app.triage.filter = Filter::Confusion { truth, predicted };
-            apply_order(app, cmds);
-        }
-        SummaryItem::Class(c) => {
-            app.triage.filter = Filter::TrueClass(c);
-            apply_order(app, cmds);
-        }
-        SummaryItem::Image(entry) => {
-            if !app.files.order.contains(&entry) {
-                app.triage.filter = Filter::All;
-                apply_order(app, cmds);
-            }
-            if let Some(pos) = app.files.order.iter().position(|&i| i == entry) {
-                select(app, pos, cmds);
-            }
-        }
-    }
-}
-
-fn search_key(app: &mut App, k: KeyEvent, cmds: &mut Vec<Cmd>) {
-    let Popup::Search(mut s) = std::mem::replace(&mut app.popup, Popup::None) else { return };
-    match k.code {
-        KeyCode::Esc => return,
-        KeyCode::Enter => {
-            if let Some(&(class, _)) = s.hits.get(s.cursor) {
-                set_target(app, class, cmds);
-                app.focus = Focus::Classes;
-            }
-            return;
-        }
-        KeyCode::Up => s.cursor = s.cursor.saturating_sub(1),
-        KeyCode::Down => s.cursor = (s.cursor + 1).min(s.hits.len().saturating_sub(1)),
-        KeyCode::PageUp => s.cursor = s.cursor.saturating_sub(10),
-        KeyCode::PageDown => s.cursor = (s.cursor + 10).min(s.hits.len().saturating_sub(1)),
-        KeyCode::Backspace => {
-            s.query.pop();
-            refresh_search(app, &mut s);
-        }
-        KeyCode::Char(ch) => {
-            s.query.push(ch);
-            refresh_search(app, &mut s);
-        }
-        _ => {}
-    }
-    app.popup = Popup::Search(s);
-}
-
-fn refresh_search(app: &App, s: &mut Search) {
-    s.hits = app.info.labels.search(&s.query, SEARCH_LIMIT).into_iter().map(|h| (h.index, h.matched)).collect();
-    s.cursor = 0;
-}
-
-fn layers_key(app: &mut App, k: KeyEvent, cmds: &mut Vec<Cmd>) {
-    let Popup::Layers(mut p) = std::mem::replace(&mut app.popup, Popup::None) else { return };
-    let n = app.info.layers.len();
-    let action = app.settings.keys.action(&k);
-    match k.code {
-        KeyCode::Esc => return,
-        _ if matches!(action, Some(Action::Quit | Action::Layers)) => return,
-        KeyCode::Enter | KeyCode::Char(' ') => {
-            if let Some(l) = app.info.layers.get(p.cursor) {
-                if l.tensor != app.info.layer.tensor {
-                    cmds.push(Cmd::Worker(Request::SetLayer { tensor: l.tensor.clone() }));
-                    app.message = Some(format!("switching to layer {} …", l.tensor));
-                    request_map(app, cmds);
-                }
-            }
-            return;
-        }
-        _ => match action {
-            Some(Action::Up) => p.cursor = p.cursor.saturating_sub(1),
-            Some(Action::Down) => p.cursor = (p.cursor + 1).min(n.saturating_sub(1)),
-            Some(Action::PageUp) => p.cursor = p.cursor.saturating_sub(10),
-            Some(Action::PageDown) => p.cursor = (p.cursor + 10).min(n.saturating_sub(1)),
-            Some(Action::First) => p.cursor = 0,
-            Some(Action::Last) => p.cursor = n.saturating_sub(1),
-            _ => {}
-        },
-    }
-    app.popup = Popup::Layers(p);
-}
-
-fn mouse(app: &mut App, m: MouseEvent, cmds: &mut Vec<Cmd>) {
-    let Some(panes) = view::layout(Rect::new(0, 0, app.size.0, app.size.1)) else { return };
-    let at = Position::new(m.column, m.row);
-    let files = view::inner(panes.files);
-    let classes = view::inner(panes.classes);
-    match m.kind {
-        MouseEventKind::Down(MouseButton::Left) => {
-            if app.popup != Popup::None {
-                if app.popup == Popup::Help {
-                    app.popup = Popup::None;
-                }
-                return;
-            }
-            if files.contains(at) {
-                app.focus = Focus::Files;
-                let pos = app.files.offset + usize::from(at.y - files.y);
-                if pos < app.files.len() {
-                    select(app, pos, cmds);
-                }
-            } else if classes.contains(at) {
-                app.focus = Focus::Classes;
-                let row = usize::from((at.y - classes.y) / CLASS_LINES);
-                if let Some(p) = app.class_rows().get(row) {
-                    set_target(app, p.index, cmds);
-                }
-            }
-        }
-        MouseEventKind::ScrollDown | MouseEventKind::ScrollUp => {
-            let down = m.kind == MouseEventKind::ScrollDown;
-            if files.contains(at) {
-                let max = app.files.len().saturating_sub(usize::from(files.height));
-                app.files.offset =
-                    if down { (app.files.offset + 3).min(max) } else { app.files.offset.saturating_sub(3) };
-            } else if classes.contains(at) {
-                step_class(app, if down { 1 } else { -1 }, cmds);
-            }
-        }
-        _ => {}
-    }
 }
 
 fn page(app: &App) -> usize {
@@ -714,117 +456,9 @@ fn worker(app: &mut App, r: Response, cmds: &mut Vec<Cmd>) {
     }
 }
 
-/// Recompose the picture from the current image, map and display settings.
-pub fn compose(app: &mut App) {
-    let Some(cur) = &app.current else {
-        app.picture = None;
-        return;
-    };
-    let Some(loaded) = &cur.loaded else {
-        app.picture = None;
-        return;
-    };
-    let t0 = Instant::now();
-    let view = Arc::new(loaded.view.clone());
-    // While a new map is computed the previous one stays on screen (marked "computing…").
-    let map = cur.map.as_ref();
-    let overlay_of = |m: &ndarray::Array2<f32>| -> Arc<RgbImage> {
-        render::overlay(&loaded.view, m.view(), app.colormap, app.alpha).map(Arc::new).unwrap_or_else(|_| view.clone())
-    };
-    let overlay = || -> Arc<RgbImage> { map.map_or_else(|| view.clone(), |m| overlay_of(&m.map)) };
-    let mut captions = Vec::new();
-    let mut note = None;
-    let images = match app.view {
-        ViewMode::Original => vec![view.clone()],
-        ViewMode::Overlay => vec![overlay()],
-        ViewMode::Compare => {
-            let compare = map.and_then(|m| Some((m, m.compare.as_ref()?)));
-            match compare {
-                Some((m, cmp)) if app.compare_truth() == Some(cmp.truth) => {
-                    captions = compare_captions(app, m, cmp, &loaded.scores.probabilities, loaded.scores.argmax());
-                    vec![overlay_of(&m.map), overlay_of(&cmp.truth_map), overlay_of(&cmp.contrast)]
-                }
-                _ => {
-                    note = Some(compare_unavailable(app).unwrap_or_else(|| "compare: computing the maps…".into()));
-                    vec![overlay()]
-                }
-            }
-        }
-        ViewMode::Heatmap => vec![match map {
-            Some(m) => {
-                let (w, h) = (loaded.view.width() as usize, loaded.view.height() as usize);
-                Arc::new(render::heatmap_image(render::upsample_map(m.map.view(), h, w).view(), app.colormap))
-            }
-            None => view.clone(),
-        }],
-        ViewMode::SideBySide => vec![view.clone(), overlay()],
-    };
-    app.picture_serial += 1;
-    app.picture =
-        Some(Picture { id: app.picture_serial, images, captions, note, compose_ms: t0.elapsed().as_secs_f64() * 1e3 });
-}
-
-/// The compare view's three captions: the class (the prediction unless another class is
-/// targeted), the true class, and their contrast.
-fn compare_captions(
-    app: &App,
-    m: &ShownMap,
-    cmp: &super::worker::CompareMaps,
-    probabilities: &[f32],
-    predicted: usize,
-) -> Vec<Caption> {
-    let labels = &app.info.labels;
-    let p = |c: usize| probabilities.get(c).map_or(0.0, |p| p * 100.0);
-    let role = if m.class == predicted { "predicted" } else { "target" };
-    let detail = |text: String, status: MapStatus| match status {
-        MapStatus::Ok => text,
-        MapStatus::AllNegative => format!("{text} (no evidence)"),
-        MapStatus::AllZero | MapStatus::Constant => format!("{text} (flat map)"),
-        MapStatus::NotFinite => format!("{text} (NaN map)"),
-    };
-    let (class, truth) = (labels.name(m.class), labels.name(cmp.truth));
-    vec![
-        Caption { title: format!("{role} {:.1}%", p(m.class)), detail: detail(class.clone(), m.status) },
-        Caption { title: format!("true {:.1}%", p(cmp.truth)), detail: detail(truth.clone(), cmp.truth_status) },
-        Caption {
-            title: format!("{role} − true"),
-            detail: detail(format!("{class} over {truth}"), cmp.contrast_status),
-        },
-    ]
-}
-
-fn save(app: &mut App, cmds: &mut Vec<Cmd>) {
-    let Some(cur) = &app.current else { return };
-    let (Some(loaded), Some(map)) = (&cur.loaded, &cur.map) else {
-        app.message = Some("nothing to save yet: the map is still being computed".into());
-        return;
-    };
-    match render::overlay(&loaded.view, map.map.view(), app.colormap, app.alpha) {
-        Ok(img) => {
-            let name = save_name(&cur.path, &app.info.labels.name(map.class), map.method);
-            cmds.push(Cmd::Save { image: Arc::new(img), path: app.settings.save_dir.join(name) });
-        }
-        Err(e) => app.message = Some(format!("not saved: {e}")),
-    }
-}
-
-/// `IMAGE-STEM.CLASS.METHOD.png`, the name `explain --out DIR` uses too.
-pub fn save_name(image: &Path, label: &str, method: Method) -> String {
-    let stem = image.file_stem().map_or_else(|| "image".into(), |s| s.to_string_lossy().into_owned());
-    let mut slug = String::new();
-    for ch in label.chars() {
-        if ch.is_alphanumeric() {
-            slug.extend(ch.to_lowercase());
-        } else if !slug.ends_with('_') {
-            slug.push('_');
-        }
-    }
-    format!("{stem}.{}.{method}.png", slug.trim_matches('_'))
-}
-
 #[cfg(test)]
 mod tests {
-    use crossterm::event::{KeyEvent, MouseEvent};
+    use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 
     use super::super::testing::*;
     use super::*;
