@@ -151,7 +151,7 @@ fn draw_files(frame: &mut Frame<'_>, app: &App, area: Rect) {
             let line = file_line_fitting(&e.name, &notes, width);
             let selected = pos == f.cursor;
             let base = match (selected, app.focus == Focus::Files) {
-                (true, true) => Style::default().fg(Color::Black).bg(Color::Cyan).add_modifier(Modifier::BOLD),
+                (true, true) => Style::default().fg(Color::Black).bg(pal::ACCENT).add_modifier(Modifier::BOLD),
                 (true, false) => Style::default().add_modifier(Modifier::REVERSED),
                 _ => Style::default(),
             };
@@ -360,7 +360,7 @@ fn draw_classes(frame: &mut Frame<'_>, app: &App, area: Rect) {
         let style = if on {
             let s = Style::default().add_modifier(Modifier::BOLD);
             if app.focus == Focus::Classes {
-                s.fg(Color::Black).bg(Color::Cyan)
+                s.fg(Color::Black).bg(pal::ACCENT)
             } else {
                 s.add_modifier(Modifier::REVERSED)
             }
@@ -543,7 +543,7 @@ fn draw_search(frame: &mut Frame<'_>, app: &App, area: Rect) {
             let also = if *matched != name { format!(" ({matched})") } else { String::new() };
             let p = probs.and_then(|p| p.get(*class)).map(|p| format!("{:6.2}%", p * 100.0)).unwrap_or_default();
             let style =
-                if i == s.cursor { Style::default().fg(Color::Black).bg(Color::Cyan) } else { Style::default() };
+                if i == s.cursor { Style::default().fg(Color::Black).bg(pal::ACCENT) } else { Style::default() };
             Line::from(Span::styled(format!("{class:>5}  {p}  {name}{also}"), style))
         })
         .collect();
@@ -574,7 +574,7 @@ fn draw_layers(frame: &mut Frame<'_>, app: &App, area: Rect) {
             let cur = if l.tensor == app.info.layer.tensor { "●" } else { " " };
             let def = if l.is_default { "*" } else { " " };
             let style =
-                if i == p.cursor { Style::default().fg(Color::Black).bg(Color::Cyan) } else { Style::default() };
+                if i == p.cursor { Style::default().fg(Color::Black).bg(pal::ACCENT) } else { Style::default() };
             Line::from(Span::styled(format!("{cur}{def} {:<16} {:<22} {}", l.op, l.shape, l.tensor), style))
         })
         .collect();
