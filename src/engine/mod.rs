@@ -99,9 +99,18 @@ impl LoadedModel {
         opts: &SessionOptions,
         gradients: bool,
     ) -> Result<Self, EngineError> {
-        runtime::init(opts.ort_lib.as_deref(), opts.threads, opts.intra_op_spinning)?;
         let cache_dir = probe_cache::cache_dir();
-        let (model, print) = onnx::read_model_fingerprinted(path, cache_dir.is_some())?;
+        // Loading ONNX Runtime (a 35 MB library and its thread pool: 100-160 ms at a cold
+        // start here) overlaps reading, decoding and hashing the model; its errors still come
+        // first.
+        let (lib, read) = std::thread::scope(|s| {
+            let lib =
+                s.spawn(|| runtime::init(opts.ort_lib.as_deref(), opts.threads, opts.intra_op_spinning).map(drop));
+            let read = onnx::read_model_fingerprinted(path, cache_dir.is_some());
+            (lib.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), read)
+        });
+        lib?;
+        let (model, print) = read?;
         let graph = model.graph.as_ref().expect("decode_model checks the graph");
         if onnx::known_ops::first_unknown(graph).is_some() {
             // Only ONNX Runtime can tell (a function or a registered custom op may define
