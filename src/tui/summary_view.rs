@@ -11,7 +11,7 @@ use ratatui::widgets::{Clear, Paragraph};
 
 use super::state::{App, SummaryPopup};
 use super::triage::{self, RowKind};
-use super::view::{centered, popup_block};
+use super::view::{centered, pal, popup_block};
 
 pub fn draw(frame: &mut Frame<'_>, app: &App, popup: &SummaryPopup, area: Rect) {
     let r = centered(area, area.width.saturating_sub(6).min(110), area.height.saturating_sub(4));
@@ -20,7 +20,7 @@ pub fn draw(frame: &mut Frame<'_>, app: &App, popup: &SummaryPopup, area: Rect) 
     let inner = block.inner(r);
     frame.render_widget(block, r);
     let Some(summary) = &app.triage.summary else {
-        frame.render_widget(Paragraph::new("computing…").style(Style::default().fg(Color::Yellow)), inner);
+        frame.render_widget(Paragraph::new("computing…").style(Style::default().fg(pal::WARN)), inner);
         return;
     };
     let rows = triage::summary_rows(&app.triage, summary, &app.files, &app.info.labels);
@@ -31,9 +31,9 @@ pub fn draw(frame: &mut Frame<'_>, app: &App, popup: &SummaryPopup, area: Rect) 
     for (i, row) in rows.iter().enumerate() {
         let selected = matches!(row.kind, RowKind::Item(item) if Some(item) == popup.selected);
         let style = match row.kind {
-            _ if selected => Style::default().fg(Color::Black).bg(Color::Cyan),
-            RowKind::Heading => Style::default().fg(Color::Cyan).add_modifier(Modifier::BOLD),
-            RowKind::Note => Style::default().fg(Color::Yellow),
+            _ if selected => Style::default().fg(Color::Black).bg(pal::ACCENT),
+            RowKind::Heading => Style::default().fg(pal::ACCENT).add_modifier(Modifier::BOLD),
+            RowKind::Note => Style::default().fg(pal::WARN),
             RowKind::Text if i < 2 => Style::default().add_modifier(Modifier::BOLD),
             _ => Style::default(),
         };

@@ -372,7 +372,7 @@ fn draw_classes(frame: &mut Frame<'_>, app: &App, area: Rect) {
         lines.push(Line::from(Span::styled(format!("{mark}{label} {pct}"), style)));
         lines.push(Line::from(Span::styled(
             format!("  {}", bar(p.probability, width.saturating_sub(2))),
-            Style::default().fg(if on { Color::Cyan } else { Color::Blue }),
+            Style::default().fg(if on { pal::ACCENT } else { Color::Blue }),
         )));
     }
     debug_assert_eq!(CLASS_LINES, 2);
