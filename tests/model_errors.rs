@@ -25,6 +25,14 @@ fn tmp(name: &str) -> PathBuf {
     d.join(name)
 }
 
+/// The card of the tests' tiny NCHW models: a `size`×`size` input, mean 0.5, std 0.25.
+fn write_card(model: &Path, size: u32) {
+    let card = format!(
+        "[input]\nlayout = \"NCHW\"\nheight = {size}\nwidth = {size}\nmean = [0.5, 0.5, 0.5]\nstd = [0.25, 0.25, 0.25]\npixel_scale = 0.00392156862745098\n"
+    );
+    std::fs::write(model.with_extension("toml"), card).unwrap();
+}
+
 /// A small CNN `x [N,3,16,16] -> Conv -> Relu -> (op) -> Conv -> Relu -> GAP -> Flatten
 /// -> (op) -> Gemm -> y [N,5]` with `op` inserted in the middle or in the head.
 fn cnn_with(op: &str, in_head: bool, path: &Path) {
@@ -55,11 +63,7 @@ fn cnn_with(op: &str, in_head: bool, path: &Path) {
     };
     let m = t.node("MatMul", &[feat, "Wd"], &["y"], vec![]).output("y", &[-1, 5]).build();
     camscope::onnx::write_model(path, &m).unwrap();
-    std::fs::write(
-        path.with_extension("toml"),
-        "[input]\nlayout = \"NCHW\"\nheight = 16\nwidth = 16\nmean = [0.5, 0.5, 0.5]\nstd = [0.25, 0.25, 0.25]\npixel_scale = 0.00392156862745098\n",
-    )
-    .unwrap();
+    write_card(path, 16);
 }
 
 #[test]
@@ -260,11 +264,7 @@ fn ambiguous_transformer(path: &Path) {
         .node("MatMul", &["cls_out", "Wd"], &["y"], vec![])
         .output("y", &[-1, 5]);
     camscope::onnx::write_model(path, &t.build()).unwrap();
-    std::fs::write(
-        path.with_extension("toml"),
-        "[input]\nlayout = \"NCHW\"\nheight = 56\nwidth = 56\nmean = [0.5, 0.5, 0.5]\nstd = [0.25, 0.25, 0.25]\npixel_scale = 0.00392156862745098\n",
-    )
-    .unwrap();
+    write_card(path, 56);
 }
 
 #[test]
@@ -324,11 +324,7 @@ fn a_model_that_outputs_nan_is_an_error_naming_the_model_and_what_was_not_finite
         .output("y", &[-1, 5])
         .build();
     camscope::onnx::write_model(&path, &m).unwrap();
-    std::fs::write(
-        path.with_extension("toml"),
-        "[input]\nlayout = \"NCHW\"\nheight = 16\nwidth = 16\nmean = [0.5, 0.5, 0.5]\nstd = [0.25, 0.25, 0.25]\npixel_scale = 0.00392156862745098\n",
-    )
-    .unwrap();
+    write_card(&path, 16);
     let model = path.to_string_lossy().into_owned();
     let img = input_image();
     let err = one_line_error(&camscope(&["explain", "--model", &model, &img]));
@@ -447,11 +443,7 @@ fn a_head_op_without_a_rule_is_reported_before_the_model_runs() {
         .output("y", &[-1, 5])
         .build();
     camscope::onnx::write_model(&path, &m).unwrap();
-    std::fs::write(
-        path.with_extension("toml"),
-        "[input]\nlayout = \"NCHW\"\nheight = 16\nwidth = 16\nmean = [0.5, 0.5, 0.5]\nstd = [0.25, 0.25, 0.25]\npixel_scale = 0.00392156862745098\n",
-    )
-    .unwrap();
+    write_card(&path, 16);
     let model = path.to_string_lossy().into_owned();
     let img = input_image();
     let early = one_line_error(&camscope(&["explain", "--model", &model, &img]));

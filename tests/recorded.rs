@@ -327,26 +327,6 @@ fn bad_outputs_and_options_are_one_line_each() {
     );
 }
 
-/// `n` small images in folders named after ImageNet classes (crops of the samples), so the
-/// folders give ground truth.
-fn make_class_images(dir: &Path, n: usize) {
-    let classes =
-        [("tabby", "tabby/chelsea.png"), ("espresso", "espresso/coffee.png"), ("tripod", "tripod/camera.png")];
-    let sources: Vec<image::RgbImage> =
-        classes.iter().map(|(_, p)| image::open(sample(p)).unwrap().to_rgb8()).collect();
-    for i in 0..n {
-        let c = i % classes.len();
-        let src = &sources[c];
-        let (w, h) = src.dimensions();
-        let off = (i / classes.len()) as u32 % (w.min(h) / 4);
-        let crop = image::imageops::crop_imm(src, off, off, w - 2 * off - 1, h - 2 * off - 1).to_image();
-        let small = image::imageops::resize(&crop, 96, 96, image::imageops::FilterType::Triangle);
-        let sub = dir.join(classes[c].0);
-        std::fs::create_dir_all(&sub).unwrap();
-        small.save(sub.join(format!("{i:04}.png"))).unwrap();
-    }
-}
-
 /// Time from starting `camscope ARGS` in tmux until the screen satisfies `ok`.
 fn time_to(args: &[&str], cache: &Path, what: &str, ok: impl Fn(&str) -> bool) -> Duration {
     let t0 = Instant::now();
@@ -366,7 +346,7 @@ fn first_frame_2000_recorded_vs_rescan() {
     let n = 2000;
     let tmp = tempfile::tempdir().unwrap();
     let (data, out, cache) = (tmp.path().join("data"), tmp.path().join("out"), tmp.path().join("cache"));
-    make_class_images(&data, n);
+    make_class_images(&data, n, 96);
     let t0 = Instant::now();
     triage(&data, &out, &cache, &[]);
     println!("triage of {n} images (scan + maps of the mistakes): {:.1} s", t0.elapsed().as_secs_f64());

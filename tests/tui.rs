@@ -554,7 +554,7 @@ const KEY_DEADLINE: Duration = Duration::from_secs(5);
 fn the_scan_never_blocks_the_keys_and_quitting_keeps_its_work() {
     let dir = tempfile::tempdir().unwrap();
     let n = 400;
-    make_class_images(dir.path(), n);
+    make_class_images(dir.path(), n, 64);
     let cache = tempfile::tempdir().unwrap();
     let env = [("CAMSCOPE_CACHE_DIR", cache.path().to_str().unwrap())];
     let args = [dir.path().to_str().unwrap(), "--graphics", "halfblocks"];
@@ -602,26 +602,6 @@ fn the_scan_never_blocks_the_keys_and_quitting_keeps_its_work() {
     t.keys(&["q"]);
     let s = t.wait("camscope to exit", |_, s| s.contains("RAW="));
     assert!(s.contains("EXITED=0") && s.contains("RAW=off"), "{s}");
-}
-
-/// `n` small images in folders named after ImageNet classes (crops of the sample of that
-/// class), so the folders give ground truth.
-fn make_class_images(dir: &Path, n: usize) {
-    let classes =
-        [("tabby", "tabby/chelsea.png"), ("espresso", "espresso/coffee.png"), ("tripod", "tripod/camera.png")];
-    let sources: Vec<image::RgbImage> =
-        classes.iter().map(|(_, p)| image::open(sample(p)).unwrap().to_rgb8()).collect();
-    for i in 0..n {
-        let c = i % classes.len();
-        let src = &sources[c];
-        let (w, h) = src.dimensions();
-        let off = (i / classes.len()) as u32 % (w.min(h) / 4);
-        let crop = image::imageops::crop_imm(src, off, off, w - 2 * off - 1, h - 2 * off - 1).to_image();
-        let small = image::imageops::resize(&crop, 64, 64, image::imageops::FilterType::Triangle);
-        let sub = dir.join(classes[c].0);
-        std::fs::create_dir_all(&sub).unwrap();
-        small.save(sub.join(format!("{i:04}.png"))).unwrap();
-    }
 }
 
 /// A cache folder that cannot be written (a file stands where it should be): the inspector

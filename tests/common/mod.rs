@@ -101,3 +101,24 @@ pub fn max_rel_diff(what: &str, got: &(impl F32Values + ?Sized), want: &(impl F3
     assert!(scale > 0.0, "{what}: the reference is zero everywhere, so no difference is measurable");
     d / scale
 }
+
+/// `n` small `size`×`size` images in folders named after ImageNet classes (crops of the sample
+/// of that class, each a little different), so the folders give ground truth.
+#[allow(dead_code)]
+pub fn make_class_images(dir: &Path, n: usize, size: u32) {
+    let classes =
+        [("tabby", "tabby/chelsea.png"), ("espresso", "espresso/coffee.png"), ("tripod", "tripod/camera.png")];
+    let sources: Vec<image::RgbImage> =
+        classes.iter().map(|(_, p)| image::open(sample(p)).unwrap().to_rgb8()).collect();
+    for i in 0..n {
+        let c = i % classes.len();
+        let src = &sources[c];
+        let (w, h) = src.dimensions();
+        let off = (i / classes.len()) as u32 % (w.min(h) / 4);
+        let crop = image::imageops::crop_imm(src, off, off, w - 2 * off - 1, h - 2 * off - 1).to_image();
+        let small = image::imageops::resize(&crop, size, size, image::imageops::FilterType::Triangle);
+        let sub = dir.join(classes[c].0);
+        std::fs::create_dir_all(&sub).unwrap();
+        small.save(sub.join(format!("{i:04}.png"))).unwrap();
+    }
+}
