@@ -265,6 +265,18 @@ fn refusals(t: &Path, cache: &Path) {
         let e = one_line_error(&merge(&[&s1, &s2, &other]));
         assert!(e.contains(says), "{field}: {e}");
     }
+    // Merge streams the shards' rows in path order: a shard whose rows are not in that order,
+    // or whose triage.json is cut off among its rows, is refused before anything is written.
+    let other = t.join("other");
+    let mut j: Value = serde_json::from_slice(&std::fs::read(s3.join("triage.json")).unwrap()).unwrap();
+    j["images"].as_array_mut().unwrap().reverse();
+    std::fs::write(other.join("triage.json"), serde_json::to_vec(&j).unwrap()).unwrap();
+    let e = one_line_error(&merge(&[&s1, &s2, &other]));
+    assert!(e.contains("out of the order"), "{e}");
+    let whole = std::fs::read(s3.join("triage.json")).unwrap();
+    std::fs::write(other.join("triage.json"), &whole[..whole.len() * 2 / 3]).unwrap();
+    let e = one_line_error(&merge(&[&s1, &s2, &other]));
+    assert!(e.contains("not a triage.json this camscope can merge"), "{e}");
     assert!(!out.exists(), "a refused merge writes nothing");
     // Merging into one of the shards is refused too.
     let e = one_line_error(&run(&["merge", s(&s1), s(&s2), s(&s3), "-o", s(&s1)], &[], cache));

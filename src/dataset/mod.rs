@@ -7,6 +7,7 @@
 //! | [`truth`] | ground truth from folder names (ImageFolder) or a `path,label` CSV |
 //! | [`stats`] | per-image results, accuracy, confusions, filters and sorts (pure) |
 //! | [`cache`] | model scores per image on disk, keyed by model hash + path + size + mtime |
+//! | [`json_stream`] | a large JSON report read field by field and row by row (merge's shards) |
 //! | [`journal`] | crash-safe output folders: atomic outputs and an append-only record of what is done |
 //! | [`table`] | the per-image tables of triage and batch as Parquet (one schema for a run and `merge`) |
 //! | [`shard`] | which slice of a dataset a cluster job takes (`--shard K/N`, Slurm, Kubernetes), and whether slices make a whole |
@@ -16,6 +17,7 @@
 
 pub mod cache;
 pub mod journal;
+pub mod json_stream;
 pub mod scan;
 pub mod shard;
 pub mod stats;

@@ -231,6 +231,12 @@ impl SummaryBuilder {
         }
     }
 
+    /// The paths of the examples kept so far, by the index they were added with: what a
+    /// caller that does not keep every path (`merge`, streaming its shards) names them by.
+    pub fn example_paths(&self) -> impl Iterator<Item = (usize, &std::path::Path)> {
+        self.confident_mistakes.iter().chain(&self.unsure_correct).map(|(_, path, i)| (*i, path.as_path()))
+    }
+
     pub fn finish(self) -> Summary {
         let mut confusions: Vec<Confusion> = self
             .confusions
