@@ -136,8 +136,12 @@ impl ModelArgs {
         path: &std::path::Path,
         gradients: bool,
     ) -> Result<camscope::engine::LoadedModel, camscope::engine::EngineError> {
-        let mut m =
-            camscope::engine::LoadedModel::open_checked(path, self.card.as_deref(), &self.session_options(), gradients)?;
+        let mut m = camscope::engine::LoadedModel::open_checked(
+            path,
+            self.card.as_deref(),
+            &self.session_options(),
+            gradients,
+        )?;
         self.apply(&mut m);
         Ok(m)
     }
