@@ -14,6 +14,7 @@ use std::time::Instant;
 use ndarray::{Array3, Array4, Axis};
 
 use crate::dataset::cache::{self, CacheError, FileStamp, LoadOutcome, ModelHash, ScanCache};
+use crate::dataset::paths::ImagePaths;
 use crate::dataset::stats::ImageResult;
 use crate::dataset::truth::GroundTruth;
 use crate::engine::{Classifier, EngineError, LoadedModel, Provider, SessionOptions};
@@ -140,9 +141,9 @@ struct Decoded {
 
 /// Scan `images` (in order) under `root`. `truth` gives each image's class; `on_update` sees
 /// every result as it arrives and may return `false` to cancel.
-pub fn scan(
+pub fn scan<I: ImagePaths + Sync + ?Sized>(
     model: &ScanModel,
-    images: &[PathBuf],
+    images: &I,
     root: &Path,
     truth: &mut GroundTruth,
     opts: &ScanOptions,
@@ -171,7 +172,9 @@ pub fn scan(
     };
     // Results from the cache first: a reopened folder fills in at once.
     let mut pending = Vec::new();
-    for (i, path) in images.iter().enumerate() {
+    for i in 0..images.len() {
+        let path = images.path(i);
+        let path: &Path = &path;
         let stamp = FileStamp::read(path).ok();
         let hit = match (&cache, &stamp) {
             (Some(c), Some(s)) => c.lookup_result(path, s, truth.truth(path)),
@@ -257,11 +260,12 @@ pub fn scan(
                 for (k, row) in out.axis_iter(Axis(0)).take(d.indices.len()).enumerate() {
                     let row: Vec<f32> = row.to_vec();
                     let i = d.indices[k];
-                    let path = &images[i];
+                    let path = images.path(i);
+                    let path: &Path = &path;
                     if let Some(what) = crate::engine::non_finite_summary(&row) {
                         // Never ranked or cached: NaN scores would sort anywhere and read as class 0.
                         let error = crate::engine::ExplainError::NonFinite {
-                            image: path.clone(),
+                            image: path.to_path_buf(),
                             model: model.path.clone(),
                             what: format!("scores: {what}"),
                         };
@@ -279,7 +283,7 @@ pub fn scan(
                         c.insert(path, s, &probs);
                     }
                     report.computed += 1;
-                    let result = ImageResult::from_probabilities(path.clone(), truth.truth(path), &probs, TOP_K);
+                    let result = ImageResult::from_probabilities(path.to_path_buf(), truth.truth(path), &probs, TOP_K);
                     if !on_update(ScanUpdate::Result { index: i, result, cached: false, warnings }) {
                         report.cancelled = true;
                         break 'batches;
@@ -315,9 +319,10 @@ pub fn scan(
 }
 
 /// Decode and preprocess one batch of images; unreadable ones are listed, not fatal.
-fn decode_batch(chunk: &[usize], images: &[PathBuf], spec: &crate::model::InputSpec) -> Decoded {
+fn decode_batch<I: ImagePaths + ?Sized>(chunk: &[usize], images: &I, spec: &crate::model::InputSpec) -> Decoded {
     let mut d = Decoded { indices: vec![], stamps: vec![], samples: vec![], warnings: vec![], errors: vec![] };
-    for (i, p) in chunk.iter().map(|&i| (i, &images[i])) {
+    for (i, p) in chunk.iter().map(|&i| (i, images.path(i))) {
+        let p: &Path = &p;
         match imaging::load_image(p, &spec.decode_options()) {
             Ok(decoded) => {
                 d.indices.push(i);

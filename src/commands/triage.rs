@@ -11,6 +11,7 @@ use serde::{Deserialize, Serialize};
 use camscope::cam::Method;
 use camscope::dataset::journal::Journal;
 use camscope::dataset::json_stream;
+use camscope::dataset::paths::{ImagePaths, PathList};
 use camscope::dataset::scan::Scan;
 use camscope::dataset::shard::Shard;
 use camscope::dataset::stats::{self, ClassProb, ImageResult, Outcome};
@@ -171,16 +172,22 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
         }
     }
     let mut listing = Scan::new(&args.dir)?;
-    let mut images: Vec<PathBuf> = listing.by_ref().collect();
+    // Packed (see `PathList`), and only this shard's: the listing is the one thing triage
+    // holds for every image besides its 56-byte result.
+    let (mut images, mut all) = (PathList::new(&args.dir), 0usize);
+    for p in listing.by_ref() {
+        all += 1;
+        if shard.is_none_or(|s| s.contains(Path::new(&rel(&args.dir, &p)))) {
+            images.push(&p);
+        }
+    }
     for p in &listing.stats().special_files {
         eprintln!("camscope: note: {}: a pipe, socket or device named like an image; skipped, never read", p.display());
     }
-    if images.is_empty() {
+    if all == 0 {
         bail!("{}: no images found; triage needs a folder of images", args.dir.display());
     }
     if let Some(s) = shard {
-        let all = images.len();
-        images.retain(|p| s.contains(Path::new(&rel(&args.dir, p))));
         eprintln!("camscope triage: shard {s}: {} of {all} images", images.len());
     }
     let mut opts = ScanOptions::new(model_args.session_options());
@@ -196,16 +203,16 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
     let scan = triage::scan(&triage::ScanModel::from(&model), &images, &args.dir, &mut truth, &opts, |u| {
         match u {
             ScanUpdate::Result { index, result, warnings: w, .. } => {
-                progress.step(&images[index].display().to_string());
+                progress.step(&images.path(index).display().to_string());
                 for w in w {
                     eprintln!("camscope: warning: {w}");
-                    warnings.push((rel(&args.dir, &images[index]), w));
+                    warnings.push((rel(&args.dir, &images.path(index)), w));
                 }
                 results[index] = Some(Scored::of(&result));
             }
             ScanUpdate::Unreadable { index, error } => {
-                progress.step(&format!("{}: unreadable", images[index].display()));
-                unreadable.push((rel(&args.dir, &images[index]), error));
+                progress.step(&format!("{}: unreadable", images.path(index).display()));
+                unreadable.push((rel(&args.dir, &images.path(index)), error));
             }
         }
         true
@@ -224,7 +231,7 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
     for p in &unlabeled_folders {
         eprintln!("camscope: note: {p}");
     }
-    let result_at = |i: usize| results[i].map(|s| s.result(images[i].clone()));
+    let result_at = |i: usize| results[i].map(|s| s.result(images.path(i).into_owned()));
 
     // Maps for the mistakes: predicted, true, and predicted-minus-true.
     let mut engine = Engine::from_model(
@@ -308,7 +315,8 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
     for (i, r) in scored() {
         summary.add(i, &r);
     }
-    let summary = summary_out(summary.finish(), unreadable.len(), |c| labels.name(c), |i| rel(&args.dir, &images[i]));
+    let summary =
+        summary_out(summary.finish(), unreadable.len(), |c| labels.name(c), |i| rel(&args.dir, &images.path(i)));
     let make_rows = || -> Box<dyn Iterator<Item = std::io::Result<Row>> + '_> {
         Box::new(scored().map(|(i, r)| {
             Ok(row(&r, rel(&args.dir, &r.path), overlays.get(&i).cloned().unwrap_or_default(), &|c| labels.name(c)))

@@ -258,14 +258,32 @@ pub enum LoadOutcome {
     },
 }
 
-/// Where one image's latest record is, and the stamp it was made for (~48 bytes with its key).
+/// Where one image's latest record is, and the stamp it was made for: 32 bytes, 48 with its
+/// key. The stamp's fields are inline because a [`FileStamp`] field pads the slot to 40 bytes
+/// and an index entry (aligned as its `u128` key) to 64: 2^21 buckets x 16 bytes = 34 MB more
+/// at a million images.
 #[derive(Debug, Clone, Copy, PartialEq)]
 struct Slot {
     /// Offset of the record in the file, or [`PENDING`] | offset in the pending buffer.
     offset: u64,
-    stamp: FileStamp,
+    size: u64,
+    mtime_secs: i64,
+    mtime_nanos: u32,
     path_len: u32,
 }
+
+impl Slot {
+    fn new(offset: u64, stamp: FileStamp, path_len: u32) -> Self {
+        let FileStamp { size, mtime_secs, mtime_nanos } = stamp;
+        Self { offset, size, mtime_secs, mtime_nanos, path_len }
+    }
+
+    fn stamp(&self) -> FileStamp {
+        FileStamp { size: self.size, mtime_secs: self.mtime_secs, mtime_nanos: self.mtime_nanos }
+    }
+}
+
+const _: () = assert!(std::mem::size_of::<(u128, Slot)>() == 48, "an index entry grew; see Slot");
 
 /// A change not yet appended to the file, replayed on the index if the file had to be reloaded.
 #[derive(Debug, Clone, Copy)]
@@ -485,7 +503,7 @@ impl ScanCache {
             let old = match parsed.stamp {
                 Some(stamp) => {
                     self.live_bytes += rec_len;
-                    self.index.insert(key, Slot { offset: at, stamp, path_len: parsed.path.len() as u32 })
+                    self.index.insert(key, Slot::new(at, stamp, parsed.path.len() as u32))
                 }
                 None => self.index.remove(&key),
             };
@@ -618,7 +636,7 @@ impl ScanCache {
     /// The slot of `image` if its stamp matches, and the key bytes.
     fn slot(&self, image: &Path, stamp: &FileStamp) -> Option<(Slot, Vec<u8>)> {
         let key = path_bytes(self.key(image))?;
-        let slot = self.index.get(&key_hash(&key)).filter(|s| s.stamp == *stamp)?;
+        let slot = self.index.get(&key_hash(&key)).filter(|s| s.stamp() == *stamp)?;
         Some((*slot, key))
     }
 
@@ -655,7 +673,7 @@ impl ScanCache {
         let offset = PENDING | self.pending.len() as u64;
         let top = top_k(probabilities, STORED_TOP_K);
         encode_record(&mut self.pending, KIND_SCORES, &key, Some((&stamp, &top, probabilities)));
-        let slot = Slot { offset, stamp, path_len: key.len() as u32 };
+        let slot = Slot::new(offset, stamp, key.len() as u32);
         self.put(key_hash(&key), slot);
         self.ops.push(Op::Put(key_hash(&key), slot));
         if self.pending.len() >= PENDING_FLUSH_BYTES {

@@ -4,6 +4,7 @@
 //! | module | one job |
 //! | --- | --- |
 //! | [`scan`] | list the images under a path, lazily, in a stable order |
+//! | [`paths`] | a listing's paths packed in one buffer (a million-image triage holds them all) |
 //! | [`truth`] | ground truth from folder names (ImageFolder) or a `path,label` CSV |
 //! | [`stats`] | per-image results, accuracy, confusions, filters and sorts (pure) |
 //! | [`cache`] | model scores per image on disk, keyed by model hash + path + size + mtime |
@@ -18,6 +19,7 @@
 pub mod cache;
 pub mod journal;
 pub mod json_stream;
+pub mod paths;
 pub mod scan;
 pub mod shard;
 pub mod stats;
