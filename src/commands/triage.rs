@@ -173,7 +173,7 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
     }
     let mut listing = Scan::new(&args.dir)?;
     // Packed (see `PathList`), and only this shard's: the listing is the one thing triage
-    // holds for every image besides its 56-byte result.
+    // holds for every image besides its 60-byte result.
     let (mut images, mut all) = (PathList::new(&args.dir), 0usize);
     for p in listing.by_ref() {
         all += 1;
@@ -403,8 +403,8 @@ fn summary_out(
 }
 
 /// One image's scan result without its path (the listing has it) and with the five best
-/// classes only (all that rows and summary read; the scan gives ten): 56 bytes where an
-/// [`ImageResult`] takes ~300, so a million-image triage holds ~56 MB of results.
+/// classes only (all that rows and summary read; the scan gives ten): 60 bytes where an
+/// [`ImageResult`] takes ~300, so a million-image triage holds ~60 MB of results (`Option<Scored>` is 60 bytes too).
 #[derive(Debug, Clone, Copy)]
 struct Scored {
     truth: Option<u32>,
