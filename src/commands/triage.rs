@@ -404,7 +404,8 @@ fn summary_out(
 
 /// One image's scan result without its path (the listing has it) and with the five best
 /// classes only (all that rows and summary read; the scan gives ten): 60 bytes where an
-/// [`ImageResult`] takes ~300, so a million-image triage holds ~60 MB of results (`Option<Scored>` is 60 bytes too).
+/// [`ImageResult`] takes ~300 (`Option<Scored>` too: the niche of `truth`), so a
+/// million-image triage holds ~60 MB of results.
 #[derive(Debug, Clone, Copy)]
 struct Scored {
     truth: Option<u32>,
