@@ -6,9 +6,9 @@
 //!
 //! The scale curve measures what `camscope triage` holds in memory at 10,000 to 1,000,000
 //! images; scoring that many files takes hours here (~250 images/s on 2 cores), and the
-//! forward pass is not what grows with the dataset. The curve's datasets are hard links of a
-//! few sample photos under many names, so every name of one file (one inode) has the same
-//! scores: this runs the bundled model once per distinct file, exactly as the scan does
+//! forward pass is not what grows with the dataset. The curve's datasets are hard links of
+//! copies of a few sample photos under many names, so every name of one file (one inode) has
+//! the same scores: this runs the bundled model once per distinct file, exactly as the scan does
 //! (same decode, preprocessing, classifier and probabilities), and records those scores
 //! under every path through the cache's public API, keyed as `triage DIR` keys them (model
 //! and card hash, the root as given, each path's size and mtime). A `triage DIR` afterwards
