@@ -90,7 +90,11 @@ struct Screen {
 impl Screen {
     fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
-        let n = (90..200)
+        // Tests run in parallel: each takes its own number from a counter (two tests checking
+        // the same free number before either Xvfb made its socket shared one display).
+        static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(90);
+        let n = std::iter::from_fn(|| Some(NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)))
+            .take_while(|&n| n < 400)
             .find(|n| {
                 !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
             })
