@@ -158,6 +158,28 @@ fn exported_gradient_graph_round_trips() {
     assert_eq!(onnx::encode_model(&again), bytes);
 }
 
+/// The body's bytes (the model's own, then a second `graph` field with the extra outputs,
+/// merged by the parser) decode to exactly the body graph, for a CNN and for a transformer
+/// whose head reads side tensors; and the head no longer carries the whole model's weights.
+#[test]
+fn body_bytes_decode_to_the_body_graph_and_the_head_keeps_only_its_weights() {
+    let conformance = data("conformance");
+    for path in [bundled_model(), conformance.join("vit_cls.onnx"), conformance.join("swin.onnx")] {
+        let m = LoadedModel::open(&path, None, &cpu()).unwrap();
+        let target = m.analysis.resolve_layer(None).unwrap();
+        let plan = m.analysis.plan_for_sessions(&target, ScoreKind::Logit, false).unwrap();
+        let merged = onnx::decode_model(&plan.body_bytes(), Path::new("body.onnx")).unwrap();
+        assert_eq!(merged, plan.body(), "{}", path.display());
+        assert!(plan.body().graph.unwrap().output.len() > m.analysis.model().graph.as_ref().unwrap().output.len());
+        let head = plan.head();
+        let (head_len, model_len) = (onnx::encode_model(&head).len(), onnx::encode_model(m.analysis.model()).len());
+        if path == bundled_model() {
+            assert!(head_len * 3 < model_len, "the head is {head_len} bytes of the model's {model_len}");
+        }
+        assert_eq!(head.opset_import, m.analysis.model().opset_import);
+    }
+}
+
 /// A model whose weights live in an external data file (`location` relative to the model).
 fn with_external_weights(dir: &Path, location: &str) -> std::path::PathBuf {
     use camscope::onnx::proto::StringStringEntryProto;

@@ -60,7 +60,7 @@ impl Explainer {
             }
             Err(source) => return Err(EngineError::Grad { path: label.to_owned(), source }),
         };
-        let body = GraphSession::from_model(&plan.body(), label, opts)?;
+        let body = GraphSession::from_bytes(&plan.body_bytes(), label, opts)?;
         let head = GraphSession::from_model(&plan.head(), label, opts)?;
         let body_outputs = plan.body_outputs();
         // The sessions hold the graphs now; the plan's model copy would only cost memory.

@@ -189,9 +189,14 @@ pub struct GraphSession {
 impl GraphSession {
     /// A session for an in-memory model; `label` names it in errors (usually the model file).
     pub fn from_model(model: &ModelProto, label: &Path, opts: &SessionOptions) -> Result<Self, EngineError> {
+        Self::from_bytes(&encode_model(model), label, opts)
+    }
+
+    /// A session for an encoded model (see `grad::Plan::body_bytes`).
+    pub fn from_bytes(bytes: &[u8], label: &Path, opts: &SessionOptions) -> Result<Self, EngineError> {
         let (mut b, provider, fallback) = builder(opts, label)?;
         let session = b
-            .commit_from_memory(&encode_model(model))
+            .commit_from_memory(bytes)
             .map_err(|e| EngineError::BadModel { path: label.to_owned(), detail: first_line(&e.to_string()) })?;
         let outputs = session.outputs().iter().map(|o| o.name().to_owned()).collect();
         Ok(Self { session, label: label.to_owned(), provider, fallback, outputs, stop: opts.stop.clone() })

@@ -48,6 +48,16 @@ pub fn encode_model(model: &ModelProto) -> Vec<u8> {
     model.encode_to_vec()
 }
 
+/// `first`'s bytes followed by `then`'s, in one allocation: protobuf parsers merge the two
+/// (singular fields of `then` win, repeated fields append, embedded messages merge), so a
+/// model plus a small patch (say, extra graph outputs) is encoded without copying the model.
+pub fn encode_merged(first: &ModelProto, then: &ModelProto) -> Vec<u8> {
+    let mut buf = Vec::with_capacity(first.encoded_len() + then.encoded_len());
+    first.encode(&mut buf).expect("the buffer has the room");
+    then.encode(&mut buf).expect("the buffer has the room");
+    buf
+}
+
 /// Read a model and inline its external data (checked to stay inside the model's folder),
 /// so derived graphs can be handed to ONNX Runtime from memory.
 pub fn read_model(path: &Path) -> Result<ModelProto, OnnxError> {

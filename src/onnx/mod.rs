@@ -17,7 +17,9 @@ pub mod proto {
     include!(concat!(env!("OUT_DIR"), "/onnx.rs"));
 }
 
-pub use self::io::{OnnxError, decode_model, encode_model, read_model, read_model_fingerprinted, write_model};
+pub use self::io::{
+    OnnxError, decode_model, encode_merged, encode_model, read_model, read_model_fingerprinted, write_model,
+};
 pub use self::proto::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
 
 /// ONNX element type codes (`TensorProto.DataType`) camscope handles.
