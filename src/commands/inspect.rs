@@ -55,11 +55,10 @@ pub fn run(args: &InspectArgs, model: &ModelArgs) -> Result<ExitCode> {
     if !(0.0..=1.0).contains(&args.alpha) {
         bail!("--alpha {} is outside 0..1; 0 shows the image only, 1 the heatmap only", args.alpha);
     }
-    // A mistake in the key file is reported with the other argument errors, in the shell
-    // (`options` reads it again, a few hundred bytes, when the inspector starts).
-    tui::keys::KeyList::load(args.keys.as_deref())?;
+    // A mistake in the key file is reported with the other argument errors, in the shell.
+    let keys = tui::keys::KeyList::load(args.keys.as_deref())?;
     if let Target::Triage(file) = super::recorded::target(&args.path)? {
-        return run_recorded(args, model, &file);
+        return run_recorded(args, model, &file, keys);
     }
     if let Some(root) = &args.root {
         bail!(
@@ -87,7 +86,7 @@ pub fn run(args: &InspectArgs, model: &ModelArgs) -> Result<ExitCode> {
     let triage = scan_job(args, model, &loaded)?;
     let engine = Engine::from_model(loaded, config)?;
     need_terminal(args)?;
-    let opts = options(args, args.path.clone(), args.method.unwrap_or(Method::GradCam), triage)?;
+    let opts = options(args, args.path.clone(), args.method.unwrap_or(Method::GradCam), triage, keys);
     tui::run(engine, Source::Folder(scan), opts)?;
     Ok(ExitCode::SUCCESS)
 }
@@ -103,15 +102,19 @@ fn need_terminal(args: &InspectArgs) -> Result<()> {
     Ok(())
 }
 
-/// The inspector's options; the key file is read here, so a mistake in it is one line in the
-/// shell, not a broken inspector.
-fn options(args: &InspectArgs, root: PathBuf, method: Method, triage: Option<ScanJob>) -> Result<tui::Options> {
-    let keys = tui::keys::KeyList::load(args.keys.as_deref())?;
+/// The inspector's options.
+fn options(
+    args: &InspectArgs,
+    root: PathBuf,
+    method: Method,
+    triage: Option<ScanJob>,
+    keys: tui::keys::KeyList,
+) -> tui::Options {
     let save_dir = match &args.save_dir {
         Some(d) => d.clone(),
         None => std::env::current_dir().unwrap_or_else(|_| PathBuf::from(".")),
     };
-    Ok(tui::Options {
+    tui::Options {
         root,
         top_k: args.top,
         method,
@@ -122,13 +125,18 @@ fn options(args: &InspectArgs, root: PathBuf, method: Method, triage: Option<Sca
         trace: args.trace.clone(),
         triage,
         keys,
-    })
+    }
 }
 
 /// `camscope OUT` on a triage output: the recorded predictions, no scan; the model checked
 /// to be the one they came from (see `commands::recorded`), the images under the recorded
 /// dataset root or `--root`. Everything that can be refused is refused here, in the shell.
-fn run_recorded(args: &InspectArgs, model: &ModelArgs, file: &std::path::Path) -> Result<ExitCode> {
+fn run_recorded(
+    args: &InspectArgs,
+    model: &ModelArgs,
+    file: &std::path::Path,
+    keys: tui::keys::KeyList,
+) -> Result<ExitCode> {
     use super::recorded;
     if let Some(csv) = &args.labels {
         bail!(
@@ -183,7 +191,7 @@ fn run_recorded(args: &InspectArgs, model: &ModelArgs, file: &std::path::Path) -
             None => line,
         });
     }
-    let opts = options(args, root, method, None)?;
+    let opts = options(args, root, method, None, keys);
     tui::run(engine, Source::Recorded(Box::new(rec)), opts)?;
     Ok(ExitCode::SUCCESS)
 }

@@ -132,9 +132,19 @@ pub struct ModelHash(pub [u8; 32]);
 
 impl ModelHash {
     /// Hash a model file, streaming (the file is not held in memory).
+    ///
+    /// Remembered per process by path, size and modification time: a triage run needs the hash
+    /// for the scan cache's key and again for triage.json (a second second on a 330 MB model).
     pub fn of_file(path: &Path) -> Result<Self, CacheError> {
+        type Seen = std::collections::HashMap<(PathBuf, u64, Option<std::time::SystemTime>), [u8; 32]>;
+        static SEEN: std::sync::Mutex<Option<Seen>> = std::sync::Mutex::new(None);
         let err = |source| CacheError::ModelRead { path: path.to_owned(), source };
         let mut file = std::fs::File::open(path).map_err(err)?;
+        let meta = file.metadata().map_err(err)?;
+        let key = (path.to_owned(), meta.len(), meta.modified().ok());
+        if let Some(hash) = SEEN.lock().unwrap_or_else(|e| e.into_inner()).as_ref().and_then(|m| m.get(&key)) {
+            return Ok(Self(*hash));
+        }
         let mut hasher = Sha256::new();
         let mut buf = vec![0u8; 1 << 20];
         loop {
@@ -144,7 +154,9 @@ impl ModelHash {
             }
             hasher.update(&buf[..n]);
         }
-        Ok(Self(hasher.finalize().into()))
+        let hash: [u8; 32] = hasher.finalize().into();
+        SEEN.lock().unwrap_or_else(|e| e.into_inner()).get_or_insert_with(Default::default).insert(key, hash);
+        Ok(Self(hash))
     }
 
     pub fn of_bytes(bytes: &[u8]) -> Self {

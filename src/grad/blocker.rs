@@ -112,8 +112,8 @@ fn broadcasts(op_type: &str) -> bool {
     matches!(op_type, "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Max" | "Min" | "Sum" | "Mean" | "Where" | "PRelu")
 }
 
-/// Ranks of the tensors of `region` where the graph determines them: declared facts,
-/// then forward and backward rules to a fixed point.
+/// Ranks the forward and backward rules derive for the outputs of `nodes` and their inputs,
+/// to a fixed point, on top of the declared facts (which the result does not repeat).
 fn infer_ranks(
     g: &GraphProto,
     index: &GraphIndex,
@@ -200,12 +200,6 @@ fn infer_ranks(
             break;
         }
     }
-    for (t, f) in nodes.iter().flat_map(|&i| g.node[i].input.iter().chain(&g.node[i].output)).filter_map(|t| {
-        let f = facts.get(t)?;
-        Some((t, f.rank()))
-    }) {
-        rank.entry(t.clone()).or_insert(f);
-    }
     rank
 }
 
@@ -255,7 +249,8 @@ pub fn static_blocker(
             .filter(|&k| g.node[k].output.iter().any(|o| region.contains(o)) || k == i)
             .collect();
         let ranks = infer_ranks(g, index, consts, facts, &nodes);
-        if region.iter().all(|t| ranks.get(*t).is_some_and(|&r| r <= 2)) {
+        let rank = |t: &str| ranks.get(t).copied().or_else(|| facts.get(t).map(|f| f.rank()));
+        if region.iter().all(|t| rank(t).is_some_and(|r| r <= 2)) {
             return Some(StaticBlock { op: op(node).to_owned(), node: node_label(node) });
         }
         // A feature map may follow the nearest blocker: the full analysis names the layers.

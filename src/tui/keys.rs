@@ -241,8 +241,10 @@ impl KeyList {
 
     /// The defaults with the bindings of `text` (a key file's contents) over them.
     pub fn from_toml(text: &str, path: &Path) -> Result<Self, KeysError> {
-        let table: BTreeMap<String, Vec<String>> = toml::from_str(text)
-            .map_err(|e| KeysError::Syntax { path: path.to_owned(), detail: first_line(&e.to_string()) })?;
+        let table: BTreeMap<String, Vec<String>> = toml::from_str(text).map_err(|e| KeysError::Syntax {
+            path: path.to_owned(),
+            detail: crate::engine::first_line(&e.to_string()),
+        })?;
         let mut list = Self::default();
         for (name, keys) in &table {
             let d = DEFAULTS
@@ -312,10 +314,6 @@ impl KeyList {
 
 fn name_of(a: Action) -> &'static str {
     DEFAULTS.iter().find(|d| d.action == a).map_or("?", |d| d.name)
-}
-
-fn first_line(s: &str) -> String {
-    s.lines().map(str::trim).filter(|l| !l.is_empty()).collect::<Vec<_>>().join(" ")
 }
 
 /// `$XDG_CONFIG_HOME/camscope/keys.toml`, else `~/.config/camscope/keys.toml`.

@@ -183,13 +183,7 @@ pub fn run(engine: Engine, source: Source, opts: Options) -> Result<(), TuiError
         let mut dirty = true;
         let mut prefetch: Option<Request> = None;
         for cmd in first_cmds {
-            if let Some(t) = &mut trace {
-                t.command(&app, &cmd);
-            }
-            match cmd {
-                Cmd::Worker(r @ Request::Prefetch { .. }) => prefetch = Some(r),
-                other => run_cmd(other, &worker, &tx, &mut saves),
-            }
+            dispatch(cmd, &app, trace.as_mut(), &mut prefetch, &worker, &tx, &mut saves);
         }
         loop {
             if dirty {
@@ -234,22 +228,13 @@ pub fn run(engine: Engine, source: Source, opts: Options) -> Result<(), TuiError
                 }
                 let cmds = update::update(&mut app, msg);
                 for cmd in cmds {
-                    if let Some(t) = &mut trace {
-                        t.command(&app, &cmd);
-                    }
-                    match cmd {
-                        Cmd::Worker(r @ Request::Prefetch { .. }) => prefetch = Some(r),
-                        other => run_cmd(other, &worker, &tx, &mut saves),
-                    }
+                    dispatch(cmd, &app, trace.as_mut(), &mut prefetch, &worker, &tx, &mut saves);
                 }
                 next = rx.try_recv().ok();
             }
             // Once per frame, whatever the number of scan messages drained above.
             for cmd in update::settle(&mut app) {
-                match cmd {
-                    Cmd::Worker(r @ Request::Prefetch { .. }) => prefetch = Some(r),
-                    other => run_cmd(other, &worker, &tx, &mut saves),
-                }
+                dispatch(cmd, &app, None, &mut prefetch, &worker, &tx, &mut saves);
             }
             dirty = true;
         }
@@ -345,6 +330,26 @@ pub(crate) fn note_thread_panic(info: &std::panic::PanicHookInfo<'_>) -> bool {
         slot.get_or_insert_with(|| info.to_string().replace('\n', " "));
     }
     true
+}
+
+/// One command from `update`: traced when `trace` is given; a prefetch is held back until the
+/// frame answering the user is drawn (it replaces any older one), the rest run now.
+fn dispatch(
+    cmd: Cmd,
+    app: &App,
+    trace: Option<&mut Trace>,
+    prefetch: &mut Option<Request>,
+    worker: &Worker,
+    tx: &Sender<Msg>,
+    saves: &mut Vec<JoinHandle<()>>,
+) {
+    if let Some(t) = trace {
+        t.command(app, &cmd);
+    }
+    match cmd {
+        Cmd::Worker(r @ Request::Prefetch { .. }) => *prefetch = Some(r),
+        other => run_cmd(other, worker, tx, saves),
+    }
 }
 
 fn run_cmd(cmd: Cmd, worker: &Worker, tx: &Sender<Msg>, saves: &mut Vec<JoinHandle<()>>) {
