@@ -187,6 +187,24 @@ fn batch_mirrors_the_tree_reports_and_resumes() {
     let report: Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     assert_eq!(report["reused_from_previous_run"], 0);
     assert_eq!(tree_digest(&input), before);
+    // An image that became unreadable leaves the report (its old journal record stays behind,
+    // unlisted), and an overlay cut short since the last run is redone.
+    std::fs::copy(data("bad/truncated.png"), input.join("cups/deep/camera.png")).unwrap();
+    let overlay = out.join("cats/chelsea.gradcam.png");
+    let whole = std::fs::read(&overlay).unwrap();
+    std::fs::write(&overlay, &whole[..whole.len() - 20]).unwrap();
+    let r = camscope(&["batch", i, "-o", o]);
+    assert_eq!(r.status.code(), Some(3), "{}", String::from_utf8_lossy(&r.stderr));
+    let report: Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    let files = |key: &str| -> Vec<String> {
+        report[key].as_array().unwrap().iter().map(|e| e["file"].as_str().unwrap().to_owned()).collect()
+    };
+    assert_eq!(files("images"), ["cats/chelsea.png", "cups/coffee.png"]);
+    assert_eq!(files("unreadable"), ["cats/broken.png", "cups/deep/camera.png"]);
+    assert_eq!(report["reused_from_previous_run"], 1, "coffee only: chelsea's overlay was cut");
+    assert!(image::open(&overlay).is_ok(), "the cut overlay was written again");
+    let csv = std::fs::read_to_string(out.join("report.csv")).unwrap();
+    assert_eq!(csv.lines().count(), 5, "a header, two images and two unreadable ones: {csv}");
 }
 
 #[test]

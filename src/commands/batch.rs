@@ -11,6 +11,8 @@ use serde::{Deserialize, Serialize};
 use camscope::cam::Method;
 use camscope::dataset::cache::FileStamp;
 use camscope::dataset::journal::Journal;
+use camscope::dataset::json_stream;
+use camscope::dataset::paths::{ImagePaths, PathList};
 use camscope::dataset::scan::Scan;
 use camscope::dataset::shard::Shard;
 use camscope::dataset::table::{self, BatchRow};
@@ -21,6 +23,7 @@ use camscope::render::{self, Colormap};
 use camscope::scores::Prediction;
 
 use super::explain::class_index;
+use super::merge::{MergedRows, ShardFile, ShardRow};
 use super::progress::Progress;
 use crate::ModelArgs;
 
@@ -107,6 +110,9 @@ pub struct Report {
     /// Which shard this report holds (absent in an unsharded or merged report).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub shard: Option<Shard>,
+    /// Written entry by entry and read so by `merge` (see
+    /// [`json_stream::write_pretty_with_rows`], [`ShardFile`]): empty in the value itself.
+    #[serde(default)]
     pub images: Vec<Entry>,
     pub unreadable: Vec<Unreadable>,
     pub non_images_skipped: usize,
@@ -207,15 +213,21 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
     let mut engine = Engine::from_model(model.open(&path, args.method.needs().gradients)?, config)?;
     let labels = engine.model().card.labels();
     let class = args.class.as_deref().map(|c| class_index(&labels, c)).transpose()?;
-    let mut scan = Scan::new(&args.dir)?;
-    let mut images: Vec<PathBuf> = scan.by_ref().collect();
-    let non_images = scan.stats().non_images;
+    // Packed (see `PathList`), and only this shard's: with the journal holding the records,
+    // the listing is what a run holds for every image.
+    let mut listing = Scan::new(&args.dir)?;
+    let (mut images, mut all) = (PathList::new(&args.dir), 0usize);
+    for p in listing.by_ref() {
+        all += 1;
+        if shard.is_none_or(|s| s.contains(Path::new(&rel_name(&args.dir, &p)))) {
+            images.push(&p);
+        }
+    }
+    let non_images = listing.stats().non_images;
     if let Some(s) = shard {
-        let all = images.len();
-        images.retain(|p| s.contains(Path::new(&rel_name(&args.dir, p))));
         eprintln!("camscope batch: shard {s}: {} of {all} images", images.len());
     }
-    let special: Vec<String> = scan.stats().special_files.iter().map(|p| rel_name(&args.dir, p)).collect();
+    let special: Vec<String> = listing.stats().special_files.iter().map(|p| rel_name(&args.dir, p)).collect();
     let layer = engine.target().tensor.clone();
     let method = args.method.to_string();
     // Resume from the output folder's journal: items done under the same configuration are
@@ -239,14 +251,18 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
     let config_value = serde_json::to_value(&config)?;
     let mut journal = Journal::<Entry>::open(&args.out, "batch", &config)?;
     let report_path = args.out.join("report.json");
-    let mut entries = Vec::new();
+    // Which images the report lists (explained now or reused); their entries are the
+    // journal's latest records (an image now unreadable keeps an old record there, unlisted).
+    let mut listed = vec![false; images.len()];
     let mut unreadable = Vec::new();
     let mut reused = 0;
     let mut todo = Vec::new();
-    for img in &images {
-        let rel = rel_name(&args.dir, img);
-        let (size, modified_ns) = stamp(img);
-        match journal.done(&rel).filter(|_| !args.overwrite) {
+    for (i, listed) in listed.iter_mut().enumerate() {
+        let img = images.path(i);
+        let rel = rel_name(&args.dir, &img);
+        let (size, modified_ns) = stamp(&img);
+        let previous = if args.overwrite { None } else { journal.done(&rel)? };
+        match previous {
             // An entry made from a truncated file under --allow-truncated is redone (and so
             // refused) by a run without it.
             Some(e)
@@ -255,10 +271,10 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
                     && (e.warnings.is_empty() || engine.model().card.input.allow_truncated)
                     && decodes(&args.out.join(&e.output)) =>
             {
-                entries.push(e.clone());
+                *listed = true;
                 reused += 1;
             }
-            _ => todo.push((img.clone(), rel, size, modified_ns)),
+            _ => todo.push(i),
         }
     }
     let (provider, _) = engine.provider();
@@ -273,27 +289,12 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
         provider
     );
     let mut progress = Progress::new(todo.len(), "explaining");
-    let report_of = |images: Vec<Entry>, unreadable: Vec<Unreadable>| Report {
-        model: path.display().to_string(),
-        layer: layer.clone(),
-        method: method.clone(),
-        score: args.score.to_string(),
-        device: provider.to_string(),
-        root: args.dir.display().to_string(),
-        dataset: super::dataset_id(&args.dir),
-        config: config_value.clone(),
-        shard,
-        images,
-        unreadable,
-        non_images_skipped: non_images,
-        special_files_skipped: special.clone(),
-        reused_from_previous_run: reused,
-        total_seconds: started.elapsed().as_secs_f64(),
-    };
+    let mut explained = 0;
     for chunk in todo.chunks(args.batch.max(1)) {
-        let paths: Vec<PathBuf> = chunk.iter().map(|c| c.0.clone()).collect();
+        let paths: Vec<PathBuf> = chunk.iter().map(|&i| images.path(i).into_owned()).collect();
         let loaded = engine.load_many(&paths);
-        for ((_, rel, size, modified_ns), result) in chunk.iter().zip(loaded) {
+        for ((&i, img), result) in chunk.iter().zip(&paths).zip(loaded) {
+            let rel = rel_name(&args.dir, img);
             let loaded = match result {
                 Ok(l) => l,
                 Err(e) => {
@@ -305,11 +306,12 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
             for w in &loaded.warnings {
                 eprintln!("camscope: warning: {w}");
             }
+            let (size, modified_ns) = stamp(img);
             let target = class.unwrap_or_else(|| loaded.scores.argmax());
             let map = engine.map(&loaded, args.method, &Seed::Class(target))?;
             let t0 = std::time::Instant::now();
             let overlay = render::overlay(&loaded.view, map.normalized.map.view(), args.colormap, args.alpha)?;
-            let rel_out = Path::new(rel).with_extension(format!("{}.png", args.method));
+            let rel_out = Path::new(&rel).with_extension(format!("{}.png", args.method));
             // The user asked to replace outputs with --overwrite; otherwise a name taken by a
             // file camscope did not write gets a fresh one.
             let written = journal.write_output(&rel_out, &render::png::encode_png(&overlay), args.overwrite)?;
@@ -331,22 +333,49 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
                     render_ms,
                     ..map.timings
                 },
-                size: *size,
-                modified_ns: *modified_ns,
+                size,
+                modified_ns,
                 warnings: loaded.warnings.clone(),
             };
-            journal.finish(rel, entry.clone())?;
-            entries.push(entry);
+            journal.finish(&rel, &entry)?;
+            listed[i] = true;
+            explained += 1;
             progress.step(&format!("{rel} -> {}", args.out.join(&written).display()));
         }
     }
     progress.finish();
-    entries.sort_by(|a, b| a.file.cmp(&b.file));
-    let report = report_of(entries, unreadable);
-    write_report(&mut journal, &report, args.top)?;
+    let report = Report {
+        model: path.display().to_string(),
+        layer,
+        method,
+        score: args.score.to_string(),
+        device: provider.to_string(),
+        root: args.dir.display().to_string(),
+        dataset: super::dataset_id(&args.dir),
+        config: config_value,
+        shard,
+        images: Vec::new(),
+        unreadable,
+        non_images_skipped: non_images,
+        special_files_skipped: special,
+        reused_from_previous_run: reused,
+        total_seconds: started.elapsed().as_secs_f64(),
+    };
+    // The listed images' entries, read back from the journal in the listing's order.
+    let rows = || -> Box<dyn Iterator<Item = std::io::Result<Entry>> + '_> {
+        Box::new((0..images.len()).filter(|&i| listed[i]).map(|i| {
+            let rel = rel_name(&args.dir, &images.path(i));
+            match journal.done(&rel) {
+                Ok(Some(e)) => Ok(e),
+                Ok(None) => Err(std::io::Error::other(format!("{rel}: its journal record is gone"))),
+                Err(e) => Err(std::io::Error::other(e)),
+            }
+        }))
+    };
+    write_report(&journal, &report, &rows, args.top)?;
+    let listed = explained + reused;
     eprintln!(
-        "camscope batch: {} overlays in {} ({} unreadable images skipped{}), report: {}, {}, {}",
-        report.images.len(),
+        "camscope batch: {listed} overlays in {} ({} unreadable images skipped{}), report: {}, {}, {}",
         args.out.display(),
         report.unreadable.len(),
         if report.unreadable.is_empty() { String::new() } else { format!(": {}", list(&report.unreadable)) },
@@ -354,7 +383,7 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
         args.out.join("report.csv").display(),
         args.out.join("report.parquet").display()
     );
-    Ok(if report.images.is_empty() && !images.is_empty() {
+    Ok(if listed == 0 && !images.is_empty() {
         ExitCode::from(1)
     } else if report.unreadable.is_empty() {
         ExitCode::SUCCESS
@@ -365,62 +394,70 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
 }
 
 /// `camscope merge` of batch shards (folders with their report.json, checked by the caller
-/// to make a whole): the entries of all shards sorted as one run sorts them, the overlays
+/// to make a whole): the entries of all shards in the order one run lists them, the overlays
 /// linked into `out`, and each entry journalled as done so a `batch` rerun into `out`
 /// resumes from the merged folder.
+///
+/// Streamed like a run: the shards' entries are read one at a time (see [`MergedRows`]),
+/// once to check them, once to link the overlays, then once for each report written.
 pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
-    let reports: Vec<Report> = super::merge::read_shards(inputs, "report.json")?;
-    let ids: Vec<super::merge::Identity> = reports
+    let shard_of = |r: &Report| r.shard.expect("checked: every input is a shard");
+    let files: Vec<ShardFile<Report>> =
+        inputs.iter().map(|d| ShardFile::read(d, "report.json", "images")).collect::<Result<_>>()?;
+    let ids: Vec<super::merge::Identity> = files
         .iter()
-        .map(|r| super::merge::Identity {
-            dataset: r.dataset.clone(),
-            config: r.config.clone(),
+        .map(|f| super::merge::Identity {
+            dataset: f.head.dataset.clone(),
+            config: f.head.config.clone(),
             extra: vec![],
-            shard: r.shard,
+            shard: f.head.shard,
         })
         .collect();
     super::merge::check(inputs, &ids)?;
-    let top = reports[0].config.get("top").and_then(serde_json::Value::as_u64).unwrap_or(5) as usize;
-    let mut merged = Report {
-        shard: None,
-        images: vec![],
-        unreadable: vec![],
-        reused_from_previous_run: 0,
-        total_seconds: 0.0,
-        ..reports[0].clone()
-    };
-    let mut entries = Vec::new();
-    for (k, r) in reports.into_iter().enumerate() {
-        let s = r.shard.expect("checked");
-        if let Some(e) = r.images.iter().find(|e| !s.contains(Path::new(&e.file))) {
-            bail!(
-                "{}: {} is not in shard {s} by this camscope's assignment; merge outputs of one camscope version",
-                inputs[k].display(),
-                e.file
-            );
-        }
-        merged.reused_from_previous_run += r.reused_from_previous_run;
-        merged.total_seconds += r.total_seconds;
-        merged.unreadable.extend(r.unreadable);
-        entries.extend(r.images.into_iter().map(|e| (k, e)));
+    let first = &files[0].head;
+    let top = first.config.get("top").and_then(serde_json::Value::as_u64).unwrap_or(5) as usize;
+    let mut merged =
+        Report { shard: None, unreadable: vec![], reused_from_previous_run: 0, total_seconds: 0.0, ..first.clone() };
+    for f in &files {
+        merged.reused_from_previous_run += f.head.reused_from_previous_run;
+        merged.total_seconds += f.head.total_seconds;
+        merged.unreadable.extend(f.head.unreadable.iter().cloned());
     }
-    entries.sort_by(|a, b| a.1.file.cmp(&b.1.file));
     merged.unreadable.sort_by(|a, b| Path::new(&a.file).cmp(Path::new(&b.file)));
-    // Every overlay is checked before anything is written: a refused merge leaves OUT as it was.
-    if let Some(src) = entries.iter().map(|(k, e)| inputs[*k].join(&e.output)).find(|p| !p.is_file()) {
-        bail!("{}: missing; that shard's output is incomplete, rerun it and merge again", src.display());
+    // Every entry and overlay is checked before anything is written: a refused merge leaves
+    // OUT as it was.
+    for row in MergedRows::<Entry>::open(inputs, &files, shard_of)? {
+        let (k, e) = row?;
+        let src = inputs[k].join(&e.output);
+        if !src.is_file() {
+            bail!("{}: missing; that shard's output is incomplete, rerun it and merge again", src.display());
+        }
     }
     let mut journal = Journal::<Entry>::open(out, "batch", &merged.config)?;
-    for (k, mut e) in entries {
+    let mut linked = 0;
+    for row in MergedRows::<Entry>::open(inputs, &files, shard_of)? {
+        let (k, mut e) = row?;
         let src = inputs[k].join(&e.output);
         e.output = journal.link_output(Path::new(&e.output), &src, false)?.to_string_lossy().into_owned();
-        journal.finish(&e.file.clone(), e.clone())?;
-        merged.images.push(e);
+        journal.finish(&e.file, &e)?;
+        linked += 1;
     }
-    write_report(&mut journal, &merged, top)?;
+    // The entries again, as linked (an overlay may have taken another name in OUT).
+    let rows = || -> Box<dyn Iterator<Item = std::io::Result<Entry>> + '_> {
+        match MergedRows::<Entry>::open(inputs, &files, shard_of) {
+            Ok(rows) => Box::new(rows.map(|row| {
+                let (_, e) = row.map_err(|e| std::io::Error::other(format!("{e:#}")))?;
+                journal
+                    .done(&e.file)
+                    .map_err(std::io::Error::other)?
+                    .ok_or_else(|| std::io::Error::other(format!("{}: its journal record is gone", e.file)))
+            })),
+            Err(e) => Box::new(std::iter::once(Err(std::io::Error::other(format!("{e:#}"))))),
+        }
+    };
+    write_report(&journal, &merged, &rows, top)?;
     eprintln!(
-        "camscope merge: {} overlays and {} unreadable images in {}, report: {}, {}, {}",
-        merged.images.len(),
+        "camscope merge: {linked} overlays and {} unreadable images in {}, report: {}, {}, {}",
         merged.unreadable.len(),
         out.display(),
         out.join("report.json").display(),
@@ -430,42 +467,86 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
     Ok(if merged.unreadable.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_PARTIAL) })
 }
 
+impl ShardRow for Entry {
+    fn path(&self) -> &str {
+        &self.file
+    }
+}
+
 fn list(u: &[Unreadable]) -> String {
     u.iter().take(3).map(|x| x.file.as_str()).collect::<Vec<_>>().join(", ") + if u.len() > 3 { ", ..." } else { "" }
 }
 
-/// Write report.json, report.csv and report.parquet atomically (temporary file, then
-/// rename). The Parquet table is encoded first: a failure there writes none of them.
-fn write_report(journal: &mut Journal<Entry>, report: &Report, top: usize) -> Result<()> {
-    let unreadable: Vec<String> = report.unreadable.iter().map(|u| format!("unreadable: {}", u.error)).collect();
-    let rows: Vec<BatchRow> = report
-        .images
-        .iter()
-        .map(|e| BatchRow {
-            file: &e.file,
-            top: &e.top,
-            class: Some(&e.class),
-            method: Some(&e.method),
-            map_status: &e.map_status,
-            output: Some(&e.output),
-            timings: Some(&e.timings),
-            warnings: &e.warnings,
-        })
-        .chain(report.unreadable.iter().zip(&unreadable).map(|(u, status)| BatchRow {
-            file: &u.file,
-            top: &[],
-            class: None,
-            method: None,
-            map_status: status,
-            output: None,
-            timings: None,
-            warnings: &[],
-        }))
-        .collect();
-    let parquet = table::batch_parquet(&rows, &journal.out().join("report.parquet"))?;
-    let json = serde_json::to_vec_pretty(report)?;
-    journal.write_report("report.json", &json)?;
-    let mut w = csv::Writer::from_writer(Vec::new());
+/// An explained image as a row of report.parquet.
+fn entry_row(e: &Entry) -> BatchRow<'_> {
+    BatchRow {
+        file: &e.file,
+        top: &e.top,
+        class: Some(&e.class),
+        method: Some(&e.method),
+        map_status: &e.map_status,
+        output: Some(&e.output),
+        timings: Some(&e.timings),
+        warnings: &e.warnings,
+    }
+}
+
+/// Write report.parquet, report.json and report.csv, each atomically and streamed: `rows`
+/// makes the explained images' entries afresh for each file (`report.images` is empty), so a
+/// million entries never sit in memory at once; the unreadable images follow them in the
+/// table and the CSV. The Parquet table is written first: a row it cannot encode stops the
+/// run before any other report is written.
+fn write_report<'r>(
+    journal: &Journal<Entry>,
+    report: &Report,
+    rows: &dyn Fn() -> Box<dyn Iterator<Item = std::io::Result<Entry>> + 'r>,
+    top: usize,
+) -> Result<()> {
+    let statuses: Vec<String> = report.unreadable.iter().map(|u| format!("unreadable: {}", u.error)).collect();
+    super::write_table(journal, "report.parquet", |mut stream| {
+        let mut all = rows();
+        loop {
+            let chunk: Vec<Entry> = all.by_ref().take(table::ROW_GROUP_ROWS).collect::<std::io::Result<_>>()?;
+            if chunk.is_empty() {
+                break;
+            }
+            stream.batch_rows(&chunk.iter().map(entry_row).collect::<Vec<_>>())?;
+        }
+        let unreadable: Vec<BatchRow> = report
+            .unreadable
+            .iter()
+            .zip(&statuses)
+            .map(|(u, status)| BatchRow {
+                file: &u.file,
+                top: &[],
+                class: None,
+                method: None,
+                map_status: status,
+                output: None,
+                timings: None,
+                warnings: &[],
+            })
+            .collect();
+        for chunk in unreadable.chunks(table::ROW_GROUP_ROWS) {
+            stream.batch_rows(chunk)?;
+        }
+        Ok(stream.finish_batch()?)
+    })?;
+    journal.write_report_with("report.json", |w| json_stream::write_pretty_with_rows(w, report, "images", rows()))?;
+    journal.write_report_with("report.csv", |w| {
+        write_csv(w, rows(), &report.unreadable, top).map_err(std::io::Error::other)
+    })?;
+    Ok(())
+}
+
+/// report.csv, a row at a time: the `top` best classes as columns of their own.
+fn write_csv(
+    w: &mut impl std::io::Write,
+    rows: impl Iterator<Item = std::io::Result<Entry>>,
+    unreadable: &[Unreadable],
+    top: usize,
+) -> Result<(), csv::Error> {
+    let mut w = csv::Writer::from_writer(w);
     let mut header = vec!["file".to_owned()];
     for k in 1..=top {
         header.extend([format!("top{k}_label"), format!("top{k}_index"), format!("top{k}_probability")]);
@@ -487,7 +568,8 @@ fn write_report(journal: &mut Journal<Entry>, report: &Report, top: usize) -> Re
         .map(String::from),
     );
     w.write_record(&header)?;
-    for e in &report.images {
+    for e in rows {
+        let e = e?;
         let mut row = vec![e.file.clone()];
         for k in 0..top {
             match e.top.get(k) {
@@ -511,15 +593,14 @@ fn write_report(journal: &mut Journal<Entry>, report: &Report, top: usize) -> Re
         ]);
         w.write_record(&row)?;
     }
-    for u in &report.unreadable {
+    let status = header.iter().position(|h| h == "map_status").expect("column");
+    for u in unreadable {
         let mut row = vec![u.file.clone()];
         row.resize(header.len(), String::new());
-        let status = header.iter().position(|h| h == "map_status").expect("column");
         row[status] = format!("unreadable: {}", u.error);
         w.write_record(&row)?;
     }
-    journal.write_report("report.csv", &w.into_inner().map_err(|e| anyhow::anyhow!("{e}"))?)?;
-    journal.write_report("report.parquet", &parquet)?;
+    w.flush()?;
     Ok(())
 }
 

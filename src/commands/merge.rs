@@ -8,20 +8,102 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result, bail};
 
+use camscope::dataset::json_stream;
 use camscope::dataset::shard::{self, Shard};
 
-/// Each shard's `name` (report.json, triage.json) read as `T`, in the order given.
-pub fn read_shards<T: serde::de::DeserializeOwned>(inputs: &[PathBuf], name: &str) -> Result<Vec<T>> {
-    inputs
-        .iter()
-        .map(|dir| {
-            let file = dir.join(name);
-            let bytes = std::fs::read(&file).with_context(|| format!("{}: cannot read", file.display()))?;
-            serde_json::from_slice(&bytes).with_context(|| {
-                format!("{}: not a {name} this camscope can merge; rerun that shard with this version", file.display())
-            })
-        })
-        .collect()
+/// One shard's report (triage.json, report.json), read lazily: every field but the rows, as
+/// `H`, and where the rows start.
+pub struct ShardFile<H> {
+    pub file: PathBuf,
+    pub head: H,
+    rows_at: u64,
+}
+
+impl<H: serde::de::DeserializeOwned> ShardFile<H> {
+    /// `dir/name`, whose top-level field `rows` holds the per-image rows.
+    pub fn read(dir: &Path, name: &str, rows: &str) -> Result<Self> {
+        let file = dir.join(name);
+        let unmergeable =
+            || format!("{}: not a {name} this camscope can merge; rerun that shard with this version", file.display());
+        let split = json_stream::split_object(&file, rows).with_context(unmergeable)?;
+        let head = serde_json::from_slice(&split.rest).with_context(unmergeable)?;
+        let rows_at = split.field_at.with_context(unmergeable)?;
+        Ok(Self { file, head, rows_at })
+    }
+}
+
+/// A per-image row of a shard's report: where it sorts and which shard it belongs to.
+pub trait ShardRow: serde::de::DeserializeOwned {
+    /// The image's path relative to the dataset root.
+    fn path(&self) -> &str;
+}
+
+/// The rows of all shards in the order one unsharded run lists them (by path, as
+/// [`camscope::dataset::scan`] sorts), with the index of the shard each came from. Each
+/// shard's rows are a subsequence of that order, so merging them needs one row per shard in
+/// memory, not the shards' million rows; a shard's row out of that order, or outside the
+/// shard by this camscope's assignment, is an error.
+pub struct MergedRows<'a, T> {
+    inputs: &'a [PathBuf],
+    shards: Vec<Shard>,
+    streams: Vec<json_stream::Elements<T>>,
+    next: Vec<Option<T>>,
+    last: Vec<Option<String>>,
+}
+
+impl<'a, T: ShardRow> MergedRows<'a, T> {
+    /// `files[k]` read from `inputs[k]`; `shard_of` says which shard each is (checked before).
+    pub fn open<H>(inputs: &'a [PathBuf], files: &[ShardFile<H>], shard_of: impl Fn(&H) -> Shard) -> Result<Self> {
+        let mut rows = Self {
+            inputs,
+            shards: files.iter().map(|f| shard_of(&f.head)).collect(),
+            streams: files.iter().map(|f| json_stream::Elements::open(&f.file, f.rows_at)).collect::<Result<_, _>>()?,
+            next: Vec::new(),
+            last: vec![None; files.len()],
+        };
+        rows.next = (0..files.len()).map(|k| rows.pull(k)).collect::<Result<_>>()?;
+        Ok(rows)
+    }
+
+    /// Shard `k`'s next row, checked.
+    fn pull(&mut self, k: usize) -> Result<Option<T>> {
+        let Some(row) = self.streams[k].next().transpose()? else { return Ok(None) };
+        let s = self.shards[k];
+        if !s.contains(Path::new(row.path())) {
+            bail!(
+                "{}: {} is not in shard {s} by this camscope's assignment; merge outputs of one camscope version",
+                self.inputs[k].display(),
+                row.path()
+            );
+        }
+        if self.last[k].as_deref().is_some_and(|last| Path::new(last) >= Path::new(row.path())) {
+            bail!(
+                "{}: {} is out of the order camscope writes its reports in; rerun that shard with this version",
+                self.inputs[k].display(),
+                row.path()
+            );
+        }
+        self.last[k] = Some(row.path().to_owned());
+        Ok(Some(row))
+    }
+}
+
+impl<T: ShardRow> Iterator for MergedRows<'_, T> {
+    type Item = Result<(usize, T)>;
+
+    fn next(&mut self) -> Option<Self::Item> {
+        // The smallest path among the shards' next rows (a linear look: a handful to a few
+        // hundred shards, against a parse per row).
+        let k = (0..self.next.len()).filter(|&k| self.next[k].is_some()).min_by(|&a, &b| {
+            Path::new(self.next[a].as_ref().unwrap().path()).cmp(Path::new(self.next[b].as_ref().unwrap().path()))
+        })?;
+        let row = self.next[k].take().expect("chosen among the present");
+        match self.pull(k) {
+            Ok(next) => self.next[k] = next,
+            Err(e) => return Some(Err(e)),
+        }
+        Some(Ok((k, row)))
+    }
 }
 
 /// What shards of one run must agree on, as each output records it.

@@ -75,3 +75,28 @@ pub fn model_path(args: &ModelArgs) -> Result<std::path::PathBuf> {
 pub fn load_model(args: &ModelArgs) -> Result<LoadedModel> {
     Ok(args.open(&model_path(args)?, false)?)
 }
+
+/// Write the Parquet report `name` through `journal` (atomically, streamed: see
+/// [`camscope::dataset::journal::Journal::write_report_with`]), `fill` giving it its rows. An
+/// encoding error comes back as itself, not as the write error it must be turned into on its
+/// way out of the journal, so the user reads what went wrong.
+pub fn write_table<J: serde::Serialize + serde::de::DeserializeOwned>(
+    journal: &camscope::dataset::journal::Journal<J>,
+    name: &str,
+    fill: impl FnOnce(
+        camscope::dataset::table::ParquetStream<&mut std::io::BufWriter<std::fs::File>>,
+    ) -> Result<&mut std::io::BufWriter<std::fs::File>>,
+) -> Result<()> {
+    let path = journal.out().join(name);
+    let mut table_error = None;
+    let written = journal.write_report_with(name, |w| {
+        fill(camscope::dataset::table::ParquetStream::new(w, &path)).map(|_| ()).map_err(|e| {
+            table_error = Some(e);
+            std::io::Error::other("encoding")
+        })
+    });
+    if let Some(e) = table_error {
+        return Err(e);
+    }
+    Ok(written?)
+}

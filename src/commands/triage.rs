@@ -5,7 +5,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use serde::{Deserialize, Serialize};
 
 use camscope::cam::Method;
@@ -24,6 +24,7 @@ use camscope::render::{self, Colormap};
 use camscope::triage::{self, ScanOptions, ScanUpdate};
 
 use super::batch::{EXIT_PARTIAL, check_folders, decodes, stamp};
+use super::merge::{MergedRows, ShardFile};
 use super::progress::Progress;
 use crate::ModelArgs;
 
@@ -144,7 +145,7 @@ struct TriageOut {
     /// scores may be wrong.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     warnings: Vec<(String, String)>,
-    /// Written row by row and read so by `merge` (see [`write_json`], [`ShardFile`]): empty
+    /// Written row by row and read so by `merge` (see [`json_stream::write_pretty_with_rows`], [`ShardFile`]): empty
     /// in the value itself.
     #[serde(default)]
     images: Vec<Row>,
@@ -274,10 +275,10 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
         let (t, p) = (r.truth.expect("labeled"), r.predicted().expect("has a prediction"));
         let name = rel(&args.dir, &r.path);
         let stamp = stamp(&r.path);
-        if let Some(done) = journal.done(&name) {
+        if let Some(done) = journal.done(&name)? {
             let whole = done.overlays.iter().all(|o| decodes(&args.out.join(o)));
             if done.predicted == p && done.truth == t && (done.size, done.modified_ns) == stamp && whole {
-                overlays.insert(i, done.overlays.clone());
+                overlays.insert(i, done.overlays);
                 progress.step(&name);
                 continue;
             }
@@ -297,7 +298,7 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
         }
         journal.finish(
             &name,
-            MistakeMaps {
+            &MistakeMaps {
                 predicted: p,
                 truth: t,
                 size: stamp.0,
@@ -346,7 +347,7 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
         warnings,
         images: Vec::new(),
     };
-    write_outputs(&mut journal, &out, &make_rows)?;
+    write_outputs(&journal, &out, &make_rows)?;
     print_summary(&out, &args.out);
     Ok(if out.unreadable.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_PARTIAL) })
 }
@@ -436,90 +437,9 @@ impl Scored {
     }
 }
 
-/// One shard's triage.json, read lazily: every field but the rows, and where the rows start.
-struct ShardFile {
-    file: PathBuf,
-    head: TriageOut,
-    rows_at: u64,
-}
-
-impl ShardFile {
-    fn read(dir: &Path) -> Result<Self> {
-        let file = dir.join("triage.json");
-        let unmergeable = || {
-            format!("{}: not a triage.json this camscope can merge; rerun that shard with this version", file.display())
-        };
-        let split = json_stream::split_object(&file, "images").with_context(unmergeable)?;
-        let head = serde_json::from_slice(&split.rest).with_context(unmergeable)?;
-        let rows_at = split.field_at.with_context(unmergeable)?;
-        Ok(Self { file, head, rows_at })
-    }
-}
-
-/// The rows of all shards in the order one unsharded run lists them (by path, as
-/// [`camscope::dataset::scan`] sorts), with the index of the shard each came from. Each
-/// shard's rows are a subsequence of that order, so merging them needs one row per shard in
-/// memory, not the shards' million rows; a shard's row out of that order, or outside the
-/// shard by this camscope's assignment, is an error.
-struct MergedRows<'a> {
-    inputs: &'a [PathBuf],
-    shards: Vec<Shard>,
-    streams: Vec<json_stream::Elements<Row>>,
-    next: Vec<Option<Row>>,
-    last: Vec<Option<String>>,
-}
-
-impl<'a> MergedRows<'a> {
-    fn open(inputs: &'a [PathBuf], files: &[ShardFile]) -> Result<Self> {
-        let mut rows = Self {
-            inputs,
-            shards: files.iter().map(|f| f.head.shard.expect("checked: every input is a shard")).collect(),
-            streams: files.iter().map(|f| json_stream::Elements::open(&f.file, f.rows_at)).collect::<Result<_, _>>()?,
-            next: Vec::new(),
-            last: vec![None; files.len()],
-        };
-        rows.next = (0..files.len()).map(|k| rows.pull(k)).collect::<Result<_>>()?;
-        Ok(rows)
-    }
-
-    /// Shard `k`'s next row, checked.
-    fn pull(&mut self, k: usize) -> Result<Option<Row>> {
-        let Some(row) = self.streams[k].next().transpose()? else { return Ok(None) };
-        let s = self.shards[k];
-        if !s.contains(Path::new(&row.path)) {
-            bail!(
-                "{}: {} is not in shard {s} by this camscope's assignment; merge outputs of one camscope version",
-                self.inputs[k].display(),
-                row.path
-            );
-        }
-        if self.last[k].as_deref().is_some_and(|last| Path::new(last) >= Path::new(&row.path)) {
-            bail!(
-                "{}: {} is out of the order camscope writes triage.json in; rerun that shard with this version",
-                self.inputs[k].display(),
-                row.path
-            );
-        }
-        self.last[k] = Some(row.path.clone());
-        Ok(Some(row))
-    }
-}
-
-impl Iterator for MergedRows<'_> {
-    type Item = Result<(usize, Row)>;
-
-    fn next(&mut self) -> Option<Self::Item> {
-        // The smallest path among the shards' next rows (a linear look: a handful to a few
-        // hundred shards, against a parse per row).
-        let k = (0..self.next.len()).filter(|&k| self.next[k].is_some()).min_by(|&a, &b| {
-            Path::new(&self.next[a].as_ref().unwrap().path).cmp(Path::new(&self.next[b].as_ref().unwrap().path))
-        })?;
-        let row = self.next[k].take().expect("chosen among the present");
-        match self.pull(k) {
-            Ok(next) => self.next[k] = next,
-            Err(e) => return Some(Err(e)),
-        }
-        Some(Ok((k, row)))
+impl super::merge::ShardRow for Row {
+    fn path(&self) -> &str {
+        &self.path
     }
 }
 
@@ -541,7 +461,9 @@ fn shard_result(r: &Row) -> ImageResult {
 /// them and build the summary, then once for each table written, so memory holds per-class
 /// figures and the mistakes' maps, not the rows (200,000 rows took 200 MB parsed whole).
 pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
-    let files: Vec<ShardFile> = inputs.iter().map(|d| ShardFile::read(d)).collect::<Result<_>>()?;
+    let shard_of = |t: &TriageOut| t.shard.expect("checked: every input is a shard");
+    let files: Vec<ShardFile<TriageOut>> =
+        inputs.iter().map(|d| ShardFile::read(d, "triage.json", "images")).collect::<Result<_>>()?;
     let ids: Vec<super::merge::Identity> = files
         .iter()
         .map(|f| super::merge::Identity {
@@ -580,7 +502,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
     let mut summary = stats::SummaryBuilder::new(10);
     let mut names = std::collections::HashMap::new();
     let mut maps: Vec<(usize, usize, Vec<String>)> = Vec::new();
-    for (i, merged) in MergedRows::open(inputs, &files)?.enumerate() {
+    for (i, merged) in MergedRows::<Row>::open(inputs, &files, shard_of)?.enumerate() {
         let (k, r) = merged?;
         for c in r.truth.iter().chain([&r.predicted]) {
             names.insert(c.index, c.label.clone());
@@ -614,7 +536,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
     let image_name = |i: usize| example_names.get(&i).cloned().unwrap_or_default();
     let summary = summary_out(summary.finish(), unreadable.len(), class_name, image_name);
     let make_rows = || -> Box<dyn Iterator<Item = std::io::Result<Row>> + '_> {
-        match MergedRows::open(inputs, &files) {
+        match MergedRows::<Row>::open(inputs, &files, shard_of) {
             Ok(rows) => Box::new(rows.enumerate().map(|(i, merged)| {
                 let (_, r) = merged.map_err(|e| std::io::Error::other(format!("{e:#}")))?;
                 let o = overlays.get(&i).cloned().unwrap_or_default();
@@ -641,7 +563,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
         warnings,
         images: Vec::new(),
     };
-    write_outputs(&mut journal, &merged, &make_rows)?;
+    write_outputs(&journal, &merged, &make_rows)?;
     print_summary(&merged, out);
     Ok(if merged.unreadable.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_PARTIAL) })
 }
@@ -726,36 +648,22 @@ fn print_summary(t: &TriageOut, out: &Path) {
 /// million rows never sit in memory at once. The Parquet table is written first: a row it
 /// cannot encode stops the run before any other report is written.
 fn write_outputs<'r>(
-    journal: &mut Journal<MistakeMaps>,
+    journal: &Journal<MistakeMaps>,
     t: &TriageOut,
     rows: &dyn Fn() -> Box<dyn Iterator<Item = std::io::Result<Row>> + 'r>,
 ) -> Result<()> {
-    let parquet_path = journal.out().join("triage.parquet");
-    let mut table_error = None;
-    let written = journal.write_report_with("triage.parquet", |w| {
-        let mut stream = table::ParquetStream::new(w, &parquet_path);
+    super::write_table(journal, "triage.parquet", |mut stream| {
         let mut all = rows();
-        let result = (|| -> Result<()> {
-            loop {
-                let chunk: Vec<Row> = all.by_ref().take(table::ROW_GROUP_ROWS).collect::<std::io::Result<_>>()?;
-                if chunk.is_empty() {
-                    break;
-                }
-                stream.triage_rows(&chunk.iter().map(triage_row).collect::<Vec<_>>())?;
+        loop {
+            let chunk: Vec<Row> = all.by_ref().take(table::ROW_GROUP_ROWS).collect::<std::io::Result<_>>()?;
+            if chunk.is_empty() {
+                break;
             }
-            stream.finish_triage()?;
-            Ok(())
-        })();
-        result.map_err(|e| {
-            table_error = Some(e);
-            std::io::Error::other("encoding")
-        })
-    });
-    if let Some(e) = table_error {
-        return Err(e);
-    }
-    written?;
-    journal.write_report_with("triage.json", |w| write_json(w, t, rows()))?;
+            stream.triage_rows(&chunk.iter().map(triage_row).collect::<Vec<_>>())?;
+        }
+        Ok(stream.finish_triage()?)
+    })?;
+    journal.write_report_with("triage.json", |w| json_stream::write_pretty_with_rows(w, t, "images", rows()))?;
     journal.write_report_with("triage.csv", |w| write_csv(w, rows()).map_err(std::io::Error::other))?;
     let s = &t.summary;
     let mut text = format!(
@@ -809,36 +717,6 @@ fn triage_row(r: &Row) -> TriageRow<'_> {
         top5: &r.top5,
         overlays: &r.overlays,
     }
-}
-
-/// triage.json exactly as `serde_json::to_writer_pretty` writes the whole [`TriageOut`], but
-/// with the rows streamed: the rest is written with an empty `images` (the last field), and
-/// each row pretty-printed on its own and indented to its depth (two levels) in its place.
-fn write_json(
-    w: &mut impl Write,
-    t: &TriageOut,
-    rows: impl Iterator<Item = std::io::Result<Row>>,
-) -> std::io::Result<()> {
-    let head = serde_json::to_vec_pretty(t)?;
-    let tail = b"[]\n}";
-    let head =
-        head.strip_suffix(tail).ok_or_else(|| std::io::Error::other("triage.json: images is not the last field"))?;
-    w.write_all(head)?;
-    let mut any = false;
-    for r in rows {
-        let r = r?;
-        w.write_all(if any { b",\n" } else { b"[\n" })?;
-        any = true;
-        let text = serde_json::to_vec_pretty(&r)?;
-        for (k, line) in text.split(|&b| b == b'\n').enumerate() {
-            if k > 0 {
-                w.write_all(b"\n")?;
-            }
-            w.write_all(b"    ")?;
-            w.write_all(line)?;
-        }
-    }
-    w.write_all(if any { b"\n  ]\n}" } else { tail })
 }
 
 /// triage.csv, a row at a time.

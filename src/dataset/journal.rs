@@ -23,10 +23,16 @@
 //! before appending). A configuration line starts a new generation: records of another
 //! configuration (another model, layer, method, ...) are not reused, but its claims still
 //! say which files are camscope's. A lock file keeps two runs out of one folder.
+//!
+//! The journal is also where a run's records live while it runs: memory holds only an index
+//! (a 128-bit hash of each done key, with where its line starts, and a hash of each claimed
+//! name), and a record is read back from the file when asked for. A batch of a million images
+//! journals ~1 GB of records; held parsed, they took more memory than the rest of the run.
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::fs::{File, OpenOptions};
-use std::io::{ErrorKind, Write};
+use std::io::{BufRead, BufReader, ErrorKind, Write};
 use std::path::{Path, PathBuf};
 
 use serde::de::DeserializeOwned;
@@ -43,6 +49,8 @@ pub enum JournalError {
     Write { path: PathBuf, source: std::io::Error },
     #[error("{}: is {what}, not a regular file; camscope only replaces regular files, so move it away or choose another --out", path.display())]
     NotRegular { path: PathBuf, what: &'static str },
+    #[error("{}: cannot read back a record: {source}; run the same command again (a record that cannot be read is redone)", path.display())]
+    Read { path: PathBuf, source: std::io::Error },
 }
 
 /// A path relative to the output folder, exactly (names need not be UTF-8).
@@ -80,16 +88,37 @@ enum Line<R> {
     Done { key: String, record: R },
 }
 
+/// The index key of a done item or a claimed name: its xxHash3-128. A collision (never seen
+/// at 2^-64 odds for a billion names) could only make a record be read back and found to be
+/// another key's (then the item is redone) or a name be taken for camscope's own.
+fn key_hash(bytes: &[u8]) -> u128 {
+    twox_hash::XxHash3_128::oneshot(bytes)
+}
+
+fn path_hash(p: &Path) -> u128 {
+    key_hash(p.as_os_str().as_encoded_bytes())
+}
+
+/// Where a done line is in the journal file.
+#[derive(Clone, Copy)]
+struct At {
+    offset: u64,
+    len: u32,
+}
+
 /// An output folder being written by one run (see the module documentation).
 pub struct Journal<R> {
     out: PathBuf,
     path: PathBuf,
     file: File,
+    /// The journal's length: where the next line goes.
+    end: u64,
     _lock: File,
     tmp: PathBuf,
-    owned: HashSet<PathBuf>,
-    done: HashMap<String, R>,
-    next_tmp: u64,
+    owned: HashSet<u128>,
+    done: HashMap<u128, At>,
+    next_tmp: Cell<u64>,
+    record: std::marker::PhantomData<R>,
 }
 
 /// Temporary files live here, inside the output folder (same file system: renames are atomic).
@@ -119,37 +148,25 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
         }
         std::fs::create_dir_all(&tmp).map_err(folder_err)?;
         let path = out.join(format!(".camscope-{name}.journal"));
-        let text = match std::fs::read(&path) {
-            Ok(b) => b,
-            Err(e) if e.kind() == ErrorKind::NotFound => Vec::new(),
+        let (owned, done, end, ends_with_newline, current) = match File::open(&path) {
+            Ok(f) => read_index(f, &config).map_err(folder_err)?,
+            Err(e) if e.kind() == ErrorKind::NotFound => Default::default(),
             Err(e) => return Err(folder_err(e)),
         };
-        let mut owned = HashSet::new();
-        let mut done = HashMap::new();
-        let mut current = false;
-        for line in text.split(|&b| b == b'\n') {
-            // A partial last line (killed mid-write) or a record of another version: skipped.
-            let Ok(line) = serde_json::from_slice::<Line<R>>(line) else { continue };
-            match line {
-                Line::Config(c) => {
-                    current = c == config;
-                    done.clear();
-                }
-                Line::Claim(p) => {
-                    if let Some(p) = p.path() {
-                        owned.insert(p);
-                    }
-                }
-                Line::Done { key, record } => {
-                    if current {
-                        done.insert(key, record);
-                    }
-                }
-            }
-        }
-        let file = OpenOptions::new().create(true).append(true).open(&path).map_err(folder_err)?;
-        let mut journal = Journal { out: out.to_owned(), path, file, _lock: lock, tmp, owned, done, next_tmp: 0 };
-        if !text.is_empty() && !text.ends_with(b"\n") {
+        let file = OpenOptions::new().create(true).append(true).read(true).open(&path).map_err(folder_err)?;
+        let mut journal = Journal {
+            out: out.to_owned(),
+            path,
+            file,
+            end,
+            _lock: lock,
+            tmp,
+            owned,
+            done,
+            next_tmp: Cell::new(0),
+            record: std::marker::PhantomData,
+        };
+        if end > 0 && !ends_with_newline {
             journal.append_raw(b"\n")?;
         }
         if !current {
@@ -158,14 +175,22 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
         Ok(journal)
     }
 
-    /// The record of an item done under this configuration, if any.
-    pub fn done(&self, key: &str) -> Option<&R> {
-        self.done.get(key)
+    /// The record of an item done under this configuration, if any, read back from the
+    /// journal. A record this camscope cannot parse (another version's) counts as not done.
+    pub fn done(&self, key: &str) -> Result<Option<R>, JournalError> {
+        let Some(at) = self.done.get(&key_hash(key.as_bytes())) else { return Ok(None) };
+        let mut line = vec![0; at.len as usize];
+        read_at(&self.file, &mut line, at.offset)
+            .map_err(|source| JournalError::Read { path: self.path.clone(), source })?;
+        Ok(match serde_json::from_slice::<Line<R>>(&line) {
+            Ok(Line::Done { key: k, record }) if k == key => Some(record),
+            _ => None,
+        })
     }
 
     /// Whether a file (relative to the output folder) was written by camscope into this folder.
     pub fn owns(&self, rel: &Path) -> bool {
-        self.owned.contains(rel)
+        self.owned.contains(&path_hash(rel))
     }
 
     /// Write `bytes` as the output `rel` (relative to the output folder), atomically, and
@@ -201,15 +226,15 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
     fn claim(&mut self, rel: &Path, replace: bool) -> Result<(PathBuf, PathBuf), JournalError> {
         let chosen = candidates(rel)
             .take(10_000)
-            .find(|c| replace || self.owned.contains(c) || self.out.join(c).symlink_metadata().is_err())
+            .find(|c| replace || self.owns(c) || self.out.join(c).symlink_metadata().is_err())
             .unwrap_or_else(|| rel.to_owned());
         let dest = self.out.join(&chosen);
         if let Some(what) = crate::fsutil::non_regular(&dest) {
             return Err(JournalError::NotRegular { path: dest, what });
         }
-        if !self.owned.contains(&chosen) {
+        if !self.owns(&chosen) {
             self.append(&Line::<R>::Claim(RelPath::of(&chosen)))?;
-            self.owned.insert(chosen.clone());
+            self.owned.insert(path_hash(&chosen));
         }
         if let Some(parent) = dest.parent() {
             std::fs::create_dir_all(parent).map_err(|source| JournalError::Write { path: dest.clone(), source })?;
@@ -219,9 +244,10 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
 
     /// Make `dest` appear whole: `fill` writes a fresh temporary file in [`TMP_DIR`], which is
     /// then renamed over `dest`; on failure the temporary file is removed.
-    fn place(&mut self, dest: &Path, fill: impl FnOnce(&Path) -> std::io::Result<()>) -> std::io::Result<()> {
-        let tmp = self.tmp.join(format!("{}-{}.tmp", std::process::id(), self.next_tmp));
-        self.next_tmp += 1;
+    fn place(&self, dest: &Path, fill: impl FnOnce(&Path) -> std::io::Result<()>) -> std::io::Result<()> {
+        let n = self.next_tmp.get();
+        self.next_tmp.set(n + 1);
+        let tmp = self.tmp.join(format!("{}-{n}.tmp", std::process::id()));
         let result = fill(&tmp).and_then(|()| std::fs::rename(&tmp, dest));
         if result.is_err() {
             let _ = std::fs::remove_file(&tmp);
@@ -230,15 +256,16 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
     }
 
     /// Record an item as done (after all of its outputs are in place).
-    pub fn finish(&mut self, key: &str, record: R) -> Result<(), JournalError> {
-        self.append(&Line::Done { key: key.to_owned(), record: &record })?;
-        self.done.insert(key.to_owned(), record);
+    pub fn finish(&mut self, key: &str, record: &R) -> Result<(), JournalError> {
+        let offset = self.end;
+        let len = self.append(&Line::Done { key: key.to_owned(), record })?;
+        self.done.insert(key_hash(key.as_bytes()), At { offset, len });
         Ok(())
     }
 
     /// Write a whole file (a report) atomically, like an output but without a claim: reports
     /// have fixed names and are always camscope's.
-    pub fn write_report(&mut self, name: &str, bytes: &[u8]) -> Result<(), JournalError> {
+    pub fn write_report(&self, name: &str, bytes: &[u8]) -> Result<(), JournalError> {
         let dest = self.out.join(name);
         if let Err(e) = self.place(&dest, |tmp| write_synced(tmp, bytes)) {
             // A folder in the report's place (a user's `mkdir report.parquet`) is no full disk:
@@ -253,8 +280,9 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
 
     /// Write a report atomically, like [`Self::write_report`], from `fill`, which streams it
     /// into a buffered temporary file: a report of a million rows need not sit in memory.
+    /// `fill` may read records back with [`Self::done`] meanwhile.
     pub fn write_report_with(
-        &mut self,
+        &self,
         name: &str,
         fill: impl FnOnce(&mut std::io::BufWriter<File>) -> std::io::Result<()>,
     ) -> Result<(), JournalError> {
@@ -279,17 +307,91 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
         &self.out
     }
 
-    fn append<T: Serialize>(&mut self, line: &T) -> Result<(), JournalError> {
+    /// Append one line; its length without the newline.
+    fn append<T: Serialize>(&mut self, line: &T) -> Result<u32, JournalError> {
         let mut bytes = serde_json::to_vec(line)
             .map_err(|e| JournalError::Write { path: self.path.clone(), source: std::io::Error::other(e) })?;
+        let len = u32::try_from(bytes.len()).map_err(|_| JournalError::Write {
+            path: self.path.clone(),
+            source: std::io::Error::other("a journal record over 4 GB"),
+        })?;
         bytes.push(b'\n');
-        self.append_raw(&bytes)
+        self.append_raw(&bytes)?;
+        Ok(len)
     }
 
     fn append_raw(&mut self, bytes: &[u8]) -> Result<(), JournalError> {
         // One write per line: on an append-mode file a kill cannot interleave two lines.
-        self.file.write_all(bytes).map_err(|source| JournalError::Write { path: self.path.clone(), source })
+        self.file.write_all(bytes).map_err(|source| JournalError::Write { path: self.path.clone(), source })?;
+        self.end += bytes.len() as u64;
+        Ok(())
     }
+}
+
+/// What [`Journal::open`] keeps of an existing journal: the claimed names, where each item
+/// done under `config` has its line, the file's length, whether it ends with a newline, and
+/// whether `config` is the current generation. Read a line at a time: only the index is kept.
+#[allow(clippy::type_complexity)]
+fn read_index(
+    file: File,
+    config: &serde_json::Value,
+) -> std::io::Result<(HashSet<u128>, HashMap<u128, At>, u64, bool, bool)> {
+    /// A line with its record skipped, not parsed into one: the key is all the index needs.
+    #[derive(Deserialize)]
+    #[serde(rename_all = "lowercase")]
+    enum Peek {
+        Config(serde_json::Value),
+        Claim(RelPath),
+        Done { key: String },
+    }
+    let mut r = BufReader::with_capacity(1 << 20, file);
+    let (mut owned, mut done) = (HashSet::new(), HashMap::new());
+    let (mut offset, mut current, mut newline) = (0u64, false, true);
+    let mut line = Vec::new();
+    loop {
+        line.clear();
+        let n = r.read_until(b'\n', &mut line)?;
+        if n == 0 {
+            break;
+        }
+        newline = line.ends_with(b"\n");
+        let text = line.strip_suffix(b"\n").unwrap_or(&line);
+        // A partial last line (killed mid-write) or a line of another version: skipped.
+        match serde_json::from_slice::<Peek>(text) {
+            Ok(Peek::Config(c)) => {
+                current = c == *config;
+                done.clear();
+            }
+            Ok(Peek::Claim(p)) => {
+                if let Some(p) = p.path() {
+                    owned.insert(path_hash(&p));
+                }
+            }
+            Ok(Peek::Done { key }) if current => {
+                if let Ok(len) = u32::try_from(text.len()) {
+                    done.insert(key_hash(key.as_bytes()), At { offset, len });
+                }
+            }
+            _ => {}
+        }
+        offset += n as u64;
+    }
+    Ok((owned, done, offset, newline, current))
+}
+
+/// Fill `buf` from `file` at `offset` (positioned reads: the append handle's own position
+/// is not moved, and appends always go to the end).
+#[cfg(unix)]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    std::os::unix::fs::FileExt::read_exact_at(file, buf, offset)
+}
+
+#[cfg(not(unix))]
+fn read_at(file: &File, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+    use std::io::{Read, Seek, SeekFrom};
+    let mut f = file.try_clone()?;
+    f.seek(SeekFrom::Start(offset))?;
+    f.read_exact(buf)
 }
 
 /// An exclusive advisory lock on `file`, held until it is closed (the kernel drops it when the
@@ -347,14 +449,14 @@ mod tests {
             let mut j = Journal::<Rec>::open(out, "batch", &"config-a").unwrap();
             let used = j.write_output(Path::new("a/x.png"), b"one", false).unwrap();
             assert_eq!(used, Path::new("a/x.png"));
-            j.finish("x", Rec { n: 1 }).unwrap();
+            j.finish("x", &Rec { n: 1 }).unwrap();
             // Claimed but not finished: as if killed between the rename and the done line.
             j.write_output(Path::new("a/y.png"), b"two", false).unwrap();
         }
         std::fs::write(out.join("a/z.png"), b"the user's").unwrap();
         let mut j = Journal::<Rec>::open(out, "batch", &"config-a").unwrap();
-        assert_eq!(j.done("x"), Some(&Rec { n: 1 }));
-        assert_eq!(j.done("y"), None);
+        assert_eq!(j.done("x").unwrap(), Some(Rec { n: 1 }));
+        assert_eq!(j.done("y").unwrap(), None);
         assert!(j.owns(Path::new("a/y.png")));
         // Its own file is replaced in place; a file it did not write is not.
         assert_eq!(j.write_output(Path::new("a/y.png"), b"again", false).unwrap(), Path::new("a/y.png"));
@@ -363,7 +465,7 @@ mod tests {
         assert_eq!(std::fs::read(out.join("a/z.png")).unwrap(), b"the user's");
         drop(j);
         let j = Journal::<Rec>::open(out, "batch", &"config-b").unwrap();
-        assert_eq!(j.done("x"), None, "another configuration redoes the work");
+        assert_eq!(j.done("x").unwrap(), None, "another configuration redoes the work");
         assert!(j.owns(Path::new("a/x.png")) && j.owns(Path::new("a/z-1.png")));
         assert!(std::fs::read_dir(out.join(TMP_DIR)).unwrap().next().is_none(), "no temporary file left");
     }
@@ -392,7 +494,7 @@ mod tests {
         let out = t.path();
         {
             let mut j = Journal::<Rec>::open(out, "batch", &1).unwrap();
-            j.finish("a", Rec { n: 1 }).unwrap();
+            j.finish("a", &Rec { n: 1 }).unwrap();
         }
         let path = out.join(".camscope-batch.journal");
         let mut text = std::fs::read(&path).unwrap();
@@ -400,12 +502,33 @@ mod tests {
         std::fs::write(&path, &text).unwrap();
         {
             let mut j = Journal::<Rec>::open(out, "batch", &1).unwrap();
-            assert_eq!(j.done("a"), Some(&Rec { n: 1 }));
-            assert_eq!(j.done("b"), None);
-            j.finish("c", Rec { n: 3 }).unwrap();
+            assert_eq!(j.done("a").unwrap(), Some(Rec { n: 1 }));
+            assert_eq!(j.done("b").unwrap(), None);
+            j.finish("c", &Rec { n: 3 }).unwrap();
         }
         let j = Journal::<Rec>::open(out, "batch", &1).unwrap();
-        assert_eq!(j.done("c"), Some(&Rec { n: 3 }));
+        assert_eq!(j.done("c").unwrap(), Some(Rec { n: 3 }));
+    }
+
+    #[test]
+    fn records_are_read_back_from_the_file_the_latest_wins_and_another_versions_is_not_done() {
+        let t = tempfile::tempdir().unwrap();
+        let out = t.path();
+        {
+            let mut j = Journal::<Rec>::open(out, "batch", &1).unwrap();
+            j.finish("a", &Rec { n: 1 }).unwrap();
+            j.finish("b", &Rec { n: 2 }).unwrap();
+            j.finish("a", &Rec { n: 3 }).unwrap();
+            assert_eq!((j.done("a").unwrap(), j.done("b").unwrap()), (Some(Rec { n: 3 }), Some(Rec { n: 2 })));
+        }
+        let path = out.join(".camscope-batch.journal");
+        let mut text = std::fs::read(&path).unwrap();
+        text.extend_from_slice(b"{\"done\":{\"key\":\"c\",\"record\":{\"m\":1}}}\n");
+        std::fs::write(&path, &text).unwrap();
+        let j = Journal::<Rec>::open(out, "batch", &1).unwrap();
+        assert_eq!(j.done("a").unwrap(), Some(Rec { n: 3 }));
+        assert_eq!(j.done("b").unwrap(), Some(Rec { n: 2 }));
+        assert_eq!(j.done("c").unwrap(), None, "a record of another version is redone");
     }
 
     #[test]

@@ -6,6 +6,10 @@
 //! than the run that wrote them; read this way, merge holds one row per shard at a time.
 //! The reader follows JSON's structure (strings with their escapes, nesting), not camscope's
 //! layout, so any valid file reads; serde_json parses each piece.
+//!
+//! The writer side, [`write_pretty_with_rows`], is how `triage` and `batch` write such a
+//! report from rows made one at a time, byte for byte as serde_json's pretty printer would
+//! write the whole object.
 
 use std::fs::File;
 use std::io::{BufRead, BufReader, Seek, SeekFrom};
@@ -128,6 +132,46 @@ impl<T: serde::de::DeserializeOwned> Iterator for Elements<T> {
         self.done = !matches!(next, Some(Ok(_)));
         next
     }
+}
+
+/// Write `head` as `serde_json::to_writer_pretty` does, but with the top-level field `field`
+/// (an empty array in `head`) holding `rows`, each serialized as it comes: the same bytes as
+/// the whole object pretty-printed, without the rows in memory. Each row is pretty-printed on
+/// its own and indented to its depth (two levels) in its place.
+pub fn write_pretty_with_rows<T: serde::Serialize>(
+    w: &mut impl std::io::Write,
+    head: &impl serde::Serialize,
+    field: &str,
+    rows: impl Iterator<Item = std::io::Result<T>>,
+) -> std::io::Result<()> {
+    let text = serde_json::to_vec_pretty(head)?;
+    // Top-level fields are the only ones indented by exactly two spaces; a string holding
+    // this text would have its quotes escaped.
+    let mut mark = serde_json::to_vec(field)?;
+    mark.splice(0..0, *b"\n  ");
+    mark.extend_from_slice(b": []");
+    let at = text
+        .windows(mark.len())
+        .position(|x| x == mark)
+        .ok_or_else(|| std::io::Error::other(format!("no empty top-level field {field} to fill")))?;
+    let (before, after) = text.split_at(at + mark.len() - 2);
+    w.write_all(before)?;
+    let mut any = false;
+    for r in rows {
+        let r = r?;
+        w.write_all(if any { b",\n" } else { b"[\n" })?;
+        any = true;
+        let row = serde_json::to_vec_pretty(&r)?;
+        for (k, line) in row.split(|&b| b == b'\n').enumerate() {
+            if k > 0 {
+                w.write_all(b"\n")?;
+            }
+            w.write_all(b"    ")?;
+            w.write_all(line)?;
+        }
+    }
+    w.write_all(if any { b"\n  ]" } else { b"[]" })?;
+    w.write_all(&after[2..])
 }
 
 /// A byte reader that knows its offset in the file.
@@ -283,6 +327,25 @@ mod tests {
         let s = split_object(f.path(), "images").unwrap();
         assert_eq!(Elements::<u32>::open(f.path(), s.field_at.unwrap()).unwrap().count(), 0);
         assert!(split_object(f.path(), "other").unwrap().field_at.is_none());
+    }
+
+    #[test]
+    fn rows_written_one_at_a_time_give_the_whole_objects_pretty_bytes() {
+        #[derive(serde::Serialize, Clone)]
+        struct Out {
+            name: &'static str,
+            note: &'static str,
+            images: Vec<serde_json::Value>,
+            after: Vec<u32>,
+        }
+        let rows = vec![serde_json::json!({"a": 1, "b": [1, 2]}), serde_json::json!({"a": "\n  \"images\": []"})];
+        for rows in [rows.clone(), vec![]] {
+            let whole = Out { name: "x", note: "\n  \"images\": []", images: rows.clone(), after: vec![1, 2] };
+            let mut streamed = Vec::new();
+            let head = Out { images: vec![], ..whole.clone() };
+            write_pretty_with_rows(&mut streamed, &head, "images", rows.into_iter().map(Ok)).unwrap();
+            assert_eq!(String::from_utf8(streamed).unwrap(), serde_json::to_string_pretty(&whole).unwrap());
+        }
     }
 
     #[test]

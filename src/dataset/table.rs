@@ -1,14 +1,15 @@
 //! The per-image tables of `triage` and `batch` as Parquet (`triage.parquet`,
 //! `report.parquet`), so pandas, Polars, DuckDB or Spark read a 50,000-image run typed and
 //! columnar instead of re-parsing decimal text from the CSV. The schema (README, "Parquet
-//! tables") is defined here once: an unsharded run and `merge` both build their file through
-//! [`triage_parquet`] / [`batch_parquet`] from the same rows, so a merged file equals the
-//! unsharded one. Column names follow the CSV's; lists stand in for the CSV's `top1_...`,
-//! `top2_...` columns, so the schema does not depend on `--top`.
+//! tables") is defined here once: an unsharded run and `merge` both stream their file through
+//! [`ParquetStream`] from the same rows, so a merged file equals the unsharded one. Column
+//! names follow the CSV's; lists stand in for the CSV's `top1_...`, `top2_...` columns, so the
+//! schema does not depend on `--top`.
 //!
-//! Encoding happens in memory and returns bytes: the caller writes them with
-//! [`crate::dataset::journal::Journal::write_report`], which is atomic and crash-safe like
-//! every other report.
+//! The caller gives the writer a temporary file from
+//! [`crate::dataset::journal::Journal::write_report_with`], which puts it in place atomically
+//! like every other report; [`triage_parquet`] and [`batch_parquet`] encode small tables in
+//! memory.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -184,13 +185,20 @@ impl<W: std::io::Write + Send> ParquetStream<W> {
         }
         self.finish()
     }
-}
 
-/// Encode `columns` as one Parquet file in memory (see [`ParquetStream`]).
-fn encode(columns: Vec<Column>, path: &Path) -> Result<Vec<u8>, TableError> {
-    let mut s = ParquetStream::new(Vec::new(), path);
-    s.write(columns)?;
-    s.finish()
+    /// Append rows of `report.parquet` (see [`batch_parquet`]).
+    pub fn batch_rows(&mut self, rows: &[BatchRow<'_>]) -> Result<(), TableError> {
+        let columns = batch_columns(rows, &self.path)?;
+        self.write(columns)
+    }
+
+    /// Close a batch table (see [`Self::finish`]).
+    pub fn finish_batch(mut self) -> Result<W, TableError> {
+        if self.writer.is_none() {
+            self.batch_rows(&[])?;
+        }
+        self.finish()
+    }
 }
 
 /// `triage.parquet`: one row per scored image, in triage.json's order. `path` names the
@@ -231,9 +239,16 @@ fn triage_columns(rows: &[TriageRow<'_>], path: &Path) -> Result<Vec<Column>, Ta
     Ok(columns)
 }
 
-/// `report.parquet`: one row per image of report.csv (explained images sorted by file, then
-/// the unreadable ones). `path` names the file in errors only.
+/// `report.parquet`: one row per image of report.csv (explained images in the listing's
+/// order, then the unreadable ones). `path` names the file in errors only. (A large table
+/// streams through [`ParquetStream::batch_rows`].)
 pub fn batch_parquet(rows: &[BatchRow<'_>], path: &Path) -> Result<Vec<u8>, TableError> {
+    let mut s = ParquetStream::new(Vec::new(), path);
+    s.batch_rows(rows)?;
+    s.finish_batch()
+}
+
+fn batch_columns(rows: &[BatchRow<'_>], path: &Path) -> Result<Vec<Column>, TableError> {
     let timing = |f: fn(&Timings) -> f64| -> ArrayRef {
         Arc::new(rows.iter().map(|r| r.timings.map(f)).collect::<Float64Array>())
     };
@@ -267,7 +282,7 @@ pub fn batch_parquet(rows: &[BatchRow<'_>], path: &Path) -> Result<Vec<u8>, Tabl
         ("render_ms", timing(|t| t.render_ms), true),
         ("warnings", string_list(rows.iter().map(|r| r.warnings.iter().map(String::as_str))), false),
     ];
-    encode(columns, path)
+    Ok(columns)
 }
 
 #[cfg(test)]
