@@ -610,7 +610,8 @@ fn rel_name(root: &Path, p: &Path) -> String {
 }
 
 /// Whether an output from an earlier run is still a whole PNG (a user may have truncated or
-/// replaced it since; camscope's own writes are atomic).
+/// replaced it since; camscope's own writes are atomic): see [`render::png::is_whole`]. Only
+/// a regular file is read (a pipe put in its place would block the read).
 pub(super) fn decodes(path: &Path) -> bool {
-    image::ImageReader::open(path).and_then(|r| r.with_guessed_format()).is_ok_and(|r| r.decode().is_ok())
+    std::fs::metadata(path).is_ok_and(|m| m.is_file()) && std::fs::read(path).is_ok_and(|b| render::png::is_whole(&b))
 }
