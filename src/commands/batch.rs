@@ -506,7 +506,7 @@ fn write_report<'r>(
     super::write_table(journal, "report.parquet", |mut stream| {
         let mut all = rows();
         loop {
-            let chunk: Vec<Entry> = all.by_ref().take(table::ROW_GROUP_ROWS).collect::<std::io::Result<_>>()?;
+            let chunk: Vec<Entry> = all.by_ref().take(table::CHUNK_ROWS).collect::<std::io::Result<_>>()?;
             if chunk.is_empty() {
                 break;
             }
@@ -527,7 +527,7 @@ fn write_report<'r>(
                 warnings: &[],
             })
             .collect();
-        for chunk in unreadable.chunks(table::ROW_GROUP_ROWS) {
+        for chunk in unreadable.chunks(table::CHUNK_ROWS) {
             stream.batch_rows(chunk)?;
         }
         Ok(stream.finish_batch()?)

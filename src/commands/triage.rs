@@ -655,7 +655,7 @@ fn write_outputs<'r>(
     super::write_table(journal, "triage.parquet", |mut stream| {
         let mut all = rows();
         loop {
-            let chunk: Vec<Row> = all.by_ref().take(table::ROW_GROUP_ROWS).collect::<std::io::Result<_>>()?;
+            let chunk: Vec<Row> = all.by_ref().take(table::CHUNK_ROWS).collect::<std::io::Result<_>>()?;
             if chunk.is_empty() {
                 break;
             }
