@@ -88,22 +88,36 @@ enum Line<R> {
     Done { key: String, record: R },
 }
 
-/// The index key of a done item or a claimed name: its xxHash3-128. A collision (never seen
-/// at 2^-64 odds for a billion names) could only make a record be read back and found to be
-/// another key's (then the item is redone) or a name be taken for camscope's own.
-fn key_hash(bytes: &[u8]) -> u128 {
-    twox_hash::XxHash3_128::oneshot(bytes)
+/// The index key of a done item: 64 bits of its xxHash3-128. A collision (odds of 3e-8 at a
+/// million keys) only makes the record read back be another key's, and that item is redone.
+fn key_hash(key: &str) -> u64 {
+    twox_hash::XxHash3_128::oneshot(key.as_bytes()) as u64
 }
 
+/// The index key of a claimed name: its xxHash3-128, wider than [`key_hash`] because a
+/// collision here would take a user's file for camscope's own (odds of 2^-88 at a billion).
 fn path_hash(p: &Path) -> u128 {
-    key_hash(p.as_os_str().as_encoded_bytes())
+    twox_hash::XxHash3_128::oneshot(p.as_os_str().as_encoded_bytes())
 }
 
-/// Where a done line is in the journal file.
+/// Where a done line is in the journal file, packed into 8 bytes (at a million items the
+/// index is most of what a batch holds): its offset in the low 40 bits (1 TB of journal),
+/// its length in the high 24 (a record up to 16 MB; a longer one is not indexed, so redone).
 #[derive(Clone, Copy)]
-struct At {
-    offset: u64,
-    len: u32,
+struct At(u64);
+
+impl At {
+    fn new(offset: u64, len: usize) -> Option<Self> {
+        (offset < 1 << 40 && len < 1 << 24).then_some(Self(offset | (len as u64) << 40))
+    }
+
+    fn offset(self) -> u64 {
+        self.0 & ((1 << 40) - 1)
+    }
+
+    fn len(self) -> usize {
+        (self.0 >> 40) as usize
+    }
 }
 
 /// An output folder being written by one run (see the module documentation).
@@ -116,7 +130,7 @@ pub struct Journal<R> {
     _lock: File,
     tmp: PathBuf,
     owned: HashSet<u128>,
-    done: HashMap<u128, At>,
+    done: HashMap<u64, At>,
     next_tmp: Cell<u64>,
     record: std::marker::PhantomData<R>,
 }
@@ -178,9 +192,9 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
     /// The record of an item done under this configuration, if any, read back from the
     /// journal. A record this camscope cannot parse (another version's) counts as not done.
     pub fn done(&self, key: &str) -> Result<Option<R>, JournalError> {
-        let Some(at) = self.done.get(&key_hash(key.as_bytes())) else { return Ok(None) };
-        let mut line = vec![0; at.len as usize];
-        read_at(&self.file, &mut line, at.offset)
+        let Some(&at) = self.done.get(&key_hash(key)) else { return Ok(None) };
+        let mut line = vec![0; at.len()];
+        read_at(&self.file, &mut line, at.offset())
             .map_err(|source| JournalError::Read { path: self.path.clone(), source })?;
         Ok(match serde_json::from_slice::<Line<R>>(&line) {
             Ok(Line::Done { key: k, record }) if k == key => Some(record),
@@ -259,7 +273,10 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
     pub fn finish(&mut self, key: &str, record: &R) -> Result<(), JournalError> {
         let offset = self.end;
         let len = self.append(&Line::Done { key: key.to_owned(), record })?;
-        self.done.insert(key_hash(key.as_bytes()), At { offset, len });
+        match At::new(offset, len) {
+            Some(at) => self.done.insert(key_hash(key), at),
+            None => self.done.remove(&key_hash(key)),
+        };
         Ok(())
     }
 
@@ -308,13 +325,10 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
     }
 
     /// Append one line; its length without the newline.
-    fn append<T: Serialize>(&mut self, line: &T) -> Result<u32, JournalError> {
+    fn append<T: Serialize>(&mut self, line: &T) -> Result<usize, JournalError> {
         let mut bytes = serde_json::to_vec(line)
             .map_err(|e| JournalError::Write { path: self.path.clone(), source: std::io::Error::other(e) })?;
-        let len = u32::try_from(bytes.len()).map_err(|_| JournalError::Write {
-            path: self.path.clone(),
-            source: std::io::Error::other("a journal record over 4 GB"),
-        })?;
+        let len = bytes.len();
         bytes.push(b'\n');
         self.append_raw(&bytes)?;
         Ok(len)
@@ -335,7 +349,7 @@ impl<R: Serialize + DeserializeOwned> Journal<R> {
 fn read_index(
     file: File,
     config: &serde_json::Value,
-) -> std::io::Result<(HashSet<u128>, HashMap<u128, At>, u64, bool, bool)> {
+) -> std::io::Result<(HashSet<u128>, HashMap<u64, At>, u64, bool, bool)> {
     /// A line with its record skipped, not parsed into one: the key is all the index needs.
     #[derive(Deserialize)]
     #[serde(rename_all = "lowercase")]
@@ -368,9 +382,11 @@ fn read_index(
                 }
             }
             Ok(Peek::Done { key }) if current => {
-                if let Ok(len) = u32::try_from(text.len()) {
-                    done.insert(key_hash(key.as_bytes()), At { offset, len });
-                }
+                // A later line replaces an earlier one; one too long to index drops it.
+                match At::new(offset, text.len()) {
+                    Some(at) => done.insert(key_hash(&key), at),
+                    None => done.remove(&key_hash(&key)),
+                };
             }
             _ => {}
         }
