@@ -504,13 +504,8 @@ fn write_report<'r>(
 ) -> Result<()> {
     let statuses: Vec<String> = report.unreadable.iter().map(|u| format!("unreadable: {}", u.error)).collect();
     super::write_table(journal, "report.parquet", |mut stream| {
-        let mut all = rows();
-        loop {
-            let chunk: Vec<Entry> = all.by_ref().take(table::CHUNK_ROWS).collect::<std::io::Result<_>>()?;
-            if chunk.is_empty() {
-                break;
-            }
-            stream.batch_rows(&chunk.iter().map(entry_row).collect::<Vec<_>>())?;
+        for chunk in table::chunks(rows()) {
+            stream.batch_rows(&chunk?.iter().map(entry_row).collect::<Vec<_>>())?;
         }
         let unreadable: Vec<BatchRow> = report
             .unreadable

@@ -653,13 +653,8 @@ fn write_outputs<'r>(
     rows: &dyn Fn() -> Box<dyn Iterator<Item = std::io::Result<Row>> + 'r>,
 ) -> Result<()> {
     super::write_table(journal, "triage.parquet", |mut stream| {
-        let mut all = rows();
-        loop {
-            let chunk: Vec<Row> = all.by_ref().take(table::CHUNK_ROWS).collect::<std::io::Result<_>>()?;
-            if chunk.is_empty() {
-                break;
-            }
-            stream.triage_rows(&chunk.iter().map(triage_row).collect::<Vec<_>>())?;
+        for chunk in table::chunks(rows()) {
+            stream.triage_rows(&chunk?.iter().map(triage_row).collect::<Vec<_>>())?;
         }
         Ok(stream.finish_triage()?)
     })?;

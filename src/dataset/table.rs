@@ -130,6 +130,17 @@ pub const ROW_GROUP_ROWS: usize = 65_536;
 /// batch entries took 65 MB, ten times their encoded columns).
 pub const CHUNK_ROWS: usize = 4_096;
 
+/// `rows` in vectors of [`CHUNK_ROWS`] (the last one shorter), stopping at the first error.
+pub fn chunks<T>(mut rows: impl Iterator<Item = std::io::Result<T>>) -> impl Iterator<Item = std::io::Result<Vec<T>>> {
+    std::iter::from_fn(move || {
+        let chunk: std::io::Result<Vec<T>> = rows.by_ref().take(CHUNK_ROWS).collect();
+        match chunk {
+            Ok(c) if c.is_empty() => None,
+            other => Some(other),
+        }
+    })
+}
+
 /// A Parquet file written a batch of rows at a time into `out` (row groups of
 /// [`ROW_GROUP_ROWS`], Snappy pages): deterministic bytes for equal rows, which is what lets
 /// `merge` be checked against an unsharded run. The schema comes from the first batch.
