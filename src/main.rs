@@ -327,9 +327,6 @@ fn main() -> ExitCode {
         }
         Command::Bench { image, model, decode, runs, scorecam_runs, json, .. } => {
             let model = ModelArgs { decode, ..model };
-            let image = image.unwrap_or_else(|| {
-                std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples/espresso/coffee.png")
-            });
             commands::bench::run(&commands::bench::BenchArgs { image, runs, scorecam_runs, json }, &model)
         }
         Command::Layers { model_path, mut model, json } => {

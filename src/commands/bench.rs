@@ -5,7 +5,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::Instant;
 
-use anyhow::{Result, bail};
+use anyhow::{Context, Result, bail};
 use ndarray::{Array4, Axis};
 
 use camscope::cam::Method;
@@ -14,10 +14,19 @@ use camscope::{imaging, render};
 
 use crate::ModelArgs;
 
+/// The sample photos `bench` uses, compiled in: a `pip install` has no source tree to find
+/// them in, and the figures must not depend on where camscope was built.
+const SAMPLES: [(&str, &[u8]); 3] = [
+    ("espresso/coffee.png", include_bytes!("../../samples/espresso/coffee.png")),
+    ("tabby/chelsea.png", include_bytes!("../../samples/tabby/chelsea.png")),
+    ("tripod/camera.png", include_bytes!("../../samples/tripod/camera.png")),
+];
+
 /// Options of `bench`.
 #[derive(Debug, Clone)]
 pub struct BenchArgs {
-    pub image: PathBuf,
+    /// The photo to time; `None`: the compiled-in espresso sample.
+    pub image: Option<PathBuf>,
     pub runs: usize,
     pub scorecam_runs: usize,
     pub json: bool,
@@ -56,6 +65,20 @@ pub fn run(args: &BenchArgs, model: &ModelArgs) -> Result<ExitCode> {
     }
     let path = super::model_path(model)?;
     let opts = model.session_options();
+    // The default photo goes through a file like any other, so its decode is timed as one.
+    let folder = std::env::temp_dir().join(format!("camscope-bench-photo-{}", std::process::id()));
+    let _cleanup_photo = RemoveOnDrop(folder.clone());
+    let (image, shown) = match &args.image {
+        Some(p) => (p.clone(), p.display().to_string()),
+        None => {
+            let (name, bytes) = SAMPLES[0];
+            let file = folder.join(name.replace('/', "-"));
+            std::fs::create_dir_all(&folder)
+                .and_then(|()| std::fs::write(&file, bytes))
+                .with_context(|| format!("{}: cannot write the sample photo; set TMPDIR", file.display()))?;
+            (file, format!("samples/{name} (built in)"))
+        }
+    };
     let mut rows: Vec<(String, f64, String)> = Vec::new();
     let mut add = |name: &str, value: f64, unit: &str| {
         rows.push((name.to_owned(), value, unit.to_owned()));
@@ -64,12 +87,7 @@ pub fn run(args: &BenchArgs, model: &ModelArgs) -> Result<ExitCode> {
         }
     };
     if !args.json {
-        println!(
-            "camscope bench: {} on {} ({} runs per figure, medians)",
-            path.display(),
-            args.image.display(),
-            args.runs
-        );
+        println!("camscope bench: {} on {} ({} runs per figure, medians)", path.display(), shown, args.runs);
     }
     // Loading: the model (card, shape probing) and ONNX Runtime sessions.
     let (loaded, load_ms) = time_ms(|| LoadedModel::open(&path, model.card.as_deref(), &opts));
@@ -82,12 +100,12 @@ pub fn run(args: &BenchArgs, model: &ModelArgs) -> Result<ExitCode> {
     })?;
     add("ONNX Runtime session creation (plain model)", session_ms, "ms");
     let decode_ms = bench(args.runs, || {
-        imaging::load_tensor(&args.image, &loaded.card.input)?;
+        imaging::load_tensor(&image, &loaded.card.input)?;
         Ok(())
     })?;
     add("decode + preprocess", decode_ms, "ms");
 
-    let x = imaging::load_tensor(&args.image, &loaded.card.input)?;
+    let x = imaging::load_tensor(&image, &loaded.card.input)?;
     let x1 = x.clone().insert_axis(Axis(0));
     let mut plain = Classifier::new(&loaded, &opts)?;
     let forward_ms = bench(args.runs, || {
@@ -102,7 +120,7 @@ pub fn run(args: &BenchArgs, model: &ModelArgs) -> Result<ExitCode> {
     let graphs_ms = t0.elapsed().as_secs_f64() * 1e3;
     add("gradient graphs + body/head sessions", graphs_ms, "ms");
     let provider = engine.provider().0;
-    let img = args.image.clone();
+    let img = image.clone();
     let t0 = std::time::Instant::now();
     let l = engine.load(&img)?;
     engine.map(&l, Method::GradCam, &Seed::Class(l.scores.argmax()))?;
@@ -245,12 +263,9 @@ pub fn run_scan(n: usize, model: &ModelArgs, batch: usize, decoders: Option<usiz
     let dir = std::env::temp_dir().join(format!("camscope-bench-scan-{}", std::process::id()));
     let _cleanup = RemoveOnDrop(dir.clone());
     let t0 = Instant::now();
-    let sources: Vec<image::RgbImage> = ["tabby/chelsea.png", "espresso/coffee.png", "tripod/camera.png"]
+    let sources: Vec<image::RgbImage> = [SAMPLES[1], SAMPLES[0], SAMPLES[2]]
         .iter()
-        .map(|s| {
-            let sample = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("samples").join(s);
-            imaging::load_rgb(&sample, &loaded.card.input.decode_options())
-        })
+        .map(|(_, bytes)| image::load_from_memory(bytes).map(|i| i.to_rgb8()))
         .collect::<Result<_, _>>()?;
     for i in 0..n {
         let class_dir = dir.join(["tabby", "espresso", "tripod"][i % 3]);
