@@ -23,7 +23,7 @@ use camscope::render::{self, Colormap};
 use camscope::scores::Prediction;
 
 use super::explain::class_index;
-use super::merge::{MergedRows, ShardFile, ShardRow};
+use super::merge::{Identity, MergedRows, ShardFile, ShardHead, ShardRow, open_shards};
 use super::progress::Progress;
 use crate::ModelArgs;
 
@@ -401,19 +401,7 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
 /// Streamed like a run: the shards' entries are read one at a time (see [`MergedRows`]),
 /// once to check them, once to link the overlays, then once for each report written.
 pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
-    let shard_of = |r: &Report| r.shard.expect("checked: every input is a shard");
-    let files: Vec<ShardFile<Report>> =
-        inputs.iter().map(|d| ShardFile::read(d, "report.json", "images")).collect::<Result<_>>()?;
-    let ids: Vec<super::merge::Identity> = files
-        .iter()
-        .map(|f| super::merge::Identity {
-            dataset: f.head.dataset.clone(),
-            config: f.head.config.clone(),
-            extra: vec![],
-            shard: f.head.shard,
-        })
-        .collect();
-    super::merge::check(inputs, &ids)?;
+    let files: Vec<ShardFile<Report>> = open_shards(inputs, "report.json")?;
     let first = &files[0].head;
     let top = first.config.get("top").and_then(serde_json::Value::as_u64).unwrap_or(5) as usize;
     let mut merged =
@@ -426,7 +414,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
     merged.unreadable.sort_by(|a, b| Path::new(&a.file).cmp(Path::new(&b.file)));
     // Every entry and overlay is checked before anything is written: a refused merge leaves
     // OUT as it was.
-    for row in MergedRows::<Entry>::open(inputs, &files, shard_of)? {
+    for row in MergedRows::<Entry>::open(inputs, &files)? {
         let (k, e) = row?;
         let src = inputs[k].join(&e.output);
         if !src.is_file() {
@@ -435,7 +423,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
     }
     let mut journal = Journal::<Entry>::open(out, "batch", &merged.config)?;
     let mut linked = 0;
-    for row in MergedRows::<Entry>::open(inputs, &files, shard_of)? {
+    for row in MergedRows::<Entry>::open(inputs, &files)? {
         let (k, mut e) = row?;
         let src = inputs[k].join(&e.output);
         e.output = journal.link_output(Path::new(&e.output), &src, false)?.to_string_lossy().into_owned();
@@ -444,7 +432,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
     }
     // The entries again, as linked (an overlay may have taken another name in OUT).
     let rows = || -> Box<dyn Iterator<Item = std::io::Result<Entry>> + '_> {
-        match MergedRows::<Entry>::open(inputs, &files, shard_of) {
+        match MergedRows::<Entry>::open(inputs, &files) {
             Ok(rows) => Box::new(rows.map(|row| {
                 let (_, e) = row.map_err(|e| std::io::Error::other(format!("{e:#}")))?;
                 journal
@@ -465,6 +453,12 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
         out.join("report.parquet").display()
     );
     Ok(if merged.unreadable.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_PARTIAL) })
+}
+
+impl ShardHead for Report {
+    fn identity(&self) -> Identity {
+        Identity { dataset: self.dataset.clone(), config: self.config.clone(), extra: vec![], shard: self.shard }
+    }
 }
 
 impl ShardRow for Entry {

@@ -21,7 +21,7 @@ pub struct ShardFile<H> {
 
 impl<H: serde::de::DeserializeOwned> ShardFile<H> {
     /// `dir/name`, whose top-level field `rows` holds the per-image rows.
-    pub fn read(dir: &Path, name: &str, rows: &str) -> Result<Self> {
+    fn read(dir: &Path, name: &str, rows: &str) -> Result<Self> {
         let file = dir.join(name);
         let unmergeable =
             || format!("{}: not a {name} this camscope can merge; rerun that shard with this version", file.display());
@@ -30,6 +30,20 @@ impl<H: serde::de::DeserializeOwned> ShardFile<H> {
         let rows_at = split.field_at.with_context(unmergeable)?;
         Ok(Self { file, head, rows_at })
     }
+}
+
+/// A shard report's head (every field but the rows): which run and which shard it is.
+pub trait ShardHead: serde::de::DeserializeOwned {
+    fn identity(&self) -> Identity;
+}
+
+/// Every shard's report `name` (rows in its field `images`) read lazily, checked to be the
+/// shards of one run that make a whole (see [`check`]).
+pub fn open_shards<H: ShardHead>(inputs: &[PathBuf], name: &str) -> Result<Vec<ShardFile<H>>> {
+    let files: Vec<ShardFile<H>> = inputs.iter().map(|d| ShardFile::read(d, name, "images")).collect::<Result<_>>()?;
+    let ids: Vec<Identity> = files.iter().map(|f| f.head.identity()).collect();
+    check(inputs, &ids)?;
+    Ok(files)
 }
 
 /// A per-image row of a shard's report: where it sorts and which shard it belongs to.
@@ -52,11 +66,11 @@ pub struct MergedRows<'a, T> {
 }
 
 impl<'a, T: ShardRow> MergedRows<'a, T> {
-    /// `files[k]` read from `inputs[k]`; `shard_of` says which shard each is (checked before).
-    pub fn open<H>(inputs: &'a [PathBuf], files: &[ShardFile<H>], shard_of: impl Fn(&H) -> Shard) -> Result<Self> {
+    /// `files[k]` read from `inputs[k]` by [`open_shards`].
+    pub fn open<H: ShardHead>(inputs: &'a [PathBuf], files: &[ShardFile<H>]) -> Result<Self> {
         let mut rows = Self {
             inputs,
-            shards: files.iter().map(|f| shard_of(&f.head)).collect(),
+            shards: files.iter().map(|f| f.head.identity().shard.expect("checked: every input is a shard")).collect(),
             streams: files.iter().map(|f| json_stream::Elements::open(&f.file, f.rows_at)).collect::<Result<_, _>>()?,
             next: Vec::new(),
             last: vec![None; files.len()],

@@ -24,7 +24,7 @@ use camscope::render::{self, Colormap};
 use camscope::triage::{self, ScanOptions, ScanUpdate};
 
 use super::batch::{EXIT_PARTIAL, check_folders, decodes, stamp};
-use super::merge::{MergedRows, ShardFile};
+use super::merge::{Identity, MergedRows, ShardFile, ShardHead, open_shards};
 use super::progress::Progress;
 use crate::ModelArgs;
 
@@ -437,6 +437,20 @@ impl Scored {
     }
 }
 
+impl ShardHead for TriageOut {
+    fn identity(&self) -> Identity {
+        Identity {
+            dataset: self.dataset.clone(),
+            config: self.config.clone(),
+            extra: vec![
+                ("ground truth", self.truth_source.clone()),
+                ("model file contents (SHA-256)", self.model_sha256.clone()),
+            ],
+            shard: self.shard,
+        }
+    }
+}
+
 impl super::merge::ShardRow for Row {
     fn path(&self) -> &str {
         &self.path
@@ -461,22 +475,7 @@ fn shard_result(r: &Row) -> ImageResult {
 /// them and build the summary, then once for each table written, so memory holds per-class
 /// figures and the mistakes' maps, not the rows (200,000 rows took 200 MB parsed whole).
 pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
-    let shard_of = |t: &TriageOut| t.shard.expect("checked: every input is a shard");
-    let files: Vec<ShardFile<TriageOut>> =
-        inputs.iter().map(|d| ShardFile::read(d, "triage.json", "images")).collect::<Result<_>>()?;
-    let ids: Vec<super::merge::Identity> = files
-        .iter()
-        .map(|f| super::merge::Identity {
-            dataset: f.head.dataset.clone(),
-            config: f.head.config.clone(),
-            extra: vec![
-                ("ground truth", f.head.truth_source.clone()),
-                ("model file contents (SHA-256)", f.head.model_sha256.clone()),
-            ],
-            shard: f.head.shard,
-        })
-        .collect();
-    super::merge::check(inputs, &ids)?;
+    let files: Vec<ShardFile<TriageOut>> = open_shards(inputs, "triage.json")?;
     let first = &files[0].head;
     let mut unreadable = Vec::new();
     let mut warnings = Vec::new();
@@ -502,7 +501,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
     let mut summary = stats::SummaryBuilder::new(10);
     let mut names = std::collections::HashMap::new();
     let mut maps: Vec<(usize, usize, Vec<String>)> = Vec::new();
-    for (i, merged) in MergedRows::<Row>::open(inputs, &files, shard_of)?.enumerate() {
+    for (i, merged) in MergedRows::<Row>::open(inputs, &files)?.enumerate() {
         let (k, r) = merged?;
         for c in r.truth.iter().chain([&r.predicted]) {
             names.insert(c.index, c.label.clone());
@@ -536,7 +535,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
     let image_name = |i: usize| example_names.get(&i).cloned().unwrap_or_default();
     let summary = summary_out(summary.finish(), unreadable.len(), class_name, image_name);
     let make_rows = || -> Box<dyn Iterator<Item = std::io::Result<Row>> + '_> {
-        match MergedRows::<Row>::open(inputs, &files, shard_of) {
+        match MergedRows::<Row>::open(inputs, &files) {
             Ok(rows) => Box::new(rows.enumerate().map(|(i, merged)| {
                 let (_, r) = merged.map_err(|e| std::io::Error::other(format!("{e:#}")))?;
                 let o = overlays.get(&i).cloned().unwrap_or_default();
