@@ -9,81 +9,15 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::process::Command;
 use std::time::{Duration, Instant};
 
+use common::tmux::Tmux;
 use common::*;
 
-const DEADLINE: Duration = Duration::from_secs(180);
-
-/// A tmux server of its own (socket in a temporary folder) running camscope in a 200×50 pane;
-/// after camscope exits the pane prints `EXITED=code` and waits.
-struct Tmux {
-    _dir: tempfile::TempDir,
-    socket: PathBuf,
-}
-
-impl Tmux {
-    fn start(args: &[&str], cache: &Path) -> Self {
-        assert!(
-            Command::new("tmux").arg("-V").output().is_ok_and(|o| o.status.success()),
-            "tmux is needed for the terminal tests: install it (scripts/test does) and rerun"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("tmux.sock");
-        let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
-        let mut cmd = format!(
-            "env COLORTERM=truecolor CAMSCOPE_CACHE_DIR={} {}",
-            quote(&cache.to_string_lossy()),
-            quote(env!("CARGO_BIN_EXE_camscope"))
-        );
-        for a in args {
-            cmd += &format!(" {}", quote(a));
-        }
-        cmd += "; echo EXITED=$?; sleep 3600";
-        let t = Self { _dir: dir, socket };
-        let out = t.tmux(&["-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", "200", "-y", "50", &cmd]);
-        assert!(out.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&out.stderr));
-        t
-    }
-
-    fn tmux(&self, args: &[&str]) -> Output {
-        Command::new("tmux").arg("-S").arg(&self.socket).args(args).current_dir(root()).output().expect("run tmux")
-    }
-
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", "t"]).stdout).into_owned()
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "t"];
-        args.extend_from_slice(keys);
-        assert!(self.tmux(&args).status.success());
-    }
-
-    fn wait(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
-        let t0 = Instant::now();
-        loop {
-            let s = self.screen();
-            if ok(&s) {
-                return s;
-            }
-            assert!(t0.elapsed() < DEADLINE, "timed out waiting for {what}; the screen is:\n{s}");
-            std::thread::sleep(Duration::from_millis(50));
-        }
-    }
-
-    fn quit(&self) {
-        self.keys(&["q"]);
-        let s = self.wait("camscope to exit", |s| s.contains("EXITED="));
-        assert!(s.contains("EXITED=0"), "{s}");
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.tmux(&["kill-server"]);
-    }
+/// camscope with `args` in a 200×50 terminal, its scan cache in `cache`.
+fn start(args: &[&str], cache: &Path) -> Tmux {
+    Tmux::start_sized(&root(), args, &[("CAMSCOPE_CACHE_DIR", &cache.to_string_lossy())], (200, 50))
 }
 
 /// The row of the file list that names `name` (without the pane's borders).
@@ -159,10 +93,8 @@ fn recorded_results_open_at_once_without_a_scan_and_maps_follow_the_root() {
     let trace = tmp.path().join("trace.jsonl");
     // A fresh, empty cache: nothing could come from it either.
     let empty_cache = tmp.path().join("empty-cache");
-    let t = Tmux::start(
-        &[out.to_str().unwrap(), "--graphics", "halfblocks", "--trace", trace.to_str().unwrap()],
-        &empty_cache,
-    );
+    let t =
+        start(&[out.to_str().unwrap(), "--graphics", "halfblocks", "--trace", trace.to_str().unwrap()], &empty_cache);
     let s = t.wait("the recorded results and the missing images", |s| {
         s.contains("9 images recorded") && s.contains("9 missing")
     });
@@ -194,8 +126,7 @@ fn recorded_results_open_at_once_without_a_scan_and_maps_follow_the_root() {
     assert!(exit.contains("\"scanned\":0"), "no image was scanned while it ran: {exit}");
 
     // --root where the dataset is now: the maps of a mistake, in the compare view.
-    let t =
-        Tmux::start(&[out.to_str().unwrap(), "--graphics", "halfblocks", "--root", moved.to_str().unwrap()], &cache);
+    let t = start(&[out.to_str().unwrap(), "--graphics", "halfblocks", "--root", moved.to_str().unwrap()], &cache);
     let s = t.wait("the recorded results", |s| s.contains("9 images recorded") && map_shown(s));
     assert!(!s.contains("missing"), "every image is found under --root: {s}");
     t.keys(&["n"]);
@@ -214,7 +145,7 @@ fn a_shard_opens_with_its_images_and_says_so() {
     let json: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("triage.json")).unwrap()).unwrap();
     let n = json["images"].as_array().unwrap().len() + json["unreadable"].as_array().unwrap().len();
     assert!(n > 0 && n < 9, "shard 1/2 holds part of the samples: {n}");
-    let t = Tmux::start(&[out.to_str().unwrap(), "--graphics", "halfblocks"], &cache);
+    let t = start(&[out.to_str().unwrap(), "--graphics", "halfblocks"], &cache);
     let s = t.wait("the shard's results", |s| s.contains(&format!("{n} images recorded")));
     assert!(s.contains("shard 1/2"), "the status bar says which shard: {s}");
     assert!(s.contains(&format!("Files 1/{n}")), "only the shard's images: {s}");
@@ -330,7 +261,7 @@ fn bad_outputs_and_options_are_one_line_each() {
 /// Time from starting `camscope ARGS` in tmux until the screen satisfies `ok`.
 fn time_to(args: &[&str], cache: &Path, what: &str, ok: impl Fn(&str) -> bool) -> Duration {
     let t0 = Instant::now();
-    let t = Tmux::start(args, cache);
+    let t = start(args, cache);
     t.wait(what, ok);
     let took = t0.elapsed();
     t.quit();

@@ -17,14 +17,13 @@ mod common;
 use std::io::{Read, Write};
 use std::net::{Shutdown, TcpListener, TcpStream};
 use std::path::PathBuf;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
+use common::tmux::{AFTER_EXIT, DEADLINE, Tmux, quote};
 use common::*;
-
-const DEADLINE: Duration = Duration::from_secs(180);
 
 fn can_run(test: &str) -> bool {
     let have = |t: &str| {
@@ -194,76 +193,37 @@ fn pump(mut from: TcpStream, into: TcpStream, delay: Duration, stop: Arc<AtomicB
 
 /// The user's terminal: a tmux session (own socket) running `ssh -tt` into the inspector.
 struct Session {
-    _dir: tempfile::TempDir,
-    socket: PathBuf,
+    term: Tmux,
     trace: PathBuf,
 }
 
 impl Session {
     fn start(sshd: &Sshd, port: u16, args: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("tmux.sock");
-        let trace = dir.path().join("trace.jsonl");
         let user = std::env::var("USER").unwrap_or_else(|_| "root".into());
-        let remote = format!(
-            "cd '{}' && CAMSCOPE_CACHE_DIR='{}' '{}' samples --trace '{}' {args}; echo EXITED=$?; \
-             if stty -a | grep -q -- -icanon; then echo RAW=on; else echo RAW=off; fi; sleep 600",
-            root().display(),
-            dir.path().join("cache").display(),
-            env!("CARGO_BIN_EXE_camscope"),
-            trace.display()
-        );
-        let ssh = format!(
-            "ssh -tt -i '{}' -p {port} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null -o BatchMode=yes \
-             -o LogLevel=ERROR {user}@127.0.0.1 \"{}\"",
-            sshd.path("user_key").display(),
-            remote.replace('"', "\\\"").replace('$', "\\$")
-        );
-        let s = Self { _dir: dir, socket, trace };
-        // COLORTERM is not set in the pane, and would not cross SSH anyway.
-        let out = s.tmux(&[
-            "-f",
-            "/dev/null",
-            "new-session",
-            "-d",
-            "-s",
-            "t",
-            "-x",
-            "160",
-            "-y",
-            "48",
-            &format!("env -u COLORTERM {ssh}"),
-        ]);
-        assert!(out.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&out.stderr));
-        s
+        let term = Tmux::run(&root(), (160, 48), |dir| {
+            let remote = format!(
+                "cd {} && CAMSCOPE_CACHE_DIR={} {} samples --trace {} {args}{AFTER_EXIT}",
+                quote(&root().to_string_lossy()),
+                quote(&dir.join("cache").to_string_lossy()),
+                quote(env!("CARGO_BIN_EXE_camscope")),
+                quote(&dir.join("trace.jsonl").to_string_lossy()),
+            );
+            let ssh = format!(
+                "ssh -tt -i '{}' -p {port} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null \
+                 -o BatchMode=yes -o LogLevel=ERROR {user}@127.0.0.1 \"{}\"",
+                sshd.path("user_key").display(),
+                remote.replace('"', "\\\"").replace('$', "\\$")
+            );
+            // COLORTERM is not set in the pane, and would not cross SSH anyway.
+            format!("env -u COLORTERM {ssh}")
+        });
+        let trace = term.dir().join("trace.jsonl");
+        Self { term, trace }
     }
 
-    fn tmux(&self, args: &[&str]) -> Output {
-        Command::new("tmux").arg("-S").arg(&self.socket).args(args).env_remove("TMUX").output().expect("run tmux")
-    }
-
-    fn screen(&self) -> String {
-        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-t", "t"]).stdout).into_owned()
-    }
-
-    fn screen_escaped(&self) -> String {
-        String::from_utf8_lossy(&self.tmux(&["capture-pane", "-p", "-e", "-t", "t"]).stdout).into_owned()
-    }
-
-    fn keys(&self, keys: &str) {
-        assert!(self.tmux(&["send-keys", "-t", "t", keys]).status.success());
-    }
-
-    fn wait(&self, what: &str, f: impl Fn(&str) -> bool) -> String {
-        let t0 = Instant::now();
-        loop {
-            let s = self.screen();
-            if f(&s) {
-                return s;
-            }
-            assert!(t0.elapsed() < DEADLINE, "timed out waiting for {what}; screen:\n{s}");
-            std::thread::sleep(Duration::from_millis(10));
-        }
+    /// Wait for the screen, polling every 10 ms: keystroke-to-frame times are measured so.
+    fn wait(&self, what: &str, ok: impl Fn(&str) -> bool) -> String {
+        self.term.wait_every(Duration::from_millis(10), what, ok)
     }
 
     fn trace(&self) -> String {
@@ -271,9 +231,11 @@ impl Session {
     }
 }
 
-impl Drop for Session {
-    fn drop(&mut self) {
-        let _ = self.tmux(&["kill-server"]);
+impl std::ops::Deref for Session {
+    type Target = Tmux;
+
+    fn deref(&self) -> &Tmux {
+        &self.term
     }
 }
 
@@ -318,14 +280,14 @@ fn keys_resize_colours_and_exit_through_ssh() {
     let mut times = Vec::new();
     for (key, want) in [("j", "Files 2/9"), ("k", "Files 1/9"), ("j", "Files 2/9"), ("k", "Files 1/9")] {
         let t0 = Instant::now();
-        s.keys(key);
+        s.keys(&[key]);
         s.wait(want, |sc| sc.contains(want));
         times.push(t0.elapsed().as_secs_f64() * 1e3);
     }
     eprintln!("keystroke to frame through SSH (file list cursor), ms: {times:.1?}");
 
     // A resize of the user's window reaches the inspector through SSH.
-    assert!(s.tmux(&["resize-window", "-t", "t", "-x", "110", "-y", "36"]).status.success());
+    s.tmux(&["resize-window", "-t", "t", "-x", "110", "-y", "36"]);
     let small = s.wait("the layout for 110x36", |sc| {
         sc.lines().count() <= 36
             && sc.lines().any(|l| l.contains("Top 5 classes"))
@@ -334,7 +296,7 @@ fn keys_resize_colours_and_exit_through_ssh() {
     let classes_col = |sc: &str| sc.lines().find_map(|l| l.find("Top 5 classes").map(|_| l.chars().count()));
     assert!(classes_col(&small).is_some(), "{small}");
 
-    s.keys("q");
+    s.keys(&["q"]);
     let end = s.wait("camscope to exit", |sc| sc.contains("RAW="));
     assert!(end.contains("EXITED=0") && end.contains("RAW=off"), "not a clean exit:\n{end}");
     assert!(!end.contains("Top 5 classes"), "the alternate screen was not left:\n{end}");
@@ -358,9 +320,9 @@ fn a_second_of_latency_neither_hangs_nor_eats_keys() {
     // The late answers are consumed, not taken for keys: the list stays where it was until a key.
     std::thread::sleep(Duration::from_secs(4));
     assert!(s.screen().contains("Files 1/9"), "late answers moved the cursor:\n{}", s.screen());
-    s.keys("j");
+    s.keys(&["j"]);
     s.wait("the key through the slow link", |sc| sc.contains("Files 2/9"));
-    s.keys("q");
+    s.keys(&["q"]);
     let end = s.wait("camscope to exit", |sc| sc.contains("RAW="));
     assert!(end.contains("EXITED=0") && end.contains("RAW=off"), "not a clean exit:\n{end}");
 }

@@ -7,110 +7,11 @@
 
 mod common;
 
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 use std::time::{Duration, Instant};
 
+use common::tmux::Tmux;
 use common::*;
-
-/// How long a screen may take to show what a test waits for.
-const DEADLINE: Duration = Duration::from_secs(180);
-
-/// A tmux server with one session running a command.
-struct Tmux {
-    _dir: tempfile::TempDir,
-    socket: PathBuf,
-}
-
-impl Tmux {
-    /// Start `camscope ARGS` in a fresh 160×48 session (truecolor, in `cwd`, with `env` set);
-    /// when it exits, the pane prints its exit status and whether the tty was left in raw
-    /// mode, then waits, so the screen after camscope can be inspected. The scan cache goes
-    /// to the test's own folder unless `env` names one.
-    fn start(cwd: &Path, args: &[&str], env: &[(&str, &str)]) -> Self {
-        Self::start_sized(cwd, args, env, (160, 48))
-    }
-
-    fn start_sized(cwd: &Path, args: &[&str], env: &[(&str, &str)], (w, h): (u16, u16)) -> Self {
-        let status = Command::new("tmux").arg("-V").output();
-        assert!(
-            status.is_ok_and(|o| o.status.success()),
-            "tmux is needed for the terminal tests: install it (scripts/test does) and rerun"
-        );
-        let dir = tempfile::tempdir().unwrap();
-        let socket = dir.path().join("tmux.sock");
-        let quote = |s: &str| format!("'{}'", s.replace('\'', r"'\''"));
-        let mut cmd = String::from("env COLORTERM=truecolor");
-        if !env.iter().any(|(k, _)| *k == "CAMSCOPE_CACHE_DIR") {
-            cmd += &format!(" CAMSCOPE_CACHE_DIR={}", quote(&dir.path().join("cache").to_string_lossy()));
-        }
-        for (k, v) in env {
-            cmd += &format!(" {k}={}", quote(v));
-        }
-        cmd += &format!(" {}", quote(env!("CARGO_BIN_EXE_camscope")));
-        for a in args {
-            cmd += &format!(" {}", quote(a));
-        }
-        cmd += "; echo EXITED=$?; if stty -a | grep -q -- -icanon; then echo RAW=on; else echo RAW=off; fi; sleep 3600";
-        let t = Self { _dir: dir, socket };
-        let (w, h) = (w.to_string(), h.to_string());
-        let out = t.tmux_in(cwd, &["-f", "/dev/null", "new-session", "-d", "-s", "t", "-x", &w, "-y", &h, &cmd]);
-        assert!(out.status.success(), "tmux new-session: {}", String::from_utf8_lossy(&out.stderr));
-        t
-    }
-
-    fn tmux_in(&self, cwd: &Path, args: &[&str]) -> Output {
-        Command::new("tmux").arg("-S").arg(&self.socket).args(args).current_dir(cwd).output().expect("run tmux")
-    }
-
-    fn tmux(&self, args: &[&str]) -> String {
-        let out = self.tmux_in(&root(), args);
-        assert!(out.status.success(), "tmux {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-        String::from_utf8_lossy(&out.stdout).into_owned()
-    }
-
-    /// The screen as text.
-    fn screen(&self) -> String {
-        self.tmux(&["capture-pane", "-p", "-t", "t"])
-    }
-
-    /// The screen with its colours (SGR escapes).
-    fn screen_escaped(&self) -> String {
-        self.tmux(&["capture-pane", "-p", "-e", "-t", "t"])
-    }
-
-    fn keys(&self, keys: &[&str]) {
-        let mut args = vec!["send-keys", "-t", "t"];
-        args.extend_from_slice(keys);
-        self.tmux(&args);
-    }
-
-    /// Poll until `ok(screen)` holds; panics with the last screen after [`DEADLINE`].
-    fn wait(&self, what: &str, ok: impl Fn(&Tmux, &str) -> bool) -> String {
-        let t0 = Instant::now();
-        loop {
-            let s = self.screen();
-            if ok(self, &s) {
-                return s;
-            }
-            if t0.elapsed() > DEADLINE {
-                panic!("timed out waiting for {what}; the screen is:\n{s}");
-            }
-            std::thread::sleep(Duration::from_millis(100));
-        }
-    }
-
-    /// `#{alternate_on} #{cursor_flag}` of the pane.
-    fn modes(&self) -> String {
-        self.tmux(&["display", "-p", "-t", "t", "#{alternate_on} #{cursor_flag}"]).trim().to_owned()
-    }
-}
-
-impl Drop for Tmux {
-    fn drop(&mut self) {
-        let _ = self.tmux_in(&root(), &["kill-server"]);
-    }
-}
 
 /// The highlighted row of the classes pane (its label and probability).
 fn highlighted(screen: &str) -> Option<String> {
@@ -142,7 +43,7 @@ fn map_shown(s: &str) -> bool {
 #[test]
 fn inspector_switches_class_and_image_then_restores_the_terminal() {
     let t = Tmux::start(&root(), &["samples", "--graphics", "halfblocks"], &[]);
-    let first = t.wait("the first image's top-k and map", |_, s| map_shown(s) && s.contains("astronaut"));
+    let first = t.wait("the first image's top-k and map", |s| map_shown(s) && s.contains("astronaut"));
     assert!(first.contains("Files 1/9"), "{first}");
     assert!(first.contains("half-blocks") && first.contains("gradcam"), "{first}");
     let class0 = highlighted(&first).expect("a highlighted class");
@@ -151,7 +52,7 @@ fn inspector_switches_class_and_image_then_restores_the_terminal() {
 
     // Focus the classes and take the second class: the highlight and the heatmap follow.
     t.keys(&["Tab", "j"]);
-    let s = t.wait("the second class's map", |t, s| {
+    let s = t.wait("the second class's map", |s| {
         map_shown(s) && highlighted(s).is_some_and(|h| h != class0) && image_cells(&t.screen_escaped()) != cells0
     });
     let class1 = highlighted(&s).unwrap();
@@ -160,19 +61,19 @@ fn inspector_switches_class_and_image_then_restores_the_terminal() {
 
     // Back to the files, next image: a new title, its own classes and map.
     t.keys(&["Tab", "j"]);
-    let s = t.wait("the second image", |t, s| {
+    let s = t.wait("the second image", |s| {
         map_shown(s) && s.contains("dahlia/flower.jpg ·") && image_cells(&t.screen_escaped()) != cells1
     });
     assert!(s.contains("Files 2/9"), "{s}");
 
     // The help overlay, closed by any key.
     t.keys(&["?"]);
-    t.wait("the help overlay", |_, s| s.contains("camscope keys"));
+    t.wait("the help overlay", |s| s.contains("camscope keys"));
     t.keys(&["Escape"]);
-    t.wait("the help to close", |_, s| !s.contains("camscope keys"));
+    t.wait("the help to close", |s| !s.contains("camscope keys"));
 
     t.keys(&["q"]);
-    let s = t.wait("camscope to exit", |_, s| s.contains("RAW="));
+    let s = t.wait("camscope to exit", |s| s.contains("RAW="));
     assert!(s.contains("EXITED=0"), "{s}");
     assert!(s.contains("RAW=off"), "raw mode left on: {s}");
     assert!(!s.contains("Top 5 classes"), "the alternate screen was left: {s}");
@@ -182,7 +83,7 @@ fn inspector_switches_class_and_image_then_restores_the_terminal() {
 #[test]
 fn a_panic_inside_the_inspector_restores_the_terminal() {
     let t = Tmux::start(&root(), &["samples", "--graphics", "halfblocks"], &[("CAMSCOPE_TEST_PANIC", "1")]);
-    let s = t.wait("camscope to panic and exit", |_, s| s.contains("RAW="));
+    let s = t.wait("camscope to panic and exit", |s| s.contains("RAW="));
     assert!(s.contains("EXITED=101"), "a panic exits with 101: {s}");
     assert!(s.contains("deliberate panic"), "the panic message is readable: {s}");
     assert!(s.contains("RAW=off"), "raw mode left on: {s}");
@@ -195,9 +96,9 @@ fn quitting_during_a_score_cam_stops_it_and_exits_cleanly() {
     // the run in progress and waits for the engine thread to let go of ONNX Runtime, so the
     // process ends with 0, not with a crash in ONNX Runtime's exit-time destructors.
     let t = Tmux::start(&root(), &["samples", "--graphics", "halfblocks", "--method", "scorecam"], &[]);
-    t.wait("Score-CAM to start computing", |_, s| s.contains("computing…"));
+    t.wait("Score-CAM to start computing", |s| s.contains("computing…"));
     t.keys(&["q"]);
-    let s = t.wait("camscope to exit", |_, s| s.contains("RAW="));
+    let s = t.wait("camscope to exit", |s| s.contains("RAW="));
     assert!(s.contains("EXITED=0"), "{s}");
     assert!(s.contains("RAW=off"), "raw mode left on: {s}");
     assert_eq!(t.modes(), "0 1", "alternate screen off, cursor visible");
@@ -208,10 +109,10 @@ fn an_empty_folder_opens_with_a_clear_message() {
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("notes.txt"), "not an image").unwrap();
     let t = Tmux::start(&root(), &[dir.path().to_str().unwrap(), "--graphics", "halfblocks"], &[]);
-    let s = t.wait("the empty-folder message", |_, s| s.contains("no images under"));
+    let s = t.wait("the empty-folder message", |s| s.contains("no images under"));
     assert!(s.contains("1 non-image files skipped"), "{s}");
     t.keys(&["q"]);
-    let s = t.wait("camscope to exit", |_, s| s.contains("RAW="));
+    let s = t.wait("camscope to exit", |s| s.contains("RAW="));
     assert!(s.contains("EXITED=0") && s.contains("RAW=off"), "{s}");
 }
 
@@ -259,7 +160,7 @@ fn browse_1000_images_benchmark() {
         &[dir.path().to_str().unwrap(), "--graphics", "halfblocks", "--trace", trace.to_str().unwrap()],
         &[],
     );
-    t.wait("the first map", |_, s| map_shown(s) && s.contains("1000 images"));
+    t.wait("the first map", |s| map_shown(s) && s.contains("1000 images"));
     let pause = |ms| std::thread::sleep(Duration::from_millis(ms));
     // Class switches on the first image.
     t.keys(&["Tab"]);
@@ -282,9 +183,9 @@ fn browse_1000_images_benchmark() {
         t.keys(&["j"]);
         pause(120);
     }
-    t.wait("the last image", |_, s| s.contains("Files 1000/1000") && map_shown(s));
+    t.wait("the last image", |s| s.contains("Files 1000/1000") && map_shown(s));
     t.keys(&["q"]);
-    t.wait("camscope to exit", |_, s| s.contains("RAW="));
+    t.wait("camscope to exit", |s| s.contains("RAW="));
     report(&std::fs::read_to_string(&trace).unwrap());
 }
 
@@ -295,11 +196,11 @@ fn trace_records_keys_shown_frames_and_the_exit() {
     let dir = tempfile::tempdir().unwrap();
     let trace = dir.path().join("trace.jsonl");
     let t = Tmux::start(&root(), &["samples", "--graphics", "halfblocks", "--trace", trace.to_str().unwrap()], &[]);
-    t.wait("the first map", |_, s| map_shown(s) && s.contains("astronaut"));
+    t.wait("the first map", |s| map_shown(s) && s.contains("astronaut"));
     t.keys(&["j"]);
-    t.wait("the second image's map", |_, s| map_shown(s) && s.contains("Files 2/9"));
+    t.wait("the second image's map", |s| map_shown(s) && s.contains("Files 2/9"));
     t.keys(&["q"]);
-    let s = t.wait("camscope to exit", |_, s| s.contains("RAW="));
+    let s = t.wait("camscope to exit", |s| s.contains("RAW="));
     assert!(s.contains("EXITED=0"), "{s}");
     let text = std::fs::read_to_string(&trace).unwrap();
     let events: Vec<serde_json::Value> =
@@ -419,12 +320,12 @@ fn auto_graphics_falls_back_to_half_blocks_without_eating_a_key() {
     // A detached tmux answers no graphics query (it forwards them to an outer terminal that is
     // not there): camscope must fall back to half-blocks and still get the very first key.
     let t = Tmux::start(&root(), &["samples/tabby"], &[]);
-    let s = t.wait("the first map", |_, s| map_shown(s));
+    let s = t.wait("the first map", |s| map_shown(s));
     assert!(s.contains("half-blocks"), "{s}");
     t.keys(&["v"]);
-    t.wait("the heatmap view after one key", |_, s| s.contains("chelsea.png · heatmap"));
+    t.wait("the heatmap view after one key", |s| s.contains("chelsea.png · heatmap"));
     t.keys(&["q"]);
-    let s = t.wait("camscope to exit", |_, s| s.contains("RAW="));
+    let s = t.wait("camscope to exit", |s| s.contains("RAW="));
     assert!(s.contains("EXITED=0") && s.contains("RAW=off"), "{s}");
 }
 
@@ -434,20 +335,20 @@ fn an_unreadable_image_shows_its_error_and_resizes_redraw() {
     std::fs::copy(data("bad/truncated.png"), dir.path().join("a_broken.png")).unwrap();
     std::fs::copy(sample("tabby/chelsea.png"), dir.path().join("b_cat.png")).unwrap();
     let t = Tmux::start(&root(), &[dir.path().to_str().unwrap(), "--graphics", "halfblocks"], &[]);
-    let s = t.wait("the broken image's error", |_, s| s.contains("cannot show this image"));
+    let s = t.wait("the broken image's error", |s| s.contains("cannot show this image"));
     assert!(s.contains("a_broken.png"), "{s}");
     t.keys(&["j"]);
-    t.wait("the next image's map", |_, s| map_shown(s) && s.contains("b_cat.png ·"));
+    t.wait("the next image's map", |s| map_shown(s) && s.contains("b_cat.png ·"));
     // A storm of resizes, through a too-small size, ends in a clean frame of the last size.
     for (w, h) in [("100", "30"), ("50", "10"), ("120", "40"), ("70", "20"), ("50", "10")] {
         t.tmux(&["resize-window", "-t", "t", "-x", w, "-y", h]);
     }
-    t.wait("the too-small message", |_, s| s.contains("terminal too small"));
+    t.wait("the too-small message", |s| s.contains("terminal too small"));
     t.tmux(&["resize-window", "-t", "t", "-x", "130", "-y", "40"]);
-    let s = t.wait("the layout at 130x40", |_, s| map_shown(s) && !s.contains("terminal too small"));
+    let s = t.wait("the layout at 130x40", |s| map_shown(s) && !s.contains("terminal too small"));
     assert!(s.lines().next().is_some_and(|l| l.chars().count() == 130), "{s}");
     t.keys(&["q"]);
-    let s = t.wait("camscope to exit", |_, s| s.contains("RAW="));
+    let s = t.wait("camscope to exit", |s| s.contains("RAW="));
     assert!(s.contains("EXITED=0") && s.contains("RAW=off"), "{s}");
 }
 
@@ -478,7 +379,7 @@ fn triage_on_the_samples_marks_summarises_jumps_to_mistakes_and_compares() {
         &[("CAMSCOPE_CACHE_DIR", cache_dir)],
         (200, 50),
     );
-    let s = t.wait("the scan to finish", |_, s| scan_progress(s).is_some_and(|p| p == (9, 9, true)));
+    let s = t.wait("the scan to finish", |s| scan_progress(s).is_some_and(|p| p == (9, 9, true)));
     let row = |name: &str| file_row(&s, name).unwrap_or_else(|| panic!("no row for {name}:\n{s}"));
     for (name, mark) in [("chelsea.png", '✗'), ("clock_motion.png", '✗'), ("coffee.png", '✓'), ("camera.png", '✓')]
     {
@@ -492,18 +393,18 @@ fn triage_on_the_samples_marks_summarises_jumps_to_mistakes_and_compares() {
 
     // The summary: accuracy and both confusions.
     t.keys(&["t"]);
-    let s = t.wait("the summary", |_, s| s.contains("Triage summary") && s.contains("top-1 accuracy"));
+    let s = t.wait("the summary", |s| s.contains("Triage summary") && s.contains("top-1 accuracy"));
     assert!(s.contains("top-1 accuracy 71.4% (5/7)"), "{s}");
     assert!(s.contains("tabby → Egyptian cat") && s.contains("wall clock → bubble"), "{s}");
     assert!(s.contains("folder name \"astronaut\" matches no class"), "the notes in full: {s}");
     t.keys(&["Escape"]);
-    t.wait("the summary to close", |_, s| !s.contains("Triage summary"));
+    t.wait("the summary to close", |s| !s.contains("Triage summary"));
 
     // n: the first mistake after astronaut (listing order) is the tabby.
     t.keys(&["n"]);
-    t.wait("the first mistake", |_, s| map_shown(s) && s.contains("tabby/chelsea.png ·"));
+    t.wait("the first mistake", |s| map_shown(s) && s.contains("tabby/chelsea.png ·"));
     t.keys(&["x"]);
-    let s = t.wait("the compare view", |_, s| {
+    let s = t.wait("the compare view", |s| {
         map_shown(s)
             && s.contains("compare: predicted | true | predicted − true")
             && s.contains("Egyptian cat over tabby")
@@ -512,12 +413,12 @@ fn triage_on_the_samples_marks_summarises_jumps_to_mistakes_and_compares() {
     assert!(caption.contains("true 16") && caption.contains("predicted − true"), "three labelled panels: {caption}");
     // n again, still comparing: the wall clock.
     t.keys(&["n"]);
-    t.wait("the next mistake compared", |_, s| {
+    t.wait("the next mistake compared", |s| {
         map_shown(s) && s.contains("clock_motion.png ·") && s.contains("bubble over wall clock")
     });
 
     t.keys(&["q"]);
-    let s = t.wait("camscope to exit", |_, s| s.contains("RAW="));
+    let s = t.wait("camscope to exit", |s| s.contains("RAW="));
     assert!(s.contains("EXITED=0") && s.contains("RAW=off"), "{s}");
     assert_eq!(t.modes(), "0 1", "alternate screen off, cursor visible");
 }
@@ -528,13 +429,13 @@ fn labels_from_a_csv_and_their_errors_before_the_terminal() {
     let csv = tmp.path().join("truth.csv");
     std::fs::write(&csv, "path,label\ntabby/chelsea.png,tabby\nespresso/coffee.png,espresso\n").unwrap();
     let t = Tmux::start(&root(), &["samples", "--graphics", "halfblocks", "--labels", csv.to_str().unwrap()], &[]);
-    let s = t.wait("the scan to finish", |_, s| scan_progress(s).is_some_and(|p| p == (9, 9, true)));
+    let s = t.wait("the scan to finish", |s| scan_progress(s).is_some_and(|p| p == (9, 9, true)));
     assert!(s.contains("top-1 50.0%"), "two labeled images, one right: {s}");
     assert!(!s.contains("name no class"), "the CSV is the truth, not the folders: {s}");
     assert!(file_row(&s, "chelsea.png").is_some_and(|r| r.starts_with('✗')), "{s}");
     assert!(file_row(&s, "camera.png").is_some_and(|r| !r.starts_with(['✓', '✗'])), "not in the CSV: unlabeled: {s}");
     t.keys(&["q"]);
-    let s = t.wait("camscope to exit", |_, s| s.contains("RAW="));
+    let s = t.wait("camscope to exit", |s| s.contains("RAW="));
     assert!(s.contains("EXITED=0") && s.contains("RAW=off"), "{s}");
     drop(t);
 
@@ -561,16 +462,16 @@ fn the_scan_never_blocks_the_keys_and_quitting_keeps_its_work() {
 
     // Quit in the middle of the scan: a clean exit, and what was scanned is in the cache.
     let t = Tmux::start(&root(), &args, &env);
-    t.wait("the scan to be under way", |_, s| scan_progress(s).is_some_and(|(done, _, _)| done >= 8));
+    t.wait("the scan to be under way", |s| scan_progress(s).is_some_and(|(done, _, _)| done >= 8));
     let quit_at = Instant::now();
     t.keys(&["q"]);
-    let s = t.wait("camscope to exit", |_, s| s.contains("RAW="));
+    let s = t.wait("camscope to exit", |s| s.contains("RAW="));
     assert!(s.contains("EXITED=0") && s.contains("RAW=off"), "{s}");
     assert!(quit_at.elapsed() < Duration::from_secs(10), "quitting took {:?}", quit_at.elapsed());
     drop(t);
 
     let t = Tmux::start(&root(), &args, &env);
-    let s = t.wait("the scan to resume from the cache", |_, s| scan_progress(s).is_some());
+    let s = t.wait("the scan to resume from the cache", |s| scan_progress(s).is_some());
     let cached = |s: &str| {
         let at = s.find(" from cache")?;
         s[..at].rsplit(' ').next()?.parse::<usize>().ok()
@@ -579,7 +480,7 @@ fn the_scan_never_blocks_the_keys_and_quitting_keeps_its_work() {
     // cache" becomes "N from cache"): on a busy machine the idle-priority scan may show a
     // first, partial count.
     let settled = |s: &str| cached(s).is_some() && (!s.contains(" · all ") || scan_progress(s).is_some_and(|p| p.2));
-    let s = if settled(&s) { s } else { t.wait("the cached part of the scan to end", |_, s| settled(s)) };
+    let s = if settled(&s) { s } else { t.wait("the cached part of the scan to end", |s| settled(s)) };
     assert!(cached(&s).unwrap() >= 8, "the cancelled scan saved its results: {s}");
 
     // Keys answer at once while the scan runs.
@@ -589,7 +490,7 @@ fn the_scan_never_blocks_the_keys_and_quitting_keeps_its_work() {
         let sent = Instant::now();
         t.keys(&["j"]);
         let want = format!("Files {}/{n}", i + 2);
-        let s = t.wait(&want, |_, s| s.contains(&want));
+        let s = t.wait(&want, |s| s.contains(&want));
         let took = sent.elapsed();
         assert!(took < KEY_DEADLINE, "a key took {took:?} while the scan ran:\n{s}");
         if scanning && scan_progress(&s).is_some_and(|(_, _, done)| !done) {
@@ -597,10 +498,10 @@ fn the_scan_never_blocks_the_keys_and_quitting_keeps_its_work() {
         }
     }
     assert!(answered_while_scanning > 0, "the scan finished before a key could be timed against it");
-    let s = t.wait("the scan to finish", |_, s| scan_progress(s).is_some_and(|p| p == (n, n, true)));
+    let s = t.wait("the scan to finish", |s| scan_progress(s).is_some_and(|p| p == (n, n, true)));
     assert!(s.contains("top-1 "), "{s}");
     t.keys(&["q"]);
-    let s = t.wait("camscope to exit", |_, s| s.contains("RAW="));
+    let s = t.wait("camscope to exit", |s| s.contains("RAW="));
     assert!(s.contains("EXITED=0") && s.contains("RAW=off"), "{s}");
 }
 
@@ -615,10 +516,10 @@ fn an_unwritable_cache_folder_costs_only_the_cache_and_says_so() {
     let env = [("CAMSCOPE_CACHE_DIR", blocked.to_str().unwrap())];
     // One image: no triage scan, whose own cache message would replace the note.
     let t = Tmux::start(&root(), &["samples/espresso/coffee.png", "--graphics", "halfblocks"], &env);
-    let s = t.wait("the first map and the cache note", |_, s| map_shown(s) && s.contains("shape cache unavailable"));
+    let s = t.wait("the first map and the cache note", |s| map_shown(s) && s.contains("shape cache unavailable"));
     assert!(s.contains("espresso"), "{s}");
     t.keys(&["q"]);
-    let s = t.wait("camscope to exit", |_, s| s.contains("RAW="));
+    let s = t.wait("camscope to exit", |s| s.contains("RAW="));
     assert!(s.contains("EXITED=0"), "{s}");
 }
 
@@ -634,16 +535,16 @@ fn a_key_file_rebinds_the_inspector_and_its_mistakes_are_one_line() {
         &["samples/espresso/coffee.png", "--graphics", "halfblocks", "--keys", keys.to_str().unwrap()],
         &[],
     );
-    t.wait("the first map", |_, s| map_shown(s));
+    t.wait("the first map", |s| map_shown(s));
     t.keys(&["q", "?"]);
     t.keys(&["F1"]);
-    let s = t.wait("the help, with the new keys", |_, s| s.contains("camscope keys"));
+    let s = t.wait("the help, with the new keys", |s| s.contains("camscope keys"));
     assert!(s.contains("F10") && s.contains("quit (Ctrl-C always quits)"), "{s}");
     t.keys(&["Escape"]);
-    let s = t.wait("the help to close", |_, s| !s.contains("camscope keys"));
+    let s = t.wait("the help to close", |s| !s.contains("camscope keys"));
     assert!(s.contains("Top 5 classes"), "q no longer quits: {s}");
     t.keys(&["F10"]);
-    let s = t.wait("camscope to exit", |_, s| s.contains("RAW="));
+    let s = t.wait("camscope to exit", |s| s.contains("RAW="));
     assert!(s.contains("EXITED=0"), "{s}");
 
     std::fs::write(&keys, "save = [\"j\"]\n").unwrap();

@@ -17,6 +17,7 @@ pub fn data(rel: &str) -> PathBuf {
 }
 
 pub mod onnx_build;
+pub mod tmux;
 
 pub fn bundled_model() -> PathBuf {
     root().join("models/efficientnet_lite0.onnx")
