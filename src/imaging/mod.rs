@@ -5,6 +5,7 @@
 //! Every reader of a photo (scoring, maps, overlays, the inspector's previews, triage,
 //! bench) decodes through [`load_image`], so they all see the same upright pixels.
 
+pub mod reduced_jpeg;
 pub mod resample;
 
 use std::io::Cursor;
@@ -277,10 +278,12 @@ pub fn decode_image(bytes: &[u8], path: &Path, opts: &DecodeOptions) -> Result<D
 
 /// A `width` x `height` JPEG decoded at 1/`reduction` scale in the DCT domain (each 8x8
 /// block's IDCT yields 4x4, 2x2 or 1x1 pixels, like libjpeg's `scale_denom` that Pillow's
-/// `draft` uses), as stored (not turned upright). `None` when the file is not one
-/// jpeg-decoder scales the same way zune-jpeg reads it (CMYK, 12-bit, lossless or arithmetic
-/// coding, or an error): the caller then decodes every pixel, so colours and error messages
-/// stay those of the full decode.
+/// `draft` uses), as stored (not turned upright). Sequential JPEGs (nearly every photo) go
+/// through [`reduced_jpeg`], camscope's own decoder for this, 1.6x as fast as jpeg-decoder;
+/// progressive ones, and any it declines, through jpeg-decoder. `None` when the file is not
+/// one jpeg-decoder scales the same way zune-jpeg reads it (CMYK, 12-bit, lossless or
+/// arithmetic coding, or an error): the caller then decodes every pixel, so colours and error
+/// messages stay those of the full decode.
 fn decode_jpeg_reduced(bytes: &[u8], width: u32, height: u32, reduction: u32) -> Option<RgbImage> {
     let frame = jpeg_frame(bytes)?;
     // SOF0-2: Huffman-coded baseline, extended and progressive; 8-bit grey or YCbCr/RGB.
@@ -289,6 +292,12 @@ fn decode_jpeg_reduced(bytes: &[u8], width: u32, height: u32, reduction: u32) ->
     }
     if (frame.width, frame.height) != (width, height) {
         return None;
+    }
+    if frame.marker != 0xC2 {
+        // Declined (e.g. components in separate scans) or corrupt: jpeg-decoder decides.
+        if let Ok(rgb) = reduced_jpeg::decode(bytes, reduction) {
+            return Some(rgb);
+        }
     }
     let (want_w, want_h) = (width.div_ceil(reduction), height.div_ceil(reduction));
     let mut decoder = jpeg_decoder::Decoder::new(Cursor::new(bytes));
