@@ -214,6 +214,17 @@ pub fn decode_image(bytes: &[u8], path: &Path, opts: &DecodeOptions) -> Result<D
             ));
         }
     }
+    // A large JPEG decoded at reduced scale is read without image's decoder, which copies the
+    // whole file (3.9 MB for a 12-MP photo) and parses its header twice: 2 of the 36 ms from a
+    // file to a tensor. Its frame header gives the size and its EXIF the orientation, as image
+    // reads them; anything short of a reduced image takes the path below, as before. (So a
+    // JPEG whose header zune-jpeg refuses but jpeg-decoder reads is no longer an error here.)
+    // A truncated JPEG keeps zune-jpeg's grey fill (jpeg-decoder would refuse it).
+    if let (ImageFormat::Jpeg, false, Some(draft)) = (format, truncated, opts.draft) {
+        if let Some(rgb) = draft_jpeg(bytes, opts, draft) {
+            return Ok(Decoded { rgb, warnings });
+        }
+    }
     let convert = |e: image::ImageError| match e {
         image::ImageError::Unsupported(u) if format == ImageFormat::Tiff => {
             ImageError::TiffSamples { path: path.to_owned(), detail: u.to_string() }
@@ -244,22 +255,6 @@ pub fn decode_image(bytes: &[u8], path: &Path, opts: &DecodeOptions) -> Result<D
     // A malformed EXIF block leaves the image as stored (Pillow's exif_transpose does too).
     let orientation =
         if opts.exif { decoder.orientation().unwrap_or(Orientation::NoTransforms) } else { Orientation::NoTransforms };
-    // A truncated JPEG keeps zune-jpeg's grey fill (jpeg-decoder would refuse it).
-    if let (ImageFormat::Jpeg, false, Some(draft)) = (format, truncated, opts.draft) {
-        let swaps = matches!(
-            orientation,
-            Orientation::Rotate90 | Orientation::Rotate270 | Orientation::Rotate90FlipH | Orientation::Rotate270FlipH
-        );
-        let (upright_w, upright_h) = if swaps { (height, width) } else { (width, height) };
-        let reduction = draft.reduction(upright_w, upright_h);
-        if reduction > 1 {
-            if let Some(rgb) = decode_jpeg_reduced(bytes, width, height, reduction) {
-                let mut img = DynamicImage::ImageRgb8(rgb);
-                img.apply_orientation(orientation);
-                return Ok(Decoded { rgb: img.into_rgb8(), warnings });
-            }
-        }
-    }
     let mut img = DynamicImage::from_decoder(decoder).map_err(|e| match e {
         // The header's size passed the pixel limit, so the decoder wanted more than the
         // image it declares: a malformed file, not a large one.
@@ -276,7 +271,36 @@ pub fn decode_image(bytes: &[u8], path: &Path, opts: &DecodeOptions) -> Result<D
     Ok(Decoded { rgb: img.to_rgb8(), warnings })
 }
 
-/// A `width` x `height` JPEG decoded at 1/`reduction` scale in the DCT domain (each 8x8
+/// A JPEG decoded at reduced scale ([`Draft::reduction`] of its upright size) and turned
+/// upright as its EXIF says (image's reading of it: the last APP1 `Exif` segment before the
+/// scan). `None`, for the full decode to take over, when it has no frame header, is over the
+/// pixel limit, is too small to reduce, or is not one [`decode_jpeg_reduced`] reads.
+fn draft_jpeg(bytes: &[u8], opts: &DecodeOptions, draft: Draft) -> Option<RgbImage> {
+    let frame = jpeg_frame(bytes)?;
+    let pixels = u64::from(frame.width) * u64::from(frame.height);
+    if pixels == 0 || pixels > opts.max_pixels {
+        return None;
+    }
+    // A malformed EXIF block leaves the image as stored (Pillow's exif_transpose does too).
+    let orientation = match jpeg_exif(bytes) {
+        Some(exif) if opts.exif => Orientation::from_exif_chunk(exif).unwrap_or(Orientation::NoTransforms),
+        _ => Orientation::NoTransforms,
+    };
+    let swaps = matches!(
+        orientation,
+        Orientation::Rotate90 | Orientation::Rotate270 | Orientation::Rotate90FlipH | Orientation::Rotate270FlipH
+    );
+    let (upright_w, upright_h) = if swaps { (frame.height, frame.width) } else { (frame.width, frame.height) };
+    let reduction = draft.reduction(upright_w, upright_h);
+    if reduction == 1 {
+        return None;
+    }
+    let mut img = DynamicImage::ImageRgb8(decode_jpeg_reduced(bytes, &frame, reduction)?);
+    img.apply_orientation(orientation);
+    Some(img.into_rgb8())
+}
+
+/// A JPEG with frame header `frame` decoded at 1/`reduction` scale in the DCT domain (each 8x8
 /// block's IDCT yields 4x4, 2x2 or 1x1 pixels, like libjpeg's `scale_denom` that Pillow's
 /// `draft` uses), as stored (not turned upright). Sequential JPEGs (nearly every photo) go
 /// through [`reduced_jpeg`], camscope's own decoder for this, 1.6x as fast as jpeg-decoder;
@@ -284,15 +308,12 @@ pub fn decode_image(bytes: &[u8], path: &Path, opts: &DecodeOptions) -> Result<D
 /// one jpeg-decoder scales the same way zune-jpeg reads it (CMYK, 12-bit, lossless or
 /// arithmetic coding, or an error): the caller then decodes every pixel, so colours and error
 /// messages stay those of the full decode.
-fn decode_jpeg_reduced(bytes: &[u8], width: u32, height: u32, reduction: u32) -> Option<RgbImage> {
-    let frame = jpeg_frame(bytes)?;
+fn decode_jpeg_reduced(bytes: &[u8], frame: &JpegFrame, reduction: u32) -> Option<RgbImage> {
     // SOF0-2: Huffman-coded baseline, extended and progressive; 8-bit grey or YCbCr/RGB.
     if !matches!(frame.marker, 0xC0..=0xC2) || frame.precision != 8 || !matches!(frame.components, 1 | 3) {
         return None;
     }
-    if (frame.width, frame.height) != (width, height) {
-        return None;
-    }
+    let (width, height) = (frame.width, frame.height);
     if frame.marker != 0xC2 {
         // Declined (e.g. components in separate scans) or corrupt: jpeg-decoder decides.
         if let Ok(rgb) = reduced_jpeg::decode(bytes, reduction) {
@@ -326,40 +347,58 @@ struct JpegFrame {
     components: u8,
 }
 
+/// The marker segments of a JPEG's header, up to its first scan: `(marker, payload)`, the
+/// payload without its length field. Stops early at data that is no segment.
+fn jpeg_header_segments(bytes: &[u8]) -> impl Iterator<Item = (u8, &[u8])> {
+    let mut i = 2; // after SOI
+    std::iter::from_fn(move || {
+        loop {
+            while *bytes.get(i)? != 0xFF {
+                i += 1;
+            }
+            while *bytes.get(i)? == 0xFF {
+                i += 1;
+            }
+            let marker = bytes[i];
+            i += 1;
+            if matches!(marker, 0x00 | 0x01 | 0xD0..=0xD8) {
+                continue;
+            }
+            if marker == 0xDA || marker == 0xD9 {
+                return None;
+            }
+            let len = usize::from(u16::from_be_bytes([*bytes.get(i)?, *bytes.get(i + 1)?]));
+            let payload = bytes.get(i + 2..i + len.max(2)).unwrap_or(&bytes[(i + 2).min(bytes.len())..]);
+            i += len.max(2);
+            return Some((marker, payload));
+        }
+    })
+}
+
 /// Reads the first frame header by walking the marker segments before it (no entropy-coded
 /// data comes before a frame header). Checked here rather than asked of jpeg-decoder,
 /// which panics on component counts it does not know.
 fn jpeg_frame(bytes: &[u8]) -> Option<JpegFrame> {
-    let mut i = 2; // after SOI
-    loop {
-        while *bytes.get(i)? != 0xFF {
-            i += 1;
-        }
-        while *bytes.get(i)? == 0xFF {
-            i += 1;
-        }
-        let marker = bytes[i];
-        i += 1;
-        if matches!(marker, 0x00 | 0x01 | 0xD0..=0xD8) {
-            continue;
-        }
-        let len = usize::from(u16::from_be_bytes([*bytes.get(i)?, *bytes.get(i + 1)?]));
-        // SOF0-SOF15, except DHT (C4), JPG (C8) and DAC (CC).
-        if matches!(marker, 0xC0..=0xCF) && !matches!(marker, 0xC4 | 0xC8 | 0xCC) {
-            let h = bytes.get(i + 2..i + 8)?;
-            return Some(JpegFrame {
-                marker,
-                precision: h[0],
-                height: u32::from(u16::from_be_bytes([h[1], h[2]])),
-                width: u32::from(u16::from_be_bytes([h[3], h[4]])),
-                components: h[5],
-            });
-        }
-        if marker == 0xDA || marker == 0xD9 {
-            return None;
-        }
-        i += len.max(2);
-    }
+    // SOF0-SOF15, except DHT (C4), JPG (C8) and DAC (CC).
+    let (marker, h) =
+        jpeg_header_segments(bytes).find(|&(m, _)| matches!(m, 0xC0..=0xCF) && !matches!(m, 0xC4 | 0xC8 | 0xCC))?;
+    let h = h.get(..6)?;
+    Some(JpegFrame {
+        marker,
+        precision: h[0],
+        height: u32::from(u16::from_be_bytes([h[1], h[2]])),
+        width: u32::from(u16::from_be_bytes([h[3], h[4]])),
+        components: h[5],
+    })
+}
+
+/// The EXIF block of a JPEG as image 0.25 (zune-jpeg) finds it: the payload after `Exif\0\0`
+/// of the last APP1 segment before the scan that starts so and has more than those six bytes.
+fn jpeg_exif(bytes: &[u8]) -> Option<&[u8]> {
+    jpeg_header_segments(bytes)
+        .filter(|&(m, p)| m == 0xE1 && p.len() > 6 && p.starts_with(b"Exif\0\0"))
+        .last()
+        .map(|(_, p)| &p[6..])
 }
 
 /// Why a JPEG's bytes end before its end-of-image marker, if they do: walks the marker
