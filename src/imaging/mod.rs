@@ -499,13 +499,8 @@ fn crop_box_to(
 /// Crop and resize to the model's input size: the pixels the model actually sees. The TUI
 /// and overlays use this same image so the heatmap lines up with what was classified.
 pub fn model_view(img: &RgbImage, spec: &InputSpec) -> RgbImage {
-    let (left, top, w, h) = crop_box(img.width(), img.height(), spec);
-    let cropped = if (left, top, w, h) == (0, 0, img.width(), img.height()) {
-        img.clone()
-    } else {
-        image::imageops::crop_imm(img, left, top, w, h).to_image()
-    };
-    resample::resize(&cropped, spec.width, spec.height, spec.interpolation)
+    let region = crop_box(img.width(), img.height(), spec);
+    resample::resize_region(img, region, spec.width, spec.height, spec.interpolation)
 }
 
 /// Normalise model-sized pixels into one sample: `(x * scale - mean) / std` per channel,

@@ -119,14 +119,41 @@ fn clip8(acc: i32) -> u8 {
 /// Resize an RGB image to `width` x `height` exactly as Pillow's `Image.resize` does for
 /// mode "RGB" with the given filter and no `box`/`reducing_gap`.
 pub fn resize(src: &RgbImage, width: u32, height: u32, filter: Filter) -> RgbImage {
-    if filter == Filter::Nearest {
-        return resize_nearest(src, width, height);
-    }
-    let (in_w, in_h) = (src.width() as usize, src.height() as usize);
+    resize_region(src, (0, 0, src.width(), src.height()), width, height, filter)
+}
+
+/// [`resize`] of the `(left, top, width, height)` region of `src`, as Pillow's `crop` then
+/// `resize` (the same pixels), without copying the region out first: a model's crop of a
+/// photo decoded at reduced scale is 1.7 MB, and the copy took a third of the resize's time.
+pub fn resize_region(
+    src: &RgbImage,
+    region: (u32, u32, u32, u32),
+    width: u32,
+    height: u32,
+    filter: Filter,
+) -> RgbImage {
+    let (left, top, in_w, in_h) = region;
+    let whole = (left, top, in_w, in_h) == (0, 0, src.width(), src.height());
     let (out_w, out_h) = (width as usize, height as usize);
-    if (in_w, in_h) == (out_w, out_h) || out_w == 0 || out_h == 0 || in_w == 0 || in_h == 0 {
+    let degenerate =
+        (in_w as usize, in_h as usize) == (out_w, out_h) || out_w == 0 || out_h == 0 || in_w == 0 || in_h == 0;
+    if filter == Filter::Nearest || degenerate {
+        // Not the path of a model's input: crop, then the whole-image code.
+        let cropped;
+        let src = if whole {
+            src
+        } else {
+            cropped = image::imageops::crop_imm(src, left, top, in_w, in_h).to_image();
+            &cropped
+        };
+        if filter == Filter::Nearest {
+            return resize_nearest(src, width, height);
+        }
         return image::imageops::resize(src, width, height, image::imageops::FilterType::Nearest);
     }
+    let (in_w, in_h) = (in_w as usize, in_h as usize);
+    // The region's rows in `src`: `in_w` pixels from `left`, `stride` bytes apart.
+    let (left, top, stride) = (left as usize, top as usize, src.width() as usize * 3);
     let horiz = coefficients(in_w, 0.0, in_w as f64, out_w, filter);
     let vert = coefficients(in_h, 0.0, in_h as f64, out_h, filter);
     let need_h = out_w != in_w;
@@ -141,11 +168,12 @@ pub fn resize(src: &RgbImage, width: u32, height: u32, filter: Filter) -> RgbIma
         (0, in_h)
     };
     let src_px = src.as_raw();
+    let region_row = |y: usize| &src_px[(top + y) * stride + left * 3..][..in_w * 3];
     let (mid, mid_w, mid_rows, row_offset) = if need_h {
         let rows = row_last - row_first;
         let mut mid = vec![0u8; rows * out_w * 3];
         for y in 0..rows {
-            let in_row = &src_px[(y + row_first) * in_w * 3..(y + row_first + 1) * in_w * 3];
+            let in_row = region_row(y + row_first);
             let out_row = &mut mid[y * out_w * 3..(y + 1) * out_w * 3];
             for (xx, &(xmin, n)) in horiz.bounds.iter().enumerate() {
                 let k = &horiz.taps[xx * horiz.ksize..xx * horiz.ksize + n];
@@ -163,7 +191,7 @@ pub fn resize(src: &RgbImage, width: u32, height: u32, filter: Filter) -> RgbIma
         }
         (mid, out_w, rows, row_first)
     } else {
-        (src_px.to_vec(), in_w, in_h, 0)
+        ((0..in_h).flat_map(region_row).copied().collect(), in_w, in_h, 0)
     };
     if !need_v {
         return RgbImage::from_raw(width, height, mid).expect("buffer size matches dimensions");
@@ -223,6 +251,19 @@ mod tests {
                 let out = resize(&img, w, h, f);
                 assert_eq!((out.width(), out.height()), (w, h));
                 assert!(out.pixels().all(|p| p.0 == [200, 10, 77]), "{f:?} {w}x{h}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_region_resizes_as_its_crop_does() {
+        let img = RgbImage::from_fn(61, 47, |x, y| image::Rgb([(x * 4) as u8, (y * 5) as u8, ((x * y) % 251) as u8]));
+        for f in [Filter::Nearest, Filter::Bilinear, Filter::Bicubic, Filter::Lanczos] {
+            for (region, (w, h)) in [((5, 3, 40, 40), (13, 13)), ((0, 7, 61, 30), (61, 11)), ((9, 0, 20, 47), (7, 47))]
+            {
+                let (l, t, rw, rh) = region;
+                let crop = image::imageops::crop_imm(&img, l, t, rw, rh).to_image();
+                assert_eq!(resize_region(&img, region, w, h, f), resize(&crop, w, h, f), "{f:?} {region:?}");
             }
         }
     }
