@@ -272,20 +272,32 @@ fn exact_decode_is_part_of_the_input_settings_that_journals_and_caches_key_on() 
 
 /// Decode times of one JPEG (`CAMSCOPE_TIME_JPEG`, default: a generated 12-MP one), full and
 /// reduced, medians of 15: `cargo test --release --test draft_decode -- --ignored --nocapture`.
+/// The first line is the whole path from the file to the model's input (read, truncation
+/// check, reduced decode, crop + resize, normalise: `imaging::load_tensor`); the
+/// `jpeg-decoder` line is the decoder the reduced path used before `imaging::reduced_jpeg`
+/// (its scaled decode alone), for comparison in the same run.
 #[test]
 #[ignore = "a measurement: run in release with --ignored --nocapture"]
 fn decode_times() {
-    let bytes = match std::env::var_os("CAMSCOPE_TIME_JPEG") {
-        Some(p) => std::fs::read(p).unwrap(),
-        None => jpeg_of(&image::open(common::sample("palace/china.jpg")).unwrap().to_rgb8(), 4032, 3024, 6),
+    let dir = tempfile::tempdir().unwrap();
+    let file = match std::env::var_os("CAMSCOPE_TIME_JPEG") {
+        Some(p) => std::path::PathBuf::from(p),
+        None => {
+            let bytes = jpeg_of(&image::open(common::sample("palace/china.jpg")).unwrap().to_rgb8(), 4032, 3024, 6);
+            let path = dir.path().join("12mp.jpg");
+            std::fs::write(&path, bytes).unwrap();
+            path
+        }
     };
+    let bytes = std::fs::read(&file).unwrap();
     let spec = spec224();
-    // Wall time, and this thread's CPU time: other jobs on a shared 2-core machine stretch
-    // the first but not the second.
+    // Wall time, and the process's CPU time: other jobs on a shared 2-core machine stretch
+    // the first but not the second. The process's, to count jpeg-decoder's worker thread
+    // (its IDCTs) too: run this test alone, as the command above does.
     let cpu_ms = || {
         let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
         // SAFETY: clock_gettime writes the timespec it is given.
-        unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut ts) };
+        unsafe { libc::clock_gettime(libc::CLOCK_PROCESS_CPUTIME_ID, &mut ts) };
         ts.tv_sec as f64 * 1e3 + ts.tv_nsec as f64 / 1e6
     };
     let median = |f: &dyn Fn()| {
@@ -300,6 +312,10 @@ fn decode_times() {
         cpu.sort_by(f64::total_cmp);
         format!("{:.1} ms (CPU {:.1} ms)", wall[wall.len() / 2], cpu[cpu.len() / 2])
     };
+    let whole = median(&|| {
+        imaging::load_tensor(&file, &spec).unwrap();
+    });
+    eprintln!("file to {}x{} tensor, reduced: {whole}", spec.width, spec.height);
     let path = Path::new("t.jpg");
     let truncation = median(&|| assert!(imaging::jpeg_truncation(&bytes).is_none()));
     for (name, o) in [("reduced", opts(Some(Draft::for_spec(&spec)))), ("full", opts(None))] {
@@ -316,4 +332,15 @@ fn decode_times() {
             img.height()
         );
     }
+    let (width, height) = image::image_dimensions(&file).unwrap();
+    let reduction = Draft::for_spec(&spec).reduction(width, height) as u16;
+    let old = median(&|| {
+        let mut d = jpeg_decoder::Decoder::new(std::io::Cursor::new(&bytes));
+        d.read_info().unwrap();
+        let info = d.info().unwrap();
+        let (w, h) = (info.width.div_ceil(reduction), info.height.div_ceil(reduction));
+        d.scale(w, h).unwrap();
+        d.decode().unwrap();
+    });
+    eprintln!("jpeg-decoder 0.3 at 1/{reduction} (the reduced decoder before imaging::reduced_jpeg): {old}");
 }
