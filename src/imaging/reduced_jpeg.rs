@@ -113,15 +113,17 @@ impl Huffman {
             let n = usize::from(counts[len as usize - 1]);
             offset[len as usize] = k as i32 - code as i32;
             for _ in 0..n {
+                // Checked before the code is used: a table with too many short codes would
+                // index past the lookup table.
+                if code >= 1 << len {
+                    return Err(Corrupt("a Huffman table has more codes than fit their lengths"));
+                }
                 let rs = values[k];
                 if len <= LOOKAHEAD {
                     fill_fast(&mut fast, code, len, rs, dc);
                 }
                 code += 1;
                 k += 1;
-            }
-            if code > 1 << len {
-                return Err(Corrupt("a Huffman table has more codes than fit their lengths"));
             }
             maxcode[len as usize] = if n > 0 { code << (16 - len) } else { 0 };
             code <<= 1;
@@ -1128,5 +1130,90 @@ mod tests {
         let rst = scan + b[scan..].windows(2).position(|m| m == [0xFF, 0xD0]).unwrap();
         b[rst + 1] = 0xD3;
         assert_eq!(decode(&b, 4).unwrap_err(), Corrupt("a restart marker out of sequence"));
+    }
+
+    /// Found by the soak below: a table with more 1-bit codes than two indexed past the
+    /// lookup table before its code count was checked.
+    #[test]
+    fn a_huffman_table_with_too_many_short_codes_is_corrupt() {
+        let mut b = fixture("422.jpg");
+        let dht = b.windows(2).position(|m| m == [0xFF, 0xC4]).unwrap();
+        let counts = dht + 5;
+        let j = (1..16).find(|&j| b[counts + j] >= 3).expect("a length with three codes");
+        b[counts + j] -= 3;
+        b[counts] += 3;
+        assert!(matches!(decode(&b, 4), Err(Corrupt(_))));
+    }
+
+    /// Mutated fixtures, a few thousand a run from a fixed seed: every one decodes or is
+    /// declined with an error, never a panic (this decoder reads files nobody vetted, and an
+    /// out-of-range index in a hand-written bit reader is the classic bug). Headers that
+    /// claim over 16 M pixels are left to the caller's pixel limit, which refuses them first.
+    /// `CAMSCOPE_JPEG_MUTATIONS` (per fixture, default 700) makes it a longer soak.
+    #[test]
+    fn mutated_files_decode_or_fail_but_never_panic() {
+        let per_fixture = std::env::var("CAMSCOPE_JPEG_MUTATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(700);
+        let mut state = 0x9E37_79B9_7F4A_7C15u64;
+        let mut next = move |n: usize| {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            (state % n as u64) as usize
+        };
+        let (mut cases, mut decoded) = (0, 0);
+        for name in SEQUENTIAL {
+            let whole = fixture(name);
+            for _ in 0..per_fixture {
+                let mut b = whole.clone();
+                match next(5) {
+                    // Flip a few bytes anywhere (headers, tables, scan).
+                    0 | 1 => {
+                        for _ in 0..1 + next(4) {
+                            let at = next(b.len());
+                            b[at] ^= 1 << next(8);
+                        }
+                    }
+                    // An interesting byte: a marker prefix, a zero, a large value.
+                    2 => {
+                        let at = next(b.len());
+                        b[at] = [0xFF, 0x00, 0x7F, 0x80, 0xD0, 0xD9][next(6)];
+                    }
+                    // Cut anywhere.
+                    3 => b.truncate(next(b.len())),
+                    // A chunk of the file repeated or dropped.
+                    _ => {
+                        let (a, n) = (next(b.len()), 1 + next(64));
+                        let chunk: Vec<u8> = b[a..(a + n).min(b.len())].to_vec();
+                        if next(2) == 0 {
+                            b.splice(a..a, chunk);
+                        } else {
+                            b.drain(a..(a + n).min(b.len()));
+                        }
+                    }
+                }
+                if let Some(sof) = b.windows(2).position(|m| m == [0xFF, 0xC0] || m == [0xFF, 0xC1]) {
+                    let dim = |k: usize| {
+                        b.get(sof + k..sof + k + 2).map_or(0, |d| usize::from(u16::from_be_bytes([d[0], d[1]])))
+                    };
+                    if dim(5) * dim(7) > 16 << 20 {
+                        continue;
+                    }
+                }
+                for reduction in [2, 4, 8] {
+                    cases += 1;
+                    let r = std::panic::catch_unwind(|| decode(&b, reduction));
+                    match r {
+                        Ok(Ok(img)) => {
+                            decoded += 1;
+                            assert!(img.width() > 0 && img.height() > 0);
+                        }
+                        Ok(Err(_)) => {}
+                        Err(_) => panic!("{name}, mutated: decode at 1/{reduction} panicked; input: {b:02x?}"),
+                    }
+                }
+            }
+        }
+        eprintln!("{cases} mutated cases, {decoded} decoded, the rest declined");
+        assert!(decoded > cases / 10 && decoded < cases, "the mutations must reach both outcomes");
     }
 }
