@@ -320,7 +320,7 @@ fn auto_graphics_falls_back_to_half_blocks_without_eating_a_key() {
     // A detached tmux answers no graphics query (it forwards them to an outer terminal that is
     // not there): camscope must fall back to half-blocks and still get the very first key.
     let t = Tmux::start(&root(), &["samples/tabby"], &[]);
-    let s = t.wait("the first map", |s| map_shown(s));
+    let s = t.wait("the first map", map_shown);
     assert!(s.contains("half-blocks"), "{s}");
     t.keys(&["v"]);
     t.wait("the heatmap view after one key", |s| s.contains("chelsea.png · heatmap"));
@@ -535,7 +535,7 @@ fn a_key_file_rebinds_the_inspector_and_its_mistakes_are_one_line() {
         &["samples/espresso/coffee.png", "--graphics", "halfblocks", "--keys", keys.to_str().unwrap()],
         &[],
     );
-    t.wait("the first map", |s| map_shown(s));
+    t.wait("the first map", map_shown);
     t.keys(&["q", "?"]);
     t.keys(&["F1"]);
     let s = t.wait("the help, with the new keys", |s| s.contains("camscope keys"));
