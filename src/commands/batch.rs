@@ -12,8 +12,7 @@ use camscope::cam::Method;
 use camscope::dataset::cache::FileStamp;
 use camscope::dataset::journal::Journal;
 use camscope::dataset::json_stream;
-use camscope::dataset::paths::{ImagePaths, PathList};
-use camscope::dataset::scan::Scan;
+use camscope::dataset::paths::ImagePaths;
 use camscope::dataset::shard::Shard;
 use camscope::dataset::table::{self, BatchRow};
 use camscope::engine::{Engine, EngineConfig, Seed};
@@ -25,6 +24,7 @@ use camscope::scores::Prediction;
 use super::explain::class_index;
 use super::merge::{Identity, MergedRows, ShardFile, ShardHead, ShardRow, open_shards};
 use super::progress::Progress;
+use super::rel_name;
 use crate::ModelArgs;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -213,16 +213,7 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
     let mut engine = Engine::from_model(model.open(&path, args.method.needs().gradients)?, config)?;
     let labels = engine.model().card.labels();
     let class = args.class.as_deref().map(|c| class_index(&labels, c)).transpose()?;
-    // Packed (see `PathList`), and only this shard's: with the journal holding the records,
-    // the listing is what a run holds for every image.
-    let mut listing = Scan::new(&args.dir)?;
-    let (mut images, mut all) = (PathList::new(&args.dir), 0usize);
-    for p in listing.by_ref() {
-        all += 1;
-        if shard.is_none_or(|s| s.contains(Path::new(&rel_name(&args.dir, &p)))) {
-            images.push(&p);
-        }
-    }
+    let (listing, images, all) = super::shard_listing(&args.dir, shard)?;
     let non_images = listing.stats().non_images;
     if let Some(s) = shard {
         eprintln!("camscope batch: shard {s}: {} of {all} images", images.len());
@@ -591,11 +582,6 @@ fn write_csv(
     }
     w.flush()?;
     Ok(())
-}
-
-/// The name of `p` relative to `root`, as the report and the journal key it.
-fn rel_name(root: &Path, p: &Path) -> String {
-    p.strip_prefix(root).unwrap_or(p).to_string_lossy().into_owned()
 }
 
 /// Whether an output from an earlier run is still a whole PNG (a user may have truncated or

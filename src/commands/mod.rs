@@ -100,3 +100,27 @@ pub fn write_table<J: serde::Serialize + serde::de::DeserializeOwned>(
     }
     Ok(written?)
 }
+
+/// The name of `p` relative to `root`, as reports, journals and shard assignment key it.
+pub fn rel_name(root: &std::path::Path, p: &std::path::Path) -> String {
+    p.strip_prefix(root).unwrap_or(p).to_string_lossy().into_owned()
+}
+
+/// The images under `dir` that belong to `shard` (all without one), packed (see
+/// [`camscope::dataset::paths::PathList`]: the listing is what a batch or triage run holds for
+/// every image), with the listing (its counts of skipped files) and how many images it found
+/// in all shards.
+pub fn shard_listing(
+    dir: &std::path::Path,
+    shard: Option<camscope::dataset::shard::Shard>,
+) -> Result<(camscope::dataset::scan::Scan, camscope::dataset::paths::PathList, usize)> {
+    let mut listing = camscope::dataset::scan::Scan::new(dir)?;
+    let (mut images, mut all) = (camscope::dataset::paths::PathList::new(dir), 0usize);
+    for p in listing.by_ref() {
+        all += 1;
+        if shard.is_none_or(|s| s.contains(std::path::Path::new(&rel_name(dir, &p)))) {
+            images.push(&p);
+        }
+    }
+    Ok((listing, images, all))
+}

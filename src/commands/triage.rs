@@ -11,8 +11,7 @@ use serde::{Deserialize, Serialize};
 use camscope::cam::Method;
 use camscope::dataset::journal::Journal;
 use camscope::dataset::json_stream;
-use camscope::dataset::paths::{ImagePaths, PathList};
-use camscope::dataset::scan::Scan;
+use camscope::dataset::paths::ImagePaths;
 use camscope::dataset::shard::Shard;
 use camscope::dataset::stats::{self, ClassProb, ImageResult, Outcome};
 use camscope::dataset::table::{self, TriageRow};
@@ -26,6 +25,7 @@ use camscope::triage::{self, ScanOptions, ScanUpdate};
 use super::batch::{EXIT_PARTIAL, check_folders, decodes, stamp};
 use super::merge::{Identity, MergedRows, ShardFile, ShardHead, open_shards};
 use super::progress::Progress;
+use super::rel_name;
 use crate::ModelArgs;
 
 #[derive(Debug, Clone, clap::Args)]
@@ -172,16 +172,8 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
             eprintln!("camscope: warning: {w}");
         }
     }
-    let mut listing = Scan::new(&args.dir)?;
-    // Packed (see `PathList`), and only this shard's: the listing is the one thing triage
-    // holds for every image besides its 60-byte result.
-    let (mut images, mut all) = (PathList::new(&args.dir), 0usize);
-    for p in listing.by_ref() {
-        all += 1;
-        if shard.is_none_or(|s| s.contains(Path::new(&rel(&args.dir, &p)))) {
-            images.push(&p);
-        }
-    }
+    // The listing is the one thing triage holds for every image besides its 60-byte result.
+    let (listing, images, all) = super::shard_listing(&args.dir, shard)?;
     for p in &listing.stats().special_files {
         eprintln!("camscope: note: {}: a pipe, socket or device named like an image; skipped, never read", p.display());
     }
@@ -207,13 +199,13 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
                 progress.step(&images.path(index).display().to_string());
                 for w in w {
                     eprintln!("camscope: warning: {w}");
-                    warnings.push((rel(&args.dir, &images.path(index)), w));
+                    warnings.push((rel_name(&args.dir, &images.path(index)), w));
                 }
                 results[index] = Some(Scored::of(&result));
             }
             ScanUpdate::Unreadable { index, error } => {
                 progress.step(&format!("{}: unreadable", images.path(index).display()));
-                unreadable.push((rel(&args.dir, &images.path(index)), error));
+                unreadable.push((rel_name(&args.dir, &images.path(index)), error));
             }
         }
         true
@@ -273,7 +265,7 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
     for &i in &mistakes {
         let r = &result_at(i).expect("a mistake has a result");
         let (t, p) = (r.truth.expect("labeled"), r.predicted().expect("has a prediction"));
-        let name = rel(&args.dir, &r.path);
+        let name = rel_name(&args.dir, &r.path);
         let stamp = stamp(&r.path);
         if let Some(done) = journal.done(&name)? {
             let whole = done.overlays.iter().all(|o| decodes(&args.out.join(o)));
@@ -317,10 +309,12 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
         summary.add(i, &r);
     }
     let summary =
-        summary_out(summary.finish(), unreadable.len(), |c| labels.name(c), |i| rel(&args.dir, &images.path(i)));
+        summary_out(summary.finish(), unreadable.len(), |c| labels.name(c), |i| rel_name(&args.dir, &images.path(i)));
     let make_rows = || -> Box<dyn Iterator<Item = std::io::Result<Row>> + '_> {
         Box::new(scored().map(|(i, r)| {
-            Ok(row(&r, rel(&args.dir, &r.path), overlays.get(&i).cloned().unwrap_or_default(), &|c| labels.name(c)))
+            Ok(row(&r, rel_name(&args.dir, &r.path), overlays.get(&i).cloned().unwrap_or_default(), &|c| {
+                labels.name(c)
+            }))
         }))
     };
     let out = TriageOut {
@@ -598,10 +592,6 @@ struct MistakeMaps {
 pub fn model_sha256(path: &Path) -> Result<String> {
     let hash = camscope::dataset::cache::ModelHash::of_file(path)?;
     Ok(hash.0.iter().map(|b| format!("{b:02x}")).collect())
-}
-
-fn rel(root: &Path, p: &Path) -> String {
-    p.strip_prefix(root).unwrap_or(p).to_string_lossy().into_owned()
 }
 
 fn pct(v: Option<f64>) -> String {
