@@ -249,9 +249,8 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
     let mut reused = 0;
     let mut todo = Vec::new();
     for (i, listed) in listed.iter_mut().enumerate() {
-        let img = images.path(i);
-        let rel = rel_name(&args.dir, &img);
-        let (size, modified_ns) = stamp(&img);
+        let rel = images.rel(i).to_string_lossy();
+        let (size, modified_ns) = stamp(&images.path(i));
         let previous = if args.overwrite { None } else { journal.done(&rel)? };
         match previous {
             // An entry made from a truncated file under --allow-truncated is redone (and so
@@ -265,7 +264,7 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
                 *listed = true;
                 reused += 1;
             }
-            _ => todo.push(i),
+            _ => todo.push((i, size, modified_ns)),
         }
     }
     let (provider, _) = engine.provider();
@@ -282,10 +281,10 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
     let mut progress = Progress::new(todo.len(), "explaining");
     let mut explained = 0;
     for chunk in todo.chunks(args.batch.max(1)) {
-        let paths: Vec<PathBuf> = chunk.iter().map(|&i| images.path(i).into_owned()).collect();
+        let paths: Vec<PathBuf> = chunk.iter().map(|&(i, ..)| images.path(i).into_owned()).collect();
         let loaded = engine.load_many(&paths);
-        for ((&i, img), result) in chunk.iter().zip(&paths).zip(loaded) {
-            let rel = rel_name(&args.dir, img);
+        for (&(i, size, modified_ns), result) in chunk.iter().zip(loaded) {
+            let rel = images.rel(i).to_string_lossy().into_owned();
             let loaded = match result {
                 Ok(l) => l,
                 Err(e) => {
@@ -297,7 +296,6 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
             for w in &loaded.warnings {
                 eprintln!("camscope: warning: {w}");
             }
-            let (size, modified_ns) = stamp(img);
             let target = class.unwrap_or_else(|| loaded.scores.argmax());
             let map = engine.map(&loaded, args.method, &Seed::Class(target))?;
             let t0 = std::time::Instant::now();
@@ -355,7 +353,7 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
     // The listed images' entries, read back from the journal in the listing's order.
     let rows = || -> Box<dyn Iterator<Item = std::io::Result<Entry>> + '_> {
         Box::new((0..images.len()).filter(|&i| listed[i]).map(|i| {
-            let rel = rel_name(&args.dir, &images.path(i));
+            let rel = images.rel(i).to_string_lossy();
             match journal.done(&rel) {
                 Ok(Some(e)) => Ok(e),
                 Ok(None) => Err(std::io::Error::other(format!("{rel}: its journal record is gone"))),

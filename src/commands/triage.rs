@@ -199,13 +199,13 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
                 progress.step(&images.path(index).display().to_string());
                 for w in w {
                     eprintln!("camscope: warning: {w}");
-                    warnings.push((rel_name(&args.dir, &images.path(index)), w));
+                    warnings.push((images.rel(index).to_string_lossy().into_owned(), w));
                 }
                 results[index] = Some(Scored::of(&result));
             }
             ScanUpdate::Unreadable { index, error } => {
                 progress.step(&format!("{}: unreadable", images.path(index).display()));
-                unreadable.push((rel_name(&args.dir, &images.path(index)), error));
+                unreadable.push((images.rel(index).to_string_lossy().into_owned(), error));
             }
         }
         true
@@ -308,8 +308,12 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
     for (i, r) in scored() {
         summary.add(i, &r);
     }
-    let summary =
-        summary_out(summary.finish(), unreadable.len(), |c| labels.name(c), |i| rel_name(&args.dir, &images.path(i)));
+    let summary = summary_out(
+        summary.finish(),
+        unreadable.len(),
+        |c| labels.name(c),
+        |i| images.rel(i).to_string_lossy().into_owned(),
+    );
     let make_rows = || -> Box<dyn Iterator<Item = std::io::Result<Row>> + '_> {
         Box::new(scored().map(|(i, r)| {
             Ok(row(&r, rel_name(&args.dir, &r.path), overlays.get(&i).cloned().unwrap_or_default(), &|c| {

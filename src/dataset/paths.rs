@@ -83,6 +83,12 @@ impl PathList {
         *self = kept;
     }
 
+    /// Path `i` relative to the root (the whole path for one not under it): the name reports,
+    /// journals and shards key an image by, without joining the root on and stripping it off.
+    pub fn rel(&self, i: usize) -> &Path {
+        self.stored(i).0
+    }
+
     /// Path `i` relative to the root as stored (the whole path for one kept whole).
     fn stored(&self, i: usize) -> (&Path, bool) {
         let start = if i == 0 { 0 } else { (self.ends[i - 1] & !WHOLE) as usize };
@@ -123,6 +129,8 @@ mod tests {
         for (i, p) in paths.iter().enumerate() {
             assert_eq!(list.path(i), Path::new(p));
         }
+        assert_eq!(list.rel(0), Path::new("a/1.png"));
+        assert_eq!(list.rel(3), Path::new("/elsewhere/x.png"), "a path not under the root stays whole");
         list.retain(|p| p.extension().is_some_and(|e| e == "png"));
         let kept: Vec<_> = (0..list.len()).map(|i| list.path(i).into_owned()).collect();
         assert_eq!(kept, ["/data/val/a/1.png", "/elsewhere/x.png", "/data/val/c.png"].map(PathBuf::from));

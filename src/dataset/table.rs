@@ -8,8 +8,7 @@
 //!
 //! The caller gives the writer a temporary file from
 //! [`crate::dataset::journal::Journal::write_report_with`], which puts it in place atomically
-//! like every other report; [`triage_parquet`] and [`batch_parquet`] encode small tables in
-//! memory.
+//! like every other report.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -156,7 +155,7 @@ impl<W: std::io::Write + Send> ParquetStream<W> {
         Self { out: Some(out), writer: None, path: path.to_owned() }
     }
 
-    /// Append rows of `triage.parquet` (see [`triage_parquet`]).
+    /// Append rows of `triage.parquet`: one row per scored image, in triage.json's order.
     pub fn triage_rows(&mut self, rows: &[TriageRow<'_>]) -> Result<(), TableError> {
         let columns = triage_columns(rows, &self.path)?;
         self.write(columns)
@@ -202,7 +201,8 @@ impl<W: std::io::Write + Send> ParquetStream<W> {
         self.finish()
     }
 
-    /// Append rows of `report.parquet` (see [`batch_parquet`]).
+    /// Append rows of `report.parquet`: one row per image of report.csv (explained images in
+    /// the listing's order, then the unreadable ones).
     pub fn batch_rows(&mut self, rows: &[BatchRow<'_>]) -> Result<(), TableError> {
         let columns = batch_columns(rows, &self.path)?;
         self.write(columns)
@@ -215,14 +215,6 @@ impl<W: std::io::Write + Send> ParquetStream<W> {
         }
         self.finish()
     }
-}
-
-/// `triage.parquet`: one row per scored image, in triage.json's order. `path` names the
-/// file in errors only. (A large table streams through [`ParquetStream::triage_rows`].)
-pub fn triage_parquet(rows: &[TriageRow<'_>], path: &Path) -> Result<Vec<u8>, TableError> {
-    let mut s = ParquetStream::new(Vec::new(), path);
-    s.triage_rows(rows)?;
-    s.finish_triage()
 }
 
 fn triage_columns(rows: &[TriageRow<'_>], path: &Path) -> Result<Vec<Column>, TableError> {
@@ -253,15 +245,6 @@ fn triage_columns(rows: &[TriageRow<'_>], path: &Path) -> Result<Vec<Column>, Ta
         ("overlays", string_list(rows.iter().map(|r| r.overlays.iter().map(String::as_str))), false),
     ];
     Ok(columns)
-}
-
-/// `report.parquet`: one row per image of report.csv (explained images in the listing's
-/// order, then the unreadable ones). `path` names the file in errors only. (A large table
-/// streams through [`ParquetStream::batch_rows`].)
-pub fn batch_parquet(rows: &[BatchRow<'_>], path: &Path) -> Result<Vec<u8>, TableError> {
-    let mut s = ParquetStream::new(Vec::new(), path);
-    s.batch_rows(rows)?;
-    s.finish_batch()
 }
 
 fn batch_columns(rows: &[BatchRow<'_>], path: &Path) -> Result<Vec<Column>, TableError> {
@@ -306,6 +289,19 @@ mod tests {
     use super::*;
     use arrow_array::Array;
     use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+
+    /// A whole table encoded in memory.
+    fn triage_parquet(rows: &[TriageRow<'_>], path: &Path) -> Result<Vec<u8>, TableError> {
+        let mut s = ParquetStream::new(Vec::new(), path);
+        s.triage_rows(rows)?;
+        s.finish_triage()
+    }
+
+    fn batch_parquet(rows: &[BatchRow<'_>], path: &Path) -> Result<Vec<u8>, TableError> {
+        let mut s = ParquetStream::new(Vec::new(), path);
+        s.batch_rows(rows)?;
+        s.finish_batch()
+    }
 
     #[test]
     fn rows_handed_over_in_chunks_make_the_same_table_with_full_row_groups() {
