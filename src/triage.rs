@@ -64,8 +64,8 @@ pub enum ScanUpdate {
     /// The result for `images[index]`, with the decoder's warnings (a truncated file accepted
     /// with `--allow-truncated`: its scores may be wrong, so every output must say so).
     Result { index: usize, result: ImageResult, cached: bool, warnings: Vec<String> },
-    /// `images[index]` could not be read or decoded.
-    Unreadable { index: usize, error: String },
+    /// `images[index]` could not be read or decoded, or the model scored it NaN (`fault`).
+    Unreadable { index: usize, error: String, fault: crate::engine::Fault },
 }
 
 /// What a finished (or cancelled) scan did.
@@ -241,7 +241,7 @@ pub fn scan<I: ImagePaths + Sync + ?Sized>(
             'batches: for mut d in in_order {
                 for (index, error) in d.errors {
                     report.unreadable += 1;
-                    if !on_update(ScanUpdate::Unreadable { index, error }) {
+                    if !on_update(ScanUpdate::Unreadable { index, error, fault: crate::engine::Fault::Unreadable }) {
                         report.cancelled = true;
                         break 'batches;
                     }
@@ -270,7 +270,8 @@ pub fn scan<I: ImagePaths + Sync + ?Sized>(
                             what: format!("scores: {what}"),
                         };
                         report.unreadable += 1;
-                        if !on_update(ScanUpdate::Unreadable { index: i, error: error.to_string() }) {
+                        let (error, fault) = (error.to_string(), error.fault());
+                        if !on_update(ScanUpdate::Unreadable { index: i, error, fault }) {
                             report.cancelled = true;
                             break 'batches;
                         }

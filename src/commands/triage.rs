@@ -203,7 +203,7 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
                 }
                 results[index] = Some(Scored::of(&result));
             }
-            ScanUpdate::Unreadable { index, error } => {
+            ScanUpdate::Unreadable { index, error, .. } => {
                 progress.step(&format!("{}: unreadable", images.path(index).display()));
                 unreadable.push((images.rel(index).to_string_lossy().into_owned(), error));
             }

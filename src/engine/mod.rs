@@ -22,7 +22,7 @@ use crate::model::{CardError, Layout, ModelCard, OutputKind};
 use crate::onnx::{self, OnnxError, op, value_info_dims};
 use crate::scores::Head;
 
-pub use self::pipeline::{Engine, EngineConfig, ExplainError, Loaded, MapOutput, Seed, non_finite_summary};
+pub use self::pipeline::{Engine, EngineConfig, ExplainError, Fault, Loaded, MapOutput, Seed, non_finite_summary};
 pub use self::probe::probe_shapes;
 pub use self::runtime::{OrtLibrary, RuntimeError};
 pub use self::session::{Device, GraphSession, Provider, SessionOptions};

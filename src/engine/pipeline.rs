@@ -34,6 +34,35 @@ pub enum ExplainError {
     NonFinite { image: PathBuf, model: PathBuf, what: String },
 }
 
+/// Why an image has no scores, in the word a list of images shows: the file could not be
+/// read, or the model gave NaN or infinite scores for it (the file is fine: calling it
+/// unreadable sent users looking for a broken file).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Fault {
+    #[default]
+    Unreadable,
+    NonFinite,
+}
+
+impl Fault {
+    pub fn word(self) -> &'static str {
+        match self {
+            Fault::Unreadable => "unreadable",
+            Fault::NonFinite => "NaN scores",
+        }
+    }
+}
+
+impl ExplainError {
+    /// Which [`Fault`] this error is, for lists that name it in a word.
+    pub fn fault(&self) -> Fault {
+        match self {
+            ExplainError::NonFinite { .. } => Fault::NonFinite,
+            _ => Fault::Unreadable,
+        }
+    }
+}
+
 /// `None` when every value is finite, else what was not, e.g. `3 NaN and 1 +Inf of 1000`.
 pub fn non_finite_summary<'a>(values: impl IntoIterator<Item = &'a f32>) -> Option<String> {
     let (mut nan, mut pos, mut neg, mut n) = (0usize, 0usize, 0usize, 0usize);

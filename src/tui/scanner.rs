@@ -44,6 +44,7 @@ use std::time::{Duration, Instant};
 
 use crate::dataset::stats::ImageResult;
 use crate::dataset::truth::GroundTruth;
+use crate::engine::Fault;
 use crate::triage::{self, ScanModel, ScanOptions, ScanUpdate};
 
 /// How often the scan thread sends what it has found.
@@ -72,7 +73,7 @@ pub enum ScanEvent {
     /// New results (listing index, result) and unreadable images; counts are totals so far.
     Progress {
         results: Vec<(usize, ImageResult)>,
-        unreadable: Vec<(usize, String)>,
+        unreadable: Vec<(usize, String, Fault)>,
         computed: usize,
         cached: usize,
         /// Images per second of the model (cached results excluded), once known.
@@ -165,7 +166,7 @@ fn lower_priority() {
 /// Results collected between two messages.
 struct Pending {
     results: Vec<(usize, ImageResult)>,
-    unreadable: Vec<(usize, String)>,
+    unreadable: Vec<(usize, String, Fault)>,
     computed: usize,
     cached: usize,
     /// When the model started (the cached results were all served by then).
@@ -225,7 +226,7 @@ fn run(job: ScanJob, images: &[PathBuf], cancel: &AtomicBool, send: &dyn Fn(Scan
                 }
                 p.results.push((index, result));
             }
-            ScanUpdate::Unreadable { index, error } => p.unreadable.push((index, error)),
+            ScanUpdate::Unreadable { index, error, fault } => p.unreadable.push((index, error, fault)),
         }
         if p.last_flush.elapsed() >= FLUSH {
             p.last_flush = Instant::now();

@@ -23,6 +23,7 @@ use std::sync::Arc;
 use image::RgbImage;
 
 use crate::cam::{MapStatus, Method};
+use crate::engine::Fault;
 use crate::engine::Loaded;
 use crate::explanation::Timings;
 use crate::grad::ScoreKind;
@@ -129,6 +130,8 @@ pub struct FileEntry {
     pub prediction: Option<(usize, f32)>,
     /// Why the image could not be used, once tried.
     pub error: Option<String>,
+    /// Which kind of failure `error` is (the file list names it in a word).
+    pub fault: Fault,
     /// True class, when the ground truth says.
     pub truth: Option<usize>,
     /// Slot of its scan result in [`Triage::results`], once scanned.
@@ -169,6 +172,7 @@ impl FileList {
                 name,
                 prediction: None,
                 error: None,
+                fault: Fault::default(),
                 truth: None,
                 result: None,
                 missing: false,

@@ -408,7 +408,7 @@ mod tests {
             &mut a,
             Msg::Scan(ScanEvent::Progress {
                 results: rest,
-                unreadable: vec![(4, "e.png: corrupt".into())],
+                unreadable: vec![(4, "e.png: corrupt".into(), crate::engine::Fault::Unreadable)],
                 computed: 4,
                 cached: 1,
                 rate: None,

@@ -23,6 +23,7 @@ use std::thread::JoinHandle;
 use std::time::Instant;
 
 use crate::cam::{MapStatus, Method};
+use crate::engine::Fault;
 use crate::engine::{Engine, Loaded, Seed};
 use crate::explanation::Timings;
 use crate::grad::ScoreKind;
@@ -62,7 +63,7 @@ pub enum Response {
         compare: Option<CompareMaps>,
     },
     /// The image of a `Show` (or a prefetch) could not be used.
-    Failed { serial: Option<u64>, path: PathBuf, error: String },
+    Failed { serial: Option<u64>, path: PathBuf, error: String, fault: Fault },
     /// A prefetched image's top-1 prediction.
     Predicted { path: PathBuf, class: usize, probability: f32, cache: (usize, usize) },
     /// The layer switch took effect (or why not).
@@ -295,7 +296,9 @@ fn show(
     let cached = engine.is_cached(&path);
     let loaded = match engine.load(&path) {
         Ok(l) => l,
-        Err(e) => return answer(Response::Failed { serial: Some(serial), path, error: e.to_string() }),
+        Err(e) => {
+            return answer(Response::Failed { serial: Some(serial), path, error: e.to_string(), fault: e.fault() });
+        }
     };
     let cache = engine.cache_usage();
     let loaded_answer = Response::Loaded { serial, path: path.clone(), loaded: loaded.clone(), cached, cache };
@@ -362,7 +365,7 @@ fn show(
                 compare,
             })
         }
-        Err(e) => answer(Response::Failed { serial: Some(serial), path, error: e.to_string() }),
+        Err(e) => answer(Response::Failed { serial: Some(serial), path, error: e.to_string(), fault: e.fault() }),
     }
 }
 
@@ -383,7 +386,7 @@ fn prefetch(engine: &mut Engine, path: PathBuf, answer: &dyn Fn(Response) -> boo
             let probability = l.scores.probabilities[class];
             answer(Response::Predicted { path, class, probability, cache: engine.cache_usage() })
         }
-        Err(e) => answer(Response::Failed { serial: None, path, error: e.to_string() }),
+        Err(e) => answer(Response::Failed { serial: None, path, error: e.to_string(), fault: e.fault() }),
     }
 }
 

@@ -177,9 +177,9 @@ fn scan_event(app: &mut App, e: ScanEvent) {
             for (index, result) in results {
                 t.insert(&mut app.files.entries, index, result);
             }
-            for (index, error) in unreadable {
-                if let Some(e) = app.files.entries.get_mut(index) {
-                    e.error.get_or_insert(error);
+            for (index, error, fault) in unreadable {
+                if let Some(e) = app.files.entries.get_mut(index).filter(|e| e.error.is_none()) {
+                    (e.error, e.fault) = (Some(error), fault);
                 }
             }
             t.progress.unreadable =
@@ -425,9 +425,9 @@ fn worker(app: &mut App, r: Response, cmds: &mut Vec<Cmd>) {
             }
             compose(app);
         }
-        Response::Failed { serial, path, error } => {
+        Response::Failed { serial, path, error, fault } => {
             if let Some(e) = app.files.entry_mut(&path) {
-                e.error = Some(error.clone());
+                (e.error, e.fault) = (Some(error.clone()), fault);
             }
             let current = app.current.as_mut().filter(|c| c.path == path && serial.is_none_or(|s| s >= c.serial));
             if let Some(c) = current {
@@ -458,6 +458,7 @@ fn worker(app: &mut App, r: Response, cmds: &mut Vec<Cmd>) {
 
 #[cfg(test)]
 mod tests {
+    use crate::engine::Fault;
     use crossterm::event::{KeyCode, KeyEvent, KeyModifiers, MouseButton, MouseEvent, MouseEventKind};
 
     use super::super::testing::*;
@@ -642,14 +643,27 @@ mod tests {
         let mut a = listed(&["bad.png", "b.png"]);
         update(
             &mut a,
-            Msg::Worker(Response::Failed { serial: Some(1), path: path("bad.png"), error: "corrupt".into() }),
+            Msg::Worker(Response::Failed {
+                serial: Some(1),
+                path: path("bad.png"),
+                error: "corrupt".into(),
+                fault: Fault::Unreadable,
+            }),
         );
         assert_eq!(a.current.as_ref().unwrap().error.as_deref(), Some("corrupt"));
         assert_eq!(a.files.entries[0].error.as_deref(), Some("corrupt"));
         assert!(!a.computing());
         assert_eq!(shows(&update(&mut a, ch('j'))), vec![(2, "b.png".into(), None)]);
         // A failed prefetch marks its file only.
-        update(&mut a, Msg::Worker(Response::Failed { serial: None, path: path("b.png"), error: "gone".into() }));
+        update(
+            &mut a,
+            Msg::Worker(Response::Failed {
+                serial: None,
+                path: path("b.png"),
+                error: "gone".into(),
+                fault: Fault::Unreadable,
+            }),
+        );
         assert_eq!(a.files.entries[1].error.as_deref(), Some("gone"));
     }
 

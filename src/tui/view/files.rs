@@ -70,7 +70,7 @@ pub(super) fn draw_files(frame: &mut Frame<'_>, app: &App, area: Rect) {
 fn file_notes(app: &App, e: &FileEntry) -> (Vec<String>, Style) {
     let labels = &app.info.labels;
     if e.error.is_some() && e.result.is_none() {
-        return (vec!["unreadable".into()], Style::default().fg(Color::Red));
+        return (vec![e.fault.word().into()], Style::default().fg(Color::Red));
     }
     let Some((class, p)) = app.triage.result(e).and_then(|r| Some((r.predicted()?, r.confidence()))).or(e.prediction)
     else {

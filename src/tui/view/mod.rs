@@ -255,11 +255,25 @@ mod tests {
                 serial: Some(1),
                 path: path("bad.png"),
                 error: "bad.png: corrupt".into(),
+                fault: crate::engine::Fault::Unreadable,
             }),
         );
         let s = text(&render(&a, 120, 40));
         assert!(s.contains("cannot show this image") && s.contains("bad.png: corrupt"), "{s}");
         assert!(s.contains("unreadable"), "the file row is marked: {s}");
+        // A model that scores an image NaN: the file is fine, and its row says what is not.
+        let mut a = listed(&["nan.png"]);
+        update(
+            &mut a,
+            Msg::Worker(super::super::worker::Response::Failed {
+                serial: Some(1),
+                path: path("nan.png"),
+                error: "nan.png: the model m.onnx gave non-finite values for this image".into(),
+                fault: crate::engine::Fault::NonFinite,
+            }),
+        );
+        let s = text(&render(&a, 120, 40));
+        assert!(s.contains("NaN scores") && !s.contains("unreadable"), "{s}");
     }
 
     #[test]
