@@ -591,21 +591,28 @@ fn default_index(
 ) -> Option<(Option<usize>, usize)> {
     let feeds_output = index.ancestors(&[output]);
     let by_tensor: HashMap<&str, usize> = cands.iter().enumerate().map(|(i, c)| (c.tensor.as_str(), i)).collect();
-    let pool = index.order.iter().enumerate().rev().map(|(pos, &i)| (pos, &graph.node[i])).find(|(_, n)| {
+    let pools = index.order.iter().enumerate().rev().map(|(pos, &i)| (pos, &graph.node[i])).filter(|(_, n)| {
         n.output.first().is_some_and(|y| feeds_output.contains(y))
             && n.input.first().is_some_and(|x| {
                 let l = cands.iter().find(|c| &c.tensor == x).map(|c| c.layout);
                 facts.get(x).is_some_and(|f| f.rank() == 4) && is_global_pool(n, consts, facts, l)
             })
     });
-    if let Some((pos, pool)) = pool {
+    // The last pool that pools a feature map. A pool of the image itself (a branch that feeds
+    // the image's statistics to the score) pools no layer: an earlier pool decides.
+    for (pos, pool) in pools {
         let x = &pool.input[0];
-        if let Some(&i) = by_tensor.get(x.as_str()) {
+        let found = match by_tensor.get(x.as_str()) {
+            Some(&i) => Some(i).filter(|&i| cands[i].op != "Input"),
+            // The pool reads a non-candidate (e.g. a 1x1 map); take the latest candidate feeding it.
+            None => {
+                let anc = index.ancestors(&[x]);
+                cands.iter().rposition(|c| anc.contains(&c.tensor) && c.op != "Input")
+            }
+        };
+        if let Some(i) = found {
             return Some((Some(pos), i));
         }
-        // The pool reads a non-candidate (e.g. a 1x1 map); take the latest candidate feeding it.
-        let anc = index.ancestors(&[x]);
-        return cands.iter().rposition(|c| anc.contains(&c.tensor) && c.op != "Input").map(|i| (Some(pos), i));
     }
     cands.iter().rposition(|c| c.op != "Input" && c.reaches_patches).map(|i| (None, i))
 }
