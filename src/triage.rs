@@ -73,7 +73,10 @@ pub enum ScanUpdate {
 pub struct ScanReport {
     pub computed: usize,
     pub from_cache: usize,
+    /// Images that could not be read or decoded.
     pub unreadable: usize,
+    /// Images the model scored NaN or infinite (the files are fine: see [`crate::engine::Fault`]).
+    pub non_finite: usize,
     pub cancelled: bool,
     /// Decoding threads the scan used (0 when everything came from the cache).
     pub decoders: usize,
@@ -269,7 +272,7 @@ pub fn scan<I: ImagePaths + Sync + ?Sized>(
                             model: model.path.clone(),
                             what: format!("scores: {what}"),
                         };
-                        report.unreadable += 1;
+                        report.non_finite += 1;
                         let (error, fault) = (error.to_string(), error.fault());
                         if !on_update(ScanUpdate::Unreadable { index: i, error, fault }) {
                             report.cancelled = true;

@@ -331,16 +331,168 @@ fn a_model_that_outputs_nan_is_an_error_naming_the_model_and_what_was_not_finite
     assert!(err.contains("chelsea.png") && err.contains("nan.onnx"), "{err}");
     assert!(err.contains("non-finite") && err.contains("scores: 5 NaN of 5"), "{err}");
     assert!(!err.contains("NaN%") && !err.contains("zero everywhere"), "{err}");
-    // batch: every image fails, so nothing is done (exit 1), and the report says why.
+    // batch: every image fails, so nothing is done (exit 1), the last line blames the model,
+    // not the images, and the report says why.
     let data = tmp("nan-data");
     std::fs::create_dir_all(data.join("tabby")).unwrap();
     std::fs::copy(&img, data.join("tabby/chelsea.png")).unwrap();
     let out = tmp("nan-out");
     let r = camscope(&["batch", "--model", &model, data.to_str().unwrap(), "-o", out.to_str().unwrap()]);
     assert_eq!(r.status.code(), Some(1), "{}", String::from_utf8_lossy(&r.stderr));
+    let last = String::from_utf8_lossy(&r.stderr).lines().last().unwrap_or_default().to_owned();
+    assert!(last.contains("nan.onnx") && last.contains("every image (1)") && last.contains("not the images"), "{last}");
     let report: serde_json::Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
     assert!(report["images"].as_array().unwrap().is_empty());
-    assert!(report["unreadable"][0]["error"].as_str().unwrap().contains("scores: 5 NaN of 5"), "{report}");
+    assert!(report["unreadable"].as_array().unwrap().is_empty(), "{report}");
+    assert!(report["nan_scores"][0]["error"].as_str().unwrap().contains("scores: 5 NaN of 5"), "{report}");
+}
+
+/// A model that scores an image NaN only when its mean pixel is below the card's mean:
+/// `y = MatMul(GAP(Relu(Conv(x))), Wd) + Sqrt(mean(x))`.
+fn nan_when_dark(path: &Path) {
+    let m = Tiny::new(17)
+        .input("x", &[-1, 3, 16, 16])
+        .init("W1", &[8, 3, 3, 3], &values(8 * 3 * 9, 1, 0.0))
+        .init("Wd", &[8, 5], &values(8 * 5, 2, 0.0))
+        .node("Conv", &["x", "W1"], &["c1"], vec![attrs::ints("pads", &[1, 1, 1, 1])])
+        .node("Relu", &["c1"], &["r1"], vec![])
+        .node("GlobalAveragePool", &["r1"], &["p"], vec![])
+        .node("Flatten", &["p"], &["f"], vec![attrs::int("axis", 1)])
+        .node("MatMul", &["f", "Wd"], &["z"], vec![])
+        .node("ReduceMean", &["x"], &["m"], vec![attrs::ints("axes", &[1, 2, 3])])
+        .node("Flatten", &["m"], &["mf"], vec![attrs::int("axis", 1)])
+        .node("Sqrt", &["mf"], &["s"], vec![])
+        .node("Add", &["z", "s"], &["y"], vec![])
+        .output("y", &[-1, 5])
+        .build();
+    camscope::onnx::write_model(path, &m).unwrap();
+    write_card(path, 16);
+}
+
+/// A branch that feeds the image's own statistics to the score (`Sqrt(mean(x))` here) ends
+/// in a Flatten of a 1x1 map after the feature pooling: taken for the last pooling, it used
+/// to leave the model with no default layer and the error "no feature map to explain",
+/// although `camscope layers` listed two maps.
+#[test]
+fn a_branch_of_image_statistics_does_not_hide_the_default_layer() {
+    let model = tmp("stats-branch.onnx");
+    nan_when_dark(&model);
+    let out = camscope(&["layers", "--model", model.to_str().unwrap()]);
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let default: Vec<&str> = stdout.lines().filter(|l| l.contains("<- default")).collect();
+    assert!(matches!(default.as_slice(), [l] if l.trim_start().starts_with("r1 ")), "{stdout}");
+}
+
+fn flat_png(path: &Path, level: u8) {
+    image::RgbImage::from_pixel(16, 16, image::Rgb([level; 3])).save(path).unwrap();
+}
+
+fn json(path: &Path) -> serde_json::Value {
+    serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap()
+}
+
+/// Images a model scores NaN are not "unreadable" (their files are fine): triage and batch
+/// list them apart, say "NaN scores", and exit 3 (partial) when other images were scored.
+/// An unreadable file stays unreadable.
+#[test]
+fn nan_scores_are_told_apart_from_unreadable_files() {
+    let model = tmp("nan-dark.onnx");
+    nan_when_dark(&model);
+    let data = tmp("nan-mixed");
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(data.join("cat")).unwrap();
+    flat_png(&data.join("cat/bright.png"), 250);
+    flat_png(&data.join("cat/dark.png"), 5);
+    let whole = std::fs::read(data.join("cat/bright.png")).unwrap();
+    std::fs::write(data.join("cat/cut.png"), &whole[..whole.len() / 2]).unwrap();
+    let (model, dir) = (model.to_str().unwrap(), data.to_str().unwrap());
+
+    let out = tmp("nan-mixed-triage");
+    let r = camscope(&["triage", dir, "--model", model, "--no-cache", "-o", out.to_str().unwrap()]);
+    let (stdout, stderr) = (String::from_utf8_lossy(&r.stdout), String::from_utf8_lossy(&r.stderr));
+    assert_eq!(r.status.code(), Some(3), "{stderr}");
+    assert!(stderr.contains("dark.png: NaN scores") && stderr.contains("cut.png: unreadable"), "{stderr}");
+    assert!(stdout.contains("1 images (") && stdout.contains("1 unreadable, 1 with NaN scores"), "{stdout}");
+    let t = json(&out.join("triage.json"));
+    assert_eq!(t["format_version"], 3);
+    assert_eq!((&t["summary"]["unreadable"], &t["summary"]["nan_scores"]), (&1.into(), &1.into()));
+    assert_eq!(t["unreadable"][0][0], "cat/cut.png");
+    assert_eq!(t["nan_scores"][0][0], "cat/dark.png");
+    assert!(t["nan_scores"][0][1].as_str().unwrap().contains("non-finite"), "{t}");
+    let summary = std::fs::read_to_string(out.join("summary.txt")).unwrap();
+    assert!(summary.contains("1 with NaN scores") && summary.contains("nan_scores"), "{summary}");
+
+    let out = tmp("nan-mixed-batch");
+    let r = camscope(&["batch", dir, "--model", model, "-o", out.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(3), "{stderr}");
+    assert!(
+        stderr.contains("1 unreadable images skipped: cat/cut.png; 1 images the model scored NaN: cat/dark.png"),
+        "{stderr}"
+    );
+    let b = json(&out.join("report.json"));
+    assert_eq!(b["images"][0]["file"], "cat/bright.png");
+    assert_eq!(
+        (&b["unreadable"][0]["file"], &b["nan_scores"][0]["file"]),
+        (&"cat/cut.png".into(), &"cat/dark.png".into())
+    );
+    let csv = std::fs::read_to_string(out.join("report.csv")).unwrap();
+    let rows: Vec<&str> = csv.lines().skip(1).collect();
+    assert!(rows[1].starts_with("cat/cut.png,") && rows[1].contains("unreadable: "), "{csv}");
+    assert!(rows[2].starts_with("cat/dark.png,") && rows[2].contains("NaN scores: "), "{csv}");
+
+    // Shards and their merge keep the two lists apart (the shards split the three images).
+    for (kind, file) in [("triage", "triage.json"), ("batch", "report.json")] {
+        let shards: Vec<String> = (1..=3)
+            .map(|k| {
+                let o = tmp(&format!("nan-mixed-{kind}-{k}"));
+                let (o, shard) = (o.to_str().unwrap().to_owned(), format!("{k}/3"));
+                let mut a = vec![kind, dir, "--model", model, "-o", &o, "--shard", &shard];
+                if kind == "triage" {
+                    a.push("--no-cache");
+                }
+                let r = camscope(&a);
+                assert!(matches!(r.status.code(), Some(0 | 1 | 3)), "{}", String::from_utf8_lossy(&r.stderr));
+                o
+            })
+            .collect();
+        let merged = tmp(&format!("nan-mixed-{kind}-merged"));
+        let mut a = vec!["merge", "-o", merged.to_str().unwrap()];
+        a.extend(shards.iter().map(String::as_str));
+        let r = camscope(&a);
+        assert_eq!(r.status.code(), Some(3), "{}", String::from_utf8_lossy(&r.stderr));
+        let m = json(&merged.join(file));
+        let first = |k: &str| if kind == "triage" { m[k][0][0].clone() } else { m[k][0]["file"].clone() };
+        assert_eq!((first("unreadable"), first("nan_scores")), ("cat/cut.png".into(), "cat/dark.png".into()), "{m}");
+    }
+}
+
+/// A model that scores every image NaN is named as the cause at once, not after the whole
+/// dataset: a warning once the first 32 images are all NaN, and an error at the end.
+#[test]
+fn a_model_that_scores_every_image_nan_is_blamed_early_and_at_the_end() {
+    let model = tmp("nan-dark-all.onnx");
+    nan_when_dark(&model);
+    let data = tmp("nan-all");
+    let _ = std::fs::remove_dir_all(&data);
+    std::fs::create_dir_all(data.join("night")).unwrap();
+    for i in 0..40 {
+        flat_png(&data.join(format!("night/{i:02}.png")), i as u8);
+    }
+    let out = tmp("nan-all-triage");
+    let (model, dir) = (model.to_str().unwrap(), data.to_str().unwrap());
+    let r = camscope(&["triage", dir, "--model", model, "--no-cache", "-o", out.to_str().unwrap()]);
+    let stderr = String::from_utf8_lossy(&r.stderr);
+    assert_eq!(r.status.code(), Some(1), "{stderr}");
+    assert!(!stderr.contains("panicked"), "{stderr}");
+    let warning = stderr.lines().position(|l| l.contains("warning: ") && l.contains("each of the first 32 images"));
+    let w = warning.unwrap_or_else(|| panic!("no early warning: {stderr}"));
+    assert_eq!(stderr.matches("each of the first 32").count(), 1, "{stderr}");
+    let lines: Vec<&str> = stderr.lines().collect();
+    let last = lines.iter().rposition(|l| l.contains("every image (40)") && l.contains("nan-dark-all.onnx"));
+    assert!(last.is_some_and(|l| l > w), "{stderr}");
+    assert_eq!(json(&out.join("triage.json"))["nan_scores"].as_array().unwrap().len(), 40);
 }
 
 /// A FIFO given as the model or as triage's labels CSV used to block the read forever.

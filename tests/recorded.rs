@@ -196,6 +196,14 @@ fn bad_outputs_and_options_are_one_line_each() {
     let line = open_headless(&[d.to_str().unwrap()], &cache);
     assert!(line.contains("triage.json") && line.contains("older camscope") && line.contains("rerun"), "{line}");
 
+    // Format 2, before NaN-scored images had a list of their own: still read.
+    let d = edit("format2", &|v| {
+        v["format_version"] = 2.into();
+        v.as_object_mut().unwrap().remove("nan_scores");
+        v["summary"].as_object_mut().unwrap().remove("nan_scores");
+    });
+    assert!(open_headless(&[d.to_str().unwrap()], &cache).contains("interactive terminal"));
+
     let d = edit("newer", &|v| v["format_version"] = 99.into());
     let line = open_headless(&[d.to_str().unwrap()], &cache);
     assert!(line.contains("newer camscope") && line.contains("upgrade"), "{line}");

@@ -15,7 +15,7 @@ use camscope::dataset::json_stream;
 use camscope::dataset::paths::ImagePaths;
 use camscope::dataset::shard::Shard;
 use camscope::dataset::table::{self, BatchRow};
-use camscope::engine::{Engine, EngineConfig, Seed};
+use camscope::engine::{Engine, EngineConfig, Fault, Seed};
 use camscope::explanation::{MapStatusName, Timings};
 use camscope::grad::ScoreKind;
 use camscope::render::{self, Colormap};
@@ -115,6 +115,10 @@ pub struct Report {
     #[serde(default)]
     pub images: Vec<Entry>,
     pub unreadable: Vec<Unreadable>,
+    /// Images the model scored NaN or infinite (the files are fine), with the error; listed
+    /// under `unreadable` before this field existed.
+    #[serde(default)]
+    pub nan_scores: Vec<Unreadable>,
     pub non_images_skipped: usize,
     /// FIFOs, sockets and devices named like images: never read (reading would block).
     #[serde(default)]
@@ -246,6 +250,8 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
     // journal's latest records (an image now unreadable keeps an old record there, unlisted).
     let mut listed = vec![false; images.len()];
     let mut unreadable = Vec::new();
+    let mut nan_scores = Vec::new();
+    let mut watch = super::NanWatch::default();
     let mut reused = 0;
     let mut todo = Vec::new();
     for (i, listed) in listed.iter_mut().enumerate() {
@@ -288,11 +294,18 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
             let loaded = match result {
                 Ok(l) => l,
                 Err(e) => {
-                    unreadable.push(Unreadable { file: rel.clone(), error: e.to_string() });
+                    let item = Unreadable { file: rel.clone(), error: e.to_string() };
+                    if e.fault() == Fault::NonFinite {
+                        nan_scores.push(item);
+                        watch.record(false, &path);
+                    } else {
+                        unreadable.push(item);
+                    }
                     progress.step(&format!("{rel}: skipped ({e})"));
                     continue;
                 }
             };
+            watch.record(true, &path);
             for w in &loaded.warnings {
                 eprintln!("camscope: warning: {w}");
             }
@@ -345,6 +358,7 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
         shard,
         images: Vec::new(),
         unreadable,
+        nan_scores,
         non_images_skipped: non_images,
         special_files_skipped: special,
         reused_from_previous_run: reused,
@@ -364,17 +378,19 @@ pub fn run(args: &BatchArgs, model: &ModelArgs) -> Result<ExitCode> {
     write_report(&journal, &report, &rows, args.top)?;
     let listed = explained + reused;
     eprintln!(
-        "camscope batch: {listed} overlays in {} ({} unreadable images skipped{}), report: {}, {}, {}",
+        "camscope batch: {listed} overlays in {} ({}), report: {}, {}, {}",
         args.out.display(),
-        report.unreadable.len(),
-        if report.unreadable.is_empty() { String::new() } else { format!(": {}", list(&report.unreadable)) },
+        skipped(&report),
         report_path.display(),
         args.out.join("report.csv").display(),
         args.out.join("report.parquet").display()
     );
+    if let (0, Some(e)) = (listed, watch.all_nan(&path)) {
+        bail!(e);
+    }
     Ok(if listed == 0 && !images.is_empty() {
         ExitCode::from(1)
-    } else if report.unreadable.is_empty() {
+    } else if report.unreadable.is_empty() && report.nan_scores.is_empty() {
         ExitCode::SUCCESS
     } else {
         // Partial success, like rsync's 23: scripts must not take a run with failures for a clean one.
@@ -393,14 +409,23 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
     let files: Vec<ShardFile<Report>> = open_shards(inputs, "report.json")?;
     let first = &files[0].head;
     let top = first.config.get("top").and_then(serde_json::Value::as_u64).unwrap_or(5) as usize;
-    let mut merged =
-        Report { shard: None, unreadable: vec![], reused_from_previous_run: 0, total_seconds: 0.0, ..first.clone() };
+    let mut merged = Report {
+        shard: None,
+        unreadable: vec![],
+        nan_scores: vec![],
+        reused_from_previous_run: 0,
+        total_seconds: 0.0,
+        ..first.clone()
+    };
     for f in &files {
         merged.reused_from_previous_run += f.head.reused_from_previous_run;
         merged.total_seconds += f.head.total_seconds;
         merged.unreadable.extend(f.head.unreadable.iter().cloned());
+        merged.nan_scores.extend(f.head.nan_scores.iter().cloned());
     }
-    merged.unreadable.sort_by(|a, b| Path::new(&a.file).cmp(Path::new(&b.file)));
+    for list in [&mut merged.unreadable, &mut merged.nan_scores] {
+        list.sort_by(|a, b| Path::new(&a.file).cmp(Path::new(&b.file)));
+    }
     // Every entry and overlay is checked before anything is written: a refused merge leaves
     // OUT as it was.
     for row in MergedRows::<Entry>::open(inputs, &files)? {
@@ -434,14 +459,18 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
     };
     write_report(&journal, &merged, &rows, top)?;
     eprintln!(
-        "camscope merge: {linked} overlays and {} unreadable images in {}, report: {}, {}, {}",
-        merged.unreadable.len(),
+        "camscope merge: {linked} overlays in {} ({}), report: {}, {}, {}",
         out.display(),
+        skipped(&merged),
         out.join("report.json").display(),
         out.join("report.csv").display(),
         out.join("report.parquet").display()
     );
-    Ok(if merged.unreadable.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_PARTIAL) })
+    Ok(if merged.unreadable.is_empty() && merged.nan_scores.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(EXIT_PARTIAL)
+    })
 }
 
 impl ShardHead for Report {
@@ -458,6 +487,32 @@ impl ShardRow for Entry {
 
 fn list(u: &[Unreadable]) -> String {
     u.iter().take(3).map(|x| x.file.as_str()).collect::<Vec<_>>().join(", ") + if u.len() > 3 { ", ..." } else { "" }
+}
+
+/// What a run skipped, for its last line: `2 unreadable images skipped: a.jpg, b.jpg`, and
+/// the images the model scored NaN, when there are any.
+fn skipped(r: &Report) -> String {
+    let mut s = format!("{} unreadable images skipped", r.unreadable.len());
+    if !r.unreadable.is_empty() {
+        s += &format!(": {}", list(&r.unreadable));
+    }
+    if !r.nan_scores.is_empty() {
+        s += &format!("; {} images the model scored NaN: {}", r.nan_scores.len(), list(&r.nan_scores));
+    }
+    s
+}
+
+/// The report's rows for the images without an entry, in path order: each file with its
+/// status (`unreadable: why` or `NaN scores: why`).
+fn failures(r: &Report) -> Vec<(&str, String)> {
+    let mut rows: Vec<(&str, String)> = r
+        .unreadable
+        .iter()
+        .map(|u| (u.file.as_str(), format!("{}: {}", Fault::Unreadable.word(), u.error)))
+        .chain(r.nan_scores.iter().map(|u| (u.file.as_str(), format!("{}: {}", Fault::NonFinite.word(), u.error))))
+        .collect();
+    rows.sort_by(|a, b| Path::new(a.0).cmp(Path::new(b.0)));
+    rows
 }
 
 /// An explained image as a row of report.parquet.
@@ -485,17 +540,15 @@ fn write_report<'r>(
     rows: &dyn Fn() -> Box<dyn Iterator<Item = std::io::Result<Entry>> + 'r>,
     top: usize,
 ) -> Result<()> {
-    let statuses: Vec<String> = report.unreadable.iter().map(|u| format!("unreadable: {}", u.error)).collect();
+    let failed = failures(report);
     super::write_table(journal, "report.parquet", |mut stream| {
         for chunk in table::chunks(rows()) {
             stream.batch_rows(&chunk?.iter().map(entry_row).collect::<Vec<_>>())?;
         }
-        let unreadable: Vec<BatchRow> = report
-            .unreadable
+        let unreadable: Vec<BatchRow> = failed
             .iter()
-            .zip(&statuses)
-            .map(|(u, status)| BatchRow {
-                file: &u.file,
+            .map(|(file, status)| BatchRow {
+                file,
                 top: &[],
                 class: None,
                 method: None,
@@ -511,9 +564,7 @@ fn write_report<'r>(
         Ok(stream.finish_batch()?)
     })?;
     journal.write_report_with("report.json", |w| json_stream::write_pretty_with_rows(w, report, "images", rows()))?;
-    journal.write_report_with("report.csv", |w| {
-        write_csv(w, rows(), &report.unreadable, top).map_err(std::io::Error::other)
-    })?;
+    journal.write_report_with("report.csv", |w| write_csv(w, rows(), &failed, top).map_err(std::io::Error::other))?;
     Ok(())
 }
 
@@ -521,7 +572,7 @@ fn write_report<'r>(
 fn write_csv(
     w: &mut impl std::io::Write,
     rows: impl Iterator<Item = std::io::Result<Entry>>,
-    unreadable: &[Unreadable],
+    failed: &[(&str, String)],
     top: usize,
 ) -> Result<(), csv::Error> {
     let mut w = csv::Writer::from_writer(w);
@@ -572,10 +623,10 @@ fn write_csv(
         w.write_record(&row)?;
     }
     let status = header.iter().position(|h| h == "map_status").expect("column");
-    for u in unreadable {
-        let mut row = vec![u.file.clone()];
+    for (file, why) in failed {
+        let mut row = vec![file.to_string()];
         row.resize(header.len(), String::new());
-        row[status] = format!("unreadable: {}", u.error);
+        row[status] = why.clone();
         w.write_record(&row)?;
     }
     w.flush()?;

@@ -124,3 +124,48 @@ pub fn shard_listing(
     }
     Ok((listing, images, all))
 }
+
+/// Watches a run's results for a model that scores every image NaN or infinite. Such a
+/// model used to leave a triage of "9 unreadable images" and an exit status of 3, which
+/// sent users looking for broken files; and on a million images it said nothing for hours.
+/// Now a run warns once, as soon as the first [`NanWatch::WARN_AFTER`] images have all
+/// scored NaN, and [`NanWatch::all_nan`] lets it end with the model named as the cause.
+/// It only warns early, never stops the run: a dataset sorted by folder may start with
+/// many images (blank frames, say) that this model alone fails on.
+#[derive(Debug, Default)]
+pub struct NanWatch {
+    finite: usize,
+    nan: usize,
+    warned: bool,
+}
+
+impl NanWatch {
+    /// Images with NaN scores and none finite before the early warning.
+    pub const WARN_AFTER: usize = 32;
+
+    /// Record one image's outcome: finite scores, or NaN / infinite ones.
+    pub fn record(&mut self, finite: bool, model: &std::path::Path) {
+        if finite {
+            self.finite += 1;
+            return;
+        }
+        self.nan += 1;
+        if !self.warned && self.finite == 0 && self.nan == Self::WARN_AFTER {
+            self.warned = true;
+            eprintln!("camscope: warning: {}", Self::cause(model, &format!("each of the first {} images", self.nan)));
+        }
+    }
+
+    /// The error for a run in which no image scored finite and at least one scored NaN.
+    pub fn all_nan(&self, model: &std::path::Path) -> Option<String> {
+        (self.finite == 0 && self.nan > 0).then(|| Self::cause(model, &format!("every image ({})", self.nan)))
+    }
+
+    fn cause(model: &std::path::Path, which: &str) -> String {
+        format!(
+            "the model {} gave NaN or infinite scores for {which} and finite ones for none: the model or its card is at fault, not the images; test it with `camscope explain IMAGE --model {}` or in onnxruntime, re-export it, and check the card's mean/std",
+            model.display(),
+            model.display()
+        )
+    }
+}

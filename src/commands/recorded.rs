@@ -18,10 +18,10 @@ use serde::Deserialize;
 
 use camscope::dataset::shard::Shard;
 use camscope::dataset::stats::{ClassProb, ImageResult};
-use camscope::engine::LoadedModel;
+use camscope::engine::{Fault, LoadedModel};
 use camscope::tui::Recorded;
 
-use super::triage::TRIAGE_FORMAT_VERSION;
+use super::triage::{TRIAGE_FORMAT_OLDEST_READ, TRIAGE_FORMAT_VERSION};
 use crate::ModelArgs;
 
 /// A class as triage.json records it.
@@ -65,6 +65,9 @@ pub struct RecordedTriage {
     unlabeled_folders: Vec<String>,
     #[serde(default)]
     unreadable: Vec<(String, String)>,
+    /// Format 3 on; a format-2 file lists these under `unreadable`.
+    #[serde(default)]
+    nan_scores: Vec<(String, String)>,
     #[serde(default)]
     warnings: Vec<(String, String)>,
     images: Vec<Row>,
@@ -135,7 +138,7 @@ pub fn read(file: &Path) -> Result<RecordedTriage> {
             t.format_version
         );
     }
-    if t.format_version < TRIAGE_FORMAT_VERSION || t.model_sha256.is_empty() || t.dataset.is_empty() {
+    if t.format_version < TRIAGE_FORMAT_OLDEST_READ || t.model_sha256.is_empty() || t.dataset.is_empty() {
         bail!(
             "{}: written by an older camscope (format {}, without the model's fingerprint); rerun the same `camscope triage ... -o {}` with this version (its scan cache and the maps already drawn are reused, so it is quick)",
             file.display(),
@@ -143,7 +146,7 @@ pub fn read(file: &Path) -> Result<RecordedTriage> {
             file.parent().unwrap_or(Path::new(".")).display()
         );
     }
-    if t.images.is_empty() && t.unreadable.is_empty() {
+    if t.images.is_empty() && t.unreadable.is_empty() && t.nan_scores.is_empty() {
         bail!("{}: records no images; rerun `camscope triage` on a folder of images", file.display());
     }
     Ok(t)
@@ -274,18 +277,21 @@ pub fn check_card(file: &Path, t: &RecordedTriage, model: &mut LoadedModel) -> R
 pub fn recorded(t: RecordedTriage, out: &Path, root: &Path) -> Recorded {
     // Scored and unreadable images together, in the listing's order (by path, as triage
     // lists and merge sorts them).
-    let mut all: Vec<(String, Option<Row>, Option<String>)> =
-        t.images.into_iter().map(|r| (r.path.clone(), Some(r), None)).collect();
-    all.extend(t.unreadable.into_iter().map(|(p, e)| (p, None, Some(e))));
+    let failed = |list: Vec<(String, String)>, fault| list.into_iter().map(move |(p, e)| (p, Err((e, fault))));
+    // An image scored, or why not (the error and its kind).
+    type Scored = Result<Row, (String, Fault)>;
+    let mut all: Vec<(String, Scored)> = t.images.into_iter().map(|r| (r.path.clone(), Ok(r))).collect();
+    all.extend(failed(t.unreadable, Fault::Unreadable));
+    all.extend(failed(t.nan_scores, Fault::NonFinite));
     all.sort_by(|a, b| Path::new(&a.0).cmp(Path::new(&b.0)));
     let mut images = Vec::with_capacity(all.len());
     let mut truths = Vec::with_capacity(all.len());
     let mut results = Vec::with_capacity(all.len());
     let mut unreadable = Vec::new();
-    for (i, (rel, row, error)) in all.into_iter().enumerate() {
+    for (i, (rel, row)) in all.into_iter().enumerate() {
         let path = root.join(&rel);
         match row {
-            Some(r) => {
+            Ok(r) => {
                 let truth = r.truth.as_ref().map(|c| c.index);
                 truths.push(truth);
                 results.push((
@@ -298,9 +304,9 @@ pub fn recorded(t: RecordedTriage, out: &Path, root: &Path) -> Recorded {
                     },
                 ));
             }
-            None => {
+            Err((error, fault)) => {
                 truths.push(None);
-                unreadable.push((i, format!("unreadable when triaged: {}", error.unwrap_or_default())));
+                unreadable.push((i, format!("{} when triaged: {error}", fault.word()), fault));
             }
         }
         images.push(path);
@@ -321,4 +327,31 @@ pub fn recorded(t: RecordedTriage, out: &Path, root: &Path) -> Recorded {
         None => (format!("triage {}", out.display()), None),
     };
     Recorded { root: root.to_owned(), images, truths, results, unreadable, notes, source, message }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A format-3 output lists NaN-scored images apart: the inspector marks them "NaN
+    /// scores", not "unreadable", in the listing's order with the rest.
+    #[test]
+    fn recorded_nan_scores_keep_their_kind() {
+        let t: RecordedTriage = serde_json::from_value(serde_json::json!({
+            "format_version": 3, "model": "m.onnx", "model_sha256": "ab", "dataset": "/d",
+            "truth_source": "folder names", "layer": "l", "method": "gradcam",
+            "unreadable": [["b/cut.png", "b/cut.png: truncated"]],
+            "nan_scores": [["a/dark.png", "a/dark.png: the model gave non-finite values"]],
+            "images": [{"path": "c/ok.png", "true": null, "predicted": {"index": 1, "label": "one"},
+                        "true_probability": null, "top5": [[1, "one", 0.9]]}],
+        }))
+        .unwrap();
+        let r = recorded(t, Path::new("/out"), Path::new("/d"));
+        assert_eq!(r.images, ["/d/a/dark.png", "/d/b/cut.png", "/d/c/ok.png"].map(PathBuf::from));
+        assert_eq!(r.results.len(), 1);
+        let kinds: Vec<(usize, Fault)> = r.unreadable.iter().map(|(i, _, f)| (*i, *f)).collect();
+        assert_eq!(kinds, [(0, Fault::NonFinite), (1, Fault::Unreadable)]);
+        assert!(r.unreadable[0].1.starts_with("NaN scores when triaged: a/dark.png"), "{:?}", r.unreadable);
+        assert!(r.unreadable[1].1.starts_with("unreadable when triaged: b/cut.png"), "{:?}", r.unreadable);
+    }
 }

@@ -16,7 +16,7 @@ use camscope::dataset::shard::Shard;
 use camscope::dataset::stats::{self, ClassProb, ImageResult, Outcome};
 use camscope::dataset::table::{self, TriageRow};
 use camscope::dataset::truth::{CsvTruth, FolderTruth, GroundTruth};
-use camscope::engine::{Engine, EngineConfig, Seed};
+use camscope::engine::{Engine, EngineConfig, Fault, Seed};
 use camscope::grad::ScoreKind;
 use camscope::model::Labels;
 use camscope::render::{self, Colormap};
@@ -89,6 +89,9 @@ struct SummaryOut {
     labeled: usize,
     unlabeled: usize,
     unreadable: usize,
+    /// Images the model scored NaN or infinite (format 3; counted as unreadable before).
+    #[serde(default)]
+    nan_scores: usize,
     top1_correct: usize,
     top5_correct: usize,
     top1_accuracy: Option<f64>,
@@ -108,11 +111,18 @@ struct ScanOut {
     cache_note: Option<String>,
 }
 
-/// The version of triage.json's format. 2: `format_version` and `model_sha256` appear, so
-/// that `camscope OUT` can tell an output it reads from an older one and check that the
-/// model it is given is the one the predictions came from (the size and mtime in `config`
-/// do not survive a copy to another machine). 1: the files written before, without the field.
-pub const TRIAGE_FORMAT_VERSION: u32 = 2;
+/// The version of triage.json's format. 3: images the model scored NaN or infinite are
+/// listed under `nan_scores` and counted in `summary.nan_scores`, no longer under
+/// `unreadable` (their files are fine: the word sent users looking for broken ones).
+/// 2: `format_version` and `model_sha256` appear, so that `camscope OUT` can tell an output
+/// it reads from an older one and check that the model it is given is the one the
+/// predictions came from (the size and mtime in `config` do not survive a copy to another
+/// machine). 1: the files written before, without the field.
+pub const TRIAGE_FORMAT_VERSION: u32 = 3;
+
+/// The oldest triage.json `camscope OUT` opens: 2, the first with the model's fingerprint
+/// (a format-2 file lists NaN-scored images as unreadable, which the inspector then shows).
+pub const TRIAGE_FORMAT_OLDEST_READ: u32 = 2;
 
 #[derive(Serialize, Deserialize)]
 struct TriageOut {
@@ -141,6 +151,9 @@ struct TriageOut {
     summary: SummaryOut,
     unlabeled_folders: Vec<String>,
     unreadable: Vec<(String, String)>,
+    /// Images the model scored NaN or infinite, with the error (format 3).
+    #[serde(default)]
+    nan_scores: Vec<(String, String)>,
     /// Images used despite a decoder warning (`--allow-truncated`), with the warning: their
     /// scores may be wrong.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -191,6 +204,8 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
     // Compact results, aligned with `images` (the path is not copied): see `Scored`.
     let mut results: Vec<Option<Scored>> = vec![None; images.len()];
     let mut unreadable = Vec::new();
+    let mut nan_scores = Vec::new();
+    let mut watch = super::NanWatch::default();
     let mut warnings = Vec::new();
     let mut progress = Progress::new(images.len(), "scanning");
     let scan = triage::scan(&triage::ScanModel::from(&model), &images, &args.dir, &mut truth, &opts, |u| {
@@ -202,10 +217,17 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
                     warnings.push((images.rel(index).to_string_lossy().into_owned(), w));
                 }
                 results[index] = Some(Scored::of(&result));
+                watch.record(true, &path);
             }
-            ScanUpdate::Unreadable { index, error, .. } => {
-                progress.step(&format!("{}: unreadable", images.path(index).display()));
-                unreadable.push((images.rel(index).to_string_lossy().into_owned(), error));
+            ScanUpdate::Unreadable { index, error, fault } => {
+                progress.step(&format!("{}: {}", images.path(index).display(), fault.word()));
+                let item = (images.rel(index).to_string_lossy().into_owned(), error);
+                if fault == Fault::NonFinite {
+                    nan_scores.push(item);
+                    watch.record(false, &path);
+                } else {
+                    unreadable.push(item);
+                }
             }
         }
         true
@@ -310,7 +332,7 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
     }
     let summary = summary_out(
         summary.finish(),
-        unreadable.len(),
+        (unreadable.len(), nan_scores.len()),
         |c| labels.name(c),
         |i| images.rel(i).to_string_lossy().into_owned(),
     );
@@ -342,12 +364,21 @@ pub fn run(args: &TriageArgs, model_args: &ModelArgs) -> Result<ExitCode> {
         summary,
         unlabeled_folders,
         unreadable,
+        nan_scores,
         warnings,
         images: Vec::new(),
     };
     write_outputs(&journal, &out, &make_rows)?;
     print_summary(&out, &args.out);
-    Ok(if out.unreadable.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_PARTIAL) })
+    if let Some(e) = watch.all_nan(&path) {
+        bail!(e);
+    }
+    Ok(exit_status(&out))
+}
+
+/// 0 when every image was scored, else [`EXIT_PARTIAL`]: the outputs hold what could be done.
+fn exit_status(t: &TriageOut) -> ExitCode {
+    if t.unreadable.is_empty() && t.nan_scores.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_PARTIAL) }
 }
 
 /// One image's row of triage.json / .csv / .parquet, from its result. One function for an
@@ -377,7 +408,7 @@ fn row(r: &ImageResult, path: String, overlays: Vec<String>, class_name: &dyn Fn
 /// The summary of triage.json from [`stats::Summary`] (`image_name`: of a result's index).
 fn summary_out(
     summary: stats::Summary,
-    unreadable: usize,
+    (unreadable, nan_scores): (usize, usize),
     class_name: impl Fn(usize) -> String,
     image_name: impl Fn(usize) -> String,
 ) -> SummaryOut {
@@ -386,6 +417,7 @@ fn summary_out(
         labeled: summary.labeled,
         unlabeled: summary.images - summary.labeled,
         unreadable,
+        nan_scores,
         top1_correct: summary.top1_correct,
         top5_correct: summary.top5_correct,
         top1_accuracy: summary.top1_accuracy(),
@@ -476,6 +508,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
     let files: Vec<ShardFile<TriageOut>> = open_shards(inputs, "triage.json")?;
     let first = &files[0].head;
     let mut unreadable = Vec::new();
+    let mut nan_scores = Vec::new();
     let mut warnings = Vec::new();
     let mut folders = Vec::new();
     let mut scan = ScanOut { computed: 0, from_cache: 0, seconds: 0.0, images_per_second: 0.0, cache_note: None };
@@ -486,11 +519,14 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
         scan.seconds += t.scan.seconds;
         scan.cache_note = scan.cache_note.take().or_else(|| t.scan.cache_note.clone());
         unreadable.extend(t.unreadable.iter().cloned());
+        nan_scores.extend(t.nan_scores.iter().cloned());
         warnings.extend(t.warnings.iter().cloned());
         folders.extend(t.unlabeled_folders.iter().cloned());
     }
     scan.images_per_second = (scan.computed + scan.from_cache) as f64 / scan.seconds.max(1e-9);
-    unreadable.sort_by(|a: &(String, String), b| Path::new(&a.0).cmp(Path::new(&b.0)));
+    for list in [&mut unreadable, &mut nan_scores] {
+        list.sort_by(|a: &(String, String), b| Path::new(&a.0).cmp(Path::new(&b.0)));
+    }
     warnings.sort_by(|a: &(String, String), b| Path::new(&a.0).cmp(Path::new(&b.0)));
     folders.sort();
     folders.dedup();
@@ -531,7 +567,7 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
     }
     let class_name = |c: usize| names.get(&c).cloned().unwrap_or_else(|| c.to_string());
     let image_name = |i: usize| example_names.get(&i).cloned().unwrap_or_default();
-    let summary = summary_out(summary.finish(), unreadable.len(), class_name, image_name);
+    let summary = summary_out(summary.finish(), (unreadable.len(), nan_scores.len()), class_name, image_name);
     let make_rows = || -> Box<dyn Iterator<Item = std::io::Result<Row>> + '_> {
         match MergedRows::<Row>::open(inputs, &files) {
             Ok(rows) => Box::new(rows.enumerate().map(|(i, merged)| {
@@ -557,12 +593,13 @@ pub fn merge(inputs: &[PathBuf], out: &Path) -> Result<ExitCode> {
         summary,
         unlabeled_folders: folders,
         unreadable,
+        nan_scores,
         warnings,
         images: Vec::new(),
     };
     write_outputs(&journal, &merged, &make_rows)?;
     print_summary(&merged, out);
-    Ok(if merged.unreadable.is_empty() { ExitCode::SUCCESS } else { ExitCode::from(EXIT_PARTIAL) })
+    Ok(exit_status(&merged))
 }
 
 /// What must not change for a rerun to reuse the maps of a previous run.
@@ -598,6 +635,14 @@ pub fn model_sha256(path: &Path) -> Result<String> {
     Ok(hash.0.iter().map(|b| format!("{b:02x}")).collect())
 }
 
+/// `, N with NaN scores` after the unreadable count, when the model scored any image NaN.
+fn nan_part(s: &SummaryOut) -> String {
+    match s.nan_scores {
+        0 => String::new(),
+        n => format!(", {n} with NaN scores"),
+    }
+}
+
 fn pct(v: Option<f64>) -> String {
     v.map_or_else(|| "n/a (no labeled images)".into(), |v| format!("{:.1}%", v * 100.0))
 }
@@ -605,8 +650,14 @@ fn pct(v: Option<f64>) -> String {
 fn print_summary(t: &TriageOut, out: &Path) {
     let s = &t.summary;
     println!(
-        "{}: {} images ({} labeled by {}, {} unlabeled, {} unreadable)",
-        t.root, s.images, s.labeled, t.truth_source, s.unlabeled, s.unreadable
+        "{}: {} images ({} labeled by {}, {} unlabeled, {} unreadable{})",
+        t.root,
+        s.images,
+        s.labeled,
+        t.truth_source,
+        s.unlabeled,
+        s.unreadable,
+        nan_part(s)
     );
     println!(
         "  top-1 accuracy {} ({}/{}), top-5 accuracy {} ({}/{})",
@@ -655,7 +706,7 @@ fn write_outputs<'r>(
     journal.write_report_with("triage.csv", |w| write_csv(w, rows()).map_err(std::io::Error::other))?;
     let s = &t.summary;
     let mut text = format!(
-        "camscope triage of {} with {}\nground truth: {}\nimages: {} ({} labeled, {} unlabeled, {} unreadable)\ntop-1 accuracy: {} ({}/{})\ntop-5 accuracy: {} ({}/{})\n",
+        "camscope triage of {} with {}\nground truth: {}\nimages: {} ({} labeled, {} unlabeled, {} unreadable{})\ntop-1 accuracy: {} ({}/{})\ntop-5 accuracy: {} ({}/{})\n",
         t.root,
         t.model,
         t.truth_source,
@@ -663,6 +714,7 @@ fn write_outputs<'r>(
         s.labeled,
         s.unlabeled,
         s.unreadable,
+        nan_part(s),
         pct(s.top1_accuracy),
         s.top1_correct,
         s.labeled,
@@ -685,6 +737,12 @@ fn write_outputs<'r>(
     }
     for (_, w) in &t.warnings {
         text += &format!("warning: {w}\n");
+    }
+    if let Some((_, e)) = t.nan_scores.first() {
+        let n = t.nan_scores.len();
+        text += &format!(
+            "note: the model scored {n} images NaN or infinite (triage.json lists them under nan_scores), the first: {e}\n"
+        );
     }
     journal.write_report("summary.txt", text.as_bytes())?;
     Ok(())

@@ -32,8 +32,9 @@ pub struct Recorded {
     pub truths: Vec<Option<usize>>,
     /// Recorded results by index into `images`.
     pub results: Vec<(usize, ImageResult)>,
-    /// Images the triage could not read, by index into `images`, with why.
-    pub unreadable: Vec<(usize, String)>,
+    /// Images the triage could not score, by index into `images`, with why: the file could
+    /// not be read, or the model scored it NaN.
+    pub unreadable: Vec<(usize, String, crate::engine::Fault)>,
     /// What the summary view should say once (ground truth source, unlabeled folders,
     /// decoder warnings).
     pub notes: Vec<String>,

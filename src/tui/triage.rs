@@ -7,6 +7,7 @@
 //! [`FileEntry`](super::state::FileEntry) points at its slot.
 
 use crate::dataset::stats::{self, Filter, ImageResult, Outcome, SortKey, Summary};
+use crate::engine::Fault;
 use crate::model::Labels;
 
 use super::state::{FileEntry, FileList};
@@ -45,7 +46,9 @@ pub struct Progress {
     /// Results computed by the model, and served from the cache.
     pub computed: usize,
     pub cached: usize,
+    /// Images that could not be read, and images the model scored NaN (see [`Fault`]).
     pub unreadable: usize,
+    pub nan_scores: usize,
     /// Images per second of the model, once known.
     pub rate: Option<f64>,
     /// Labeled images with a result, and how many of them are right (running top-1).
@@ -56,9 +59,16 @@ pub struct Progress {
 }
 
 impl Progress {
-    /// Images done (a result or unreadable).
+    /// Images done (a result, unreadable or NaN scores).
     pub fn done(&self) -> usize {
-        self.computed + self.cached + self.unreadable
+        self.computed + self.cached + self.unreadable + self.nan_scores
+    }
+
+    /// Count the images without a result by [`Fault`], from the file list.
+    pub fn count_failures(&mut self, entries: &[FileEntry]) {
+        let failed = || entries.iter().filter(|e| e.error.is_some() && e.result.is_none());
+        self.unreadable = failed().filter(|e| e.fault == Fault::Unreadable).count();
+        self.nan_scores = failed().filter(|e| e.fault == Fault::NonFinite).count();
     }
 }
 
@@ -261,7 +271,11 @@ pub fn summary_rows(t: &Triage, s: &Summary, files: &FileList, labels: &Labels) 
     let mut rows = Vec::new();
     let mut push = |kind, text: String| rows.push(SummaryRow { kind, text });
     let p = &t.progress;
-    let counts = format!("{} labeled, {} unlabeled, {} unreadable", s.labeled, s.images - s.labeled, p.unreadable);
+    let nan = match p.nan_scores {
+        0 => String::new(),
+        n => format!(", {n} with NaN scores"),
+    };
+    let counts = format!("{} labeled, {} unlabeled, {} unreadable{nan}", s.labeled, s.images - s.labeled, p.unreadable);
     let first = match &t.state {
         ScanState::Recorded { source } => {
             let missing = match p.missing {

@@ -182,8 +182,7 @@ fn scan_event(app: &mut App, e: ScanEvent) {
                     (e.error, e.fault) = (Some(error), fault);
                 }
             }
-            t.progress.unreadable =
-                app.files.entries.iter().filter(|e| e.error.is_some() && e.result.is_none()).count();
+            t.progress.count_failures(&app.files.entries);
             t.progress.computed = computed;
             t.progress.cached = cached;
             t.progress.rate = rate.or(t.progress.rate);
@@ -219,12 +218,12 @@ fn recorded(app: &mut App, r: Recorded, cmds: &mut Vec<Cmd>) {
     for (index, result) in r.results {
         t.insert(&mut app.files.entries, index, result);
     }
-    for (index, error) in r.unreadable {
-        if let Some(e) = app.files.entries.get_mut(index) {
-            e.error.get_or_insert(error);
+    for (index, error, fault) in r.unreadable {
+        if let Some(e) = app.files.entries.get_mut(index).filter(|e| e.error.is_none()) {
+            (e.error, e.fault) = (Some(error), fault);
         }
     }
-    t.progress.unreadable = app.files.entries.iter().filter(|e| e.error.is_some() && e.result.is_none()).count();
+    t.progress.count_failures(&app.files.entries);
     if r.message.is_some() {
         app.message = r.message;
     }

@@ -336,6 +336,35 @@ mod tests {
         assert_eq!(file_line_fitting(long, &notes, 22), file_line(long, "predicted 60%", 22), "as without truth");
     }
 
+    /// Images the model scored NaN are counted on their own: their files are fine.
+    #[test]
+    fn the_summary_counts_nan_scores_apart_from_unreadable_files() {
+        let mut a = triage_listed();
+        let truths = triage_results().into_iter().map(|(_, r)| r.truth).collect();
+        update(&mut a, Msg::Scan(super::super::scanner::ScanEvent::Truth { truths, headline: None, notes: vec![] }));
+        let mut results = triage_results();
+        results.truncate(3);
+        update(
+            &mut a,
+            Msg::Scan(super::super::scanner::ScanEvent::Progress {
+                results,
+                unreadable: vec![
+                    (3, "d.png: the model gave non-finite values".into(), crate::engine::Fault::NonFinite),
+                    (4, "e.png: corrupt".into(), crate::engine::Fault::Unreadable),
+                ],
+                computed: 3,
+                cached: 0,
+                rate: None,
+            }),
+        );
+        update(&mut a, Msg::Scan(super::super::scanner::ScanEvent::Finished { seconds: 1.0, note: None }));
+        let p = &a.triage.progress;
+        assert_eq!((p.unreadable, p.nan_scores, p.done()), (1, 1, 5));
+        update(&mut a, ch('t'));
+        let s = text(&render(&a, 120, 40));
+        assert!(s.contains("3 of 5 images scanned · 3 labeled, 0 unlabeled, 1 unreadable, 1 with NaN scores"), "{s}");
+    }
+
     #[test]
     fn the_summary_view_lists_accuracy_confusions_mistakes_and_classes() {
         let mut a = triaged();
