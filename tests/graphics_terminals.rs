@@ -32,7 +32,7 @@ const ROWS: u16 = 45;
 
 /// The tools, or why the test cannot run.
 fn tools() -> Result<(), String> {
-    let missing: Vec<&str> = ["Xvfb", "xterm", "kitty", "import", "xdotool", "xwininfo"]
+    let missing: Vec<&str> = ["Xvfb", "xterm", "kitty", "import", "xdotool", "xwininfo", "python3"]
         .into_iter()
         .filter(|t| {
             !Command::new("sh").args(["-c", &format!("command -v {t}")]).output().is_ok_and(|o| o.status.success())
@@ -47,12 +47,12 @@ fn can_run(test: &str) -> bool {
         Ok(()) => true,
         Err(why) if std::env::var_os("CAMSCOPE_REQUIRE_GRAPHICS").is_some() => {
             panic!(
-                "{test}: {why}; scripts/test installs them (apt-get install xvfb xterm kitty imagemagick xdotool x11-utils)"
+                "{test}: {why}; scripts/test installs them (apt-get install xvfb xterm kitty imagemagick xdotool x11-utils python3)"
             )
         }
         Err(why) => {
             eprintln!(
-                "\n*** SKIPPED {test}: {why} (apt-get install xvfb xterm kitty imagemagick xdotool x11-utils) ***\n"
+                "\n*** SKIPPED {test}: {why} (apt-get install xvfb xterm kitty imagemagick xdotool x11-utils python3) ***\n"
             );
             false
         }
@@ -114,8 +114,13 @@ impl Screen {
 
     /// The inspector on the samples (bundled model), with its trace, as a shell command line.
     fn camscope_cmd(&self, extra: &str) -> String {
+        self.camscope_cmd_via("", extra)
+    }
+
+    /// [`Screen::camscope_cmd`] with the camscope command run by `via` (e.g. a slow link).
+    fn camscope_cmd_via(&self, via: &str, extra: &str) -> String {
         format!(
-            "CAMSCOPE_CACHE_DIR='{}' exec '{}' samples --trace '{}' {extra} 2>'{}'",
+            "CAMSCOPE_CACHE_DIR='{}' exec {via} '{}' samples --trace '{}' {extra} 2>'{}'",
             self.path("cache").display(),
             env!("CARGO_BIN_EXE_camscope"),
             self.path("trace.jsonl").display(),
@@ -125,6 +130,11 @@ impl Screen {
 
     fn xterm(&mut self, bg: &str, registers: u16, extra: &str) {
         let cmd = self.camscope_cmd(extra);
+        self.xterm_running(bg, registers, &cmd);
+    }
+
+    /// xterm (sixel, `registers` colour registers) running the shell command line `cmd`.
+    fn xterm_running(&mut self, bg: &str, registers: u16, cmd: &str) {
         let child = own_group(
             Command::new("xterm")
                 .env("DISPLAY", &self.display)
@@ -134,7 +144,7 @@ impl Screen {
                 .args(["-ti", "vt340", "-xrm", "XTerm*decTerminalID: vt340", "-xrm"])
                 .arg(format!("XTerm*numColorRegisters: {registers}"))
                 .args(["-geometry", &format!("{COLS}x{ROWS}+0+0"), "-fa", "Monospace", "-fs", "9", "-bg", bg])
-                .args(["-fg", if bg == "white" { "black" } else { "white" }, "-e", "sh", "-c", &cmd]),
+                .args(["-fg", if bg == "white" { "black" } else { "white" }, "-e", "sh", "-c", cmd]),
         )
         .spawn()
         .expect("start xterm");
@@ -404,6 +414,52 @@ fn xterm_sixel_full_resolution_and_nothing_stale() {
     assert!(g.starts_with("sixel (256 registers)"), "auto-detection in xterm -ti vt340: {g}");
     check_full_resolution_and_no_stale_pixels(&s, "xterm");
     resize_leaves_nothing_stale(&s, "xterm");
+    s.key("q");
+    wait_for("camscope to quit", Duration::from_secs(30), || s.trace().contains("\"ev\":\"exit\""));
+}
+
+/// Over a slow link the terminal's answers come after the first frame, which starts with
+/// half-blocks; once they are in, the inspector switches to sixel by itself, and the screen is
+/// then the one a fast link gives (nothing of the half-blocks left). The link is
+/// `tests/common/slow_tty.py`: the terminal's bytes reach camscope 3 s late.
+#[test]
+fn late_answers_upgrade_half_blocks_to_sixel_leaving_nothing_stale() {
+    if !can_run("late_answers_upgrade_half_blocks_to_sixel_leaving_nothing_stale") {
+        return;
+    }
+    let slow = root().join("tests/common/slow_tty.py");
+    let mut s = Screen::start();
+    let cmd = s.camscope_cmd_via(&format!("python3 '{}' 3", slow.display()), "");
+    s.xterm_running("white", 256, &cmd);
+    let g = s.wait_first_map();
+    assert!(g.starts_with("half-blocks") && g.contains("no answer in"), "the first frame over the slow link: {g}");
+    let (_, win) = s.window();
+    let (pane, (cw, _)) = image_pane(win, COLS, ROWS);
+    let upgraded =
+        |t: &str| t.lines().any(|l| l.contains("\"ev\":\"graphics\"") && l.contains("sixel (256 registers)"));
+    if !upgraded(&s.trace()) {
+        // Still half-blocks (the answers come 3 s late): their few colour changes.
+        let before = s.shot("late-before");
+        let b = content_box(&before, pane).expect("a half-block picture");
+        assert!(detail(&before, b) < 2.0 / cw, "half-blocks expected before the answers");
+    }
+    wait_for(&format!("the switch to sixel (trace: {})", s.trace()), Duration::from_secs(30), || upgraded(&s.trace()));
+    std::thread::sleep(SETTLE);
+    let late = s.shot("late-after");
+    let b = content_box(&late, pane).expect("a picture after the switch");
+    let d = detail(&late, b);
+    assert!(d > 3.0 / cw, "full resolution expected after the switch: {d:.3} colour changes a pixel");
+    s.key("q");
+    wait_for("camscope to quit", Duration::from_secs(30), || s.trace().contains("\"ev\":\"exit\""));
+    drop(s);
+
+    // The same screen over a fast link, where sixel is chosen before the first frame.
+    let mut s = Screen::start();
+    s.xterm("white", 256, "");
+    assert!(s.wait_first_map().starts_with("sixel"));
+    let fast = s.shot("late-fast");
+    let left = differ(&fast, &late, pane);
+    assert!(left < 0.002, "{:.2}% of the image pane differs from a fast link's", left * 100.0);
     s.key("q");
     wait_for("camscope to quit", Duration::from_secs(30), || s.trace().contains("\"ev\":\"exit\""));
 }

@@ -311,6 +311,15 @@ impl ImageView {
         &self.note
     }
 
+    /// Draw with another renderer from the next frame on (the terminal's answers came late).
+    /// What the last frame drew stays known, so the next frame erases it as it does when a
+    /// popup closes over graphics.
+    pub fn set_renderer(&mut self, renderer: Renderer, note: String) {
+        self.renderer = renderer;
+        self.note = note;
+        self.cache.clear();
+    }
+
     /// Whether a popup covers this frame; call before [`ImageView::render`].
     pub fn set_overlaid(&mut self, overlaid: bool) {
         self.overlaid = overlaid;

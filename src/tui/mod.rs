@@ -161,7 +161,7 @@ pub fn run(engine: Engine, source: Source, opts: Options) -> Result<(), TuiError
     term.cells = (size.width, size.height);
     term.pixels = crossterm::terminal::window_size().map(|w| (w.width, w.height)).unwrap_or_default();
     let (early_keys, late) = if term.needs_query(opts.graphics) {
-        let probe = probe::query(probe::DEADLINE)?;
+        let probe = probe::query(probe::deadline())?;
         term.answers = Some(probe.answers);
         term.waited = probe.waited;
         (probe.keys, probe.late)
@@ -223,6 +223,15 @@ pub fn run(engine: Engine, source: Source, opts: Options) -> Result<(), TuiError
             };
             let mut next = Some(first);
             while let Some(msg) = next {
+                if let Msg::Answers(answers, after) = msg {
+                    if let Some(note) = late_answers(&mut images, &mut term, opts.graphics, *answers, after) {
+                        if let Some(t) = &mut trace {
+                            t.graphics(&note);
+                        }
+                    }
+                    next = rx.try_recv().ok();
+                    continue;
+                }
                 if let Some(t) = &mut trace {
                     t.message(&msg);
                 }
@@ -275,6 +284,31 @@ pub fn run(engine: Engine, source: Source, opts: Options) -> Result<(), TuiError
         Ok(result) => result,
         Err(panic) => std::panic::resume_unwind(panic),
     }
+}
+
+/// The terminal's answers arrived `after` the queries, past the first frame's deadline (a
+/// slow SSH link): choose the renderer again from them, and switch when the choice differs
+/// (half-blocks to kitty or sixel, 256 colours to 24-bit). The image view erases what it drew
+/// when the pane changes between cells and graphics, so the switch leaves nothing stale.
+/// Returns the new note for the status bar when the renderer changed.
+fn late_answers(
+    images: &mut image_view::ImageView,
+    term: &mut TermInfo,
+    graphics: Graphics,
+    answers: probe::Answers,
+    after: Duration,
+) -> Option<String> {
+    term.answers = Some(answers);
+    term.waited = after;
+    let (renderer, note) = Renderer::choose_for(graphics, term);
+    let note = format!("{note}; the terminal answered after {} ms", after.as_millis());
+    if renderer.describe() == images.renderer.describe() {
+        // The same choice, now for a known reason ("no answer" is no longer true).
+        images.note = note;
+        return None;
+    }
+    images.set_renderer(renderer, note.clone());
+    Some(note)
 }
 
 /// Wait until `deadline` for the scan (its cache saved) and the engine thread (its sessions
@@ -411,7 +445,10 @@ fn spawn_input(tx: Sender<Msg>, early: Vec<probe::Key>, late: Option<probe::Late
             early.into_iter().for_each(send_key);
             if let Some(late) = late {
                 let before = crossterm::terminal::size().ok();
-                late.drain(send_key, terminal::quit_requested);
+                let (answers, after) = late.drain(send_key, terminal::quit_requested);
+                if answers.complete {
+                    let _ = tx.send(Msg::Answers(Box::new(answers), after));
+                }
                 if let Ok((w, h)) = crossterm::terminal::size() {
                     if before != Some((w, h)) {
                         let _ = tx.send(Msg::Resize(w, h));
@@ -499,6 +536,17 @@ impl Trace {
 
     fn ms(&self, t: Instant) -> f64 {
         t.duration_since(self.t0).as_secs_f64() * 1e3
+    }
+
+    /// The renderer changed after the first frame (late answers).
+    fn graphics(&mut self, note: &str) {
+        let now = self.ms(Instant::now());
+        self.write(&[
+            ("ev", Field::Str("graphics".into())),
+            ("t_ms", Field::Num(now)),
+            ("graphics", Field::Str(note.to_owned())),
+        ]);
+        let _ = self.out.flush();
     }
 
     fn message(&mut self, msg: &Msg) {

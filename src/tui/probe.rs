@@ -22,7 +22,15 @@ use std::time::{Duration, Instant};
 
 /// How long the first frame waits for the terminal's answers. A local terminal answers in about
 /// a millisecond, tmux in a few; waiting longer is a visible delay before the first frame.
+/// Answers that come later (a slow SSH link) still upgrade the renderer once they are in.
 pub const DEADLINE: Duration = Duration::from_millis(200);
+
+/// [`DEADLINE`], or `CAMSCOPE_PROBE_MS` milliseconds: longer on a link known to be slow (the
+/// first frame then waits for the graphics instead of starting with half-blocks), 0 to start
+/// at once (the tests use it to make every answer late).
+pub fn deadline() -> Duration {
+    std::env::var("CAMSCOPE_PROBE_MS").ok().and_then(|v| v.trim().parse().ok()).map_or(DEADLINE, Duration::from_millis)
+}
 /// How long late answers are waited for (and consumed) in the background before crossterm takes
 /// over the input; keys typed meanwhile are passed on.
 pub const LATE_DEADLINE: Duration = Duration::from_secs(5);
@@ -281,6 +289,8 @@ fn echoes_rgb(sgr: &str) -> bool {
 #[derive(Debug)]
 pub struct Late {
     parser: Parser,
+    /// When the queries were written.
+    t0: Instant,
     until: Instant,
 }
 
@@ -311,7 +321,7 @@ pub fn query(deadline: Duration) -> std::io::Result<Probe> {
     let answers = parser.answers.clone();
     let late = (!answers.complete).then(|| {
         parser.keys_allowed = true;
-        Late { parser, until: t0 + LATE_DEADLINE }
+        Late { parser, t0, until: t0 + LATE_DEADLINE }
     });
     Ok(Probe { answers, keys, waited: t0.elapsed(), late })
 }
@@ -324,8 +334,9 @@ pub fn query(_deadline: Duration) -> std::io::Result<Probe> {
 impl Late {
     /// Consume the answers that arrive after the deadline, until the status report or
     /// [`LATE_DEADLINE`]; keys read meanwhile are handed to `on_key` as they come, and `stop`
-    /// ends it early (a quit signal). Returns the answers as finally known.
-    pub fn drain(mut self, mut on_key: impl FnMut(Key), stop: impl Fn() -> bool) -> Answers {
+    /// ends it early (a quit signal). Returns the answers as finally known, and how long
+    /// after the queries they were in.
+    pub fn drain(mut self, mut on_key: impl FnMut(Key), stop: impl Fn() -> bool) -> (Answers, Duration) {
         while !self.parser.answers.complete && !stop() {
             let now = Instant::now();
             if now >= self.until {
@@ -336,7 +347,7 @@ impl Late {
                 on_key(k);
             }
         }
-        self.parser.answers
+        (self.parser.answers, self.t0.elapsed())
     }
 }
 

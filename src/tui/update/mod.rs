@@ -73,6 +73,9 @@ pub enum Msg {
     Recorded(Box<Recorded>),
     /// Which recorded images are not under the root.
     Missing(Missing),
+    /// The terminal's answers to the graphics queries, in after the first frame (a slow
+    /// link), with how long they took: the run loop chooses the renderer again.
+    Answers(Box<super::probe::Answers>, std::time::Duration),
     /// A signal asked to quit.
     Quit,
 }
@@ -134,6 +137,8 @@ pub fn update(app: &mut App, msg: Msg) -> Vec<Cmd> {
                 app.message = Some(line);
             }
         }
+        // The run loop chooses the renderer again: it owns the image view, not the state.
+        Msg::Answers(..) => {}
         Msg::Quit => app.quit = true,
     }
     cmds
