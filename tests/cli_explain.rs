@@ -205,6 +205,18 @@ fn batch_mirrors_the_tree_reports_and_resumes() {
     assert!(image::open(&overlay).is_ok(), "the cut overlay was written again");
     let csv = std::fs::read_to_string(out.join("report.csv")).unwrap();
     assert_eq!(csv.lines().count(), 5, "a header, two images and two unreadable ones: {csv}");
+    // An overlay with 8 MB appended after its end is longer than any PNG of its size: redone
+    // (it used to pass, its CRCs whole up to IEND), and without reading it into memory.
+    let coffee = out.join("cups/coffee.gradcam.png");
+    let whole = std::fs::read(&coffee).unwrap();
+    let mut longer = whole.clone();
+    longer.resize(whole.len() + (8 << 20), 0);
+    std::fs::write(&coffee, &longer).unwrap();
+    let r = camscope(&["batch", i, "-o", o]);
+    assert_eq!(r.status.code(), Some(3), "{}", String::from_utf8_lossy(&r.stderr));
+    let report: Value = serde_json::from_slice(&std::fs::read(out.join("report.json")).unwrap()).unwrap();
+    assert_eq!(report["reused_from_previous_run"], 1, "chelsea only: coffee's overlay had bytes appended");
+    assert_eq!(std::fs::read(&coffee).unwrap(), whole, "coffee's overlay was written again, as it was");
 }
 
 #[test]

@@ -635,7 +635,18 @@ fn write_csv(
 
 /// Whether an output from an earlier run is still a whole PNG (a user may have truncated or
 /// replaced it since; camscope's own writes are atomic): see [`render::png::is_whole`]. Only
-/// a regular file is read (a pipe put in its place would block the read).
+/// a regular file is read (a pipe put in its place would block the read), and only when it
+/// is no longer than a PNG of its size can be ([`render::png::longest`]).
 pub(super) fn decodes(path: &Path) -> bool {
-    std::fs::metadata(path).is_ok_and(|m| m.is_file()) && std::fs::read(path).is_ok_and(|b| render::png::is_whole(&b))
+    use std::io::Read;
+    // Stat before opening: opening a FIFO blocks until someone writes to it.
+    let Some(len) = std::fs::metadata(path).ok().filter(std::fs::Metadata::is_file).map(|m| m.len()) else {
+        return false;
+    };
+    let Ok(mut file) = std::fs::File::open(path) else { return false };
+    let mut bytes = vec![0u8; 33];
+    if file.read_exact(&mut bytes).is_err() || render::png::longest(&bytes).is_none_or(|max| len > max) {
+        return false;
+    }
+    file.read_to_end(&mut bytes).is_ok() && render::png::is_whole(&bytes)
 }

@@ -160,6 +160,30 @@ pub fn is_whole(bytes: &[u8]) -> bool {
     }
 }
 
+/// The longest a PNG with this signature and IHDR (`head`, the file's first 33 bytes) can
+/// be: its rows stored uncompressed (deflate's stored blocks, the worst case of any encoder)
+/// plus generous room for chunk and block overhead. A file longer than that is not such a
+/// PNG (something was appended, or put in its place), and a rerun need not read it whole to
+/// say so: a user's 10 GB file where an overlay was would have been read into memory.
+/// `None` when `head` is no PNG signature and IHDR.
+pub fn longest(head: &[u8]) -> Option<u64> {
+    let ihdr = head.strip_prefix(b"\x89PNG\r\n\x1a\n")?.get(..25)?;
+    if &ihdr[4..8] != b"IHDR" {
+        return None;
+    }
+    let be = |i: usize| u64::from(u32::from_be_bytes([ihdr[i], ihdr[i + 1], ihdr[i + 2], ihdr[i + 3]]));
+    let (width, height, depth, colour) = (be(8), be(12), u64::from(ihdr[16]), ihdr[17]);
+    let channels = match colour {
+        0 | 3 => 1,
+        4 => 2,
+        2 => 3,
+        6 => 4,
+        _ => return None,
+    };
+    let raw = height * (1 + (width * channels * depth).div_ceil(8));
+    Some(raw + raw / 64 + (64 << 10))
+}
+
 fn encode(img: &RgbImage, file: File) -> std::io::Result<()> {
     let mut out = BufWriter::new(file);
     PngEncoder::new(&mut out).write_image(img.as_raw(), img.width(), img.height(), ExtendedColorType::Rgb8).map_err(
@@ -174,6 +198,25 @@ fn encode(img: &RgbImage, file: File) -> std::io::Result<()> {
 
 #[cfg(test)]
 mod tests {
+
+    /// No PNG of a given size is longer than [`longest`] says, even of noise (incompressible);
+    /// one with bytes appended past that is.
+    #[test]
+    fn longest_bounds_a_png_of_noise_and_not_one_with_bytes_appended() {
+        let mut s = 1u32;
+        let noise = RgbImage::from_fn(301, 157, |_, _| {
+            s = s.wrapping_mul(1_664_525).wrapping_add(1_013_904_223);
+            image::Rgb([(s >> 24) as u8, (s >> 16) as u8, (s >> 8) as u8])
+        });
+        let png = encode_png(&noise);
+        let max = longest(&png[..33]).expect("a PNG head");
+        assert!(png.len() as u64 > 301 * 157 * 3 && png.len() as u64 <= max, "{} > {max}", png.len());
+        assert!(max < 2 * 301 * 157 * 3, "a bound, not a guess: {max}");
+        assert_eq!(longest(b"GIF89a..."), None);
+        let mut grey = png[..33].to_vec();
+        grey[25] = 0; // colour type: greyscale, a third of the bytes
+        assert!(longest(&grey).unwrap() < max);
+    }
 
     #[test]
     fn a_whole_png_is_whole_and_one_cut_or_damaged_anywhere_is_not() {
