@@ -571,6 +571,43 @@ fn gather_scalar_index_removes_the_axis() {
     check(t, &[1, 5, 3], "Gather scalar index");
 }
 
+/// q, k and v taken from one tensor by scalar index (torchvision's attention): their
+/// gradients go back as one Concat when every index is taken once, and as a sum where an
+/// index is missing or taken twice.
+#[test]
+fn gather_scalar_indices_filling_an_axis_come_back_as_one_concat() {
+    let build = |indices: &[i64]| {
+        let mut t = Tiny::new(17).input("x", &[-1, 3, 4]);
+        let mut parts: Vec<String> = Vec::new();
+        for (k, &i) in indices.iter().enumerate() {
+            let (idx, g, c, m) = (format!("i{k}"), format!("g{k}"), format!("c{k}"), format!("m{k}"));
+            t = t
+                .init_i64(&idx, &[], &[i])
+                .node("Gather", &["x", &idx], &[&g], vec![attrs::int("axis", 1)])
+                .init(&c, &[4], &w(4, 60 + k as u64))
+                .node("Mul", &[&g, &c], &[&m], vec![]);
+            parts.push(m);
+        }
+        // A product of the parts: each part's gradient depends on the others.
+        let mut acc = parts[0].clone();
+        for (k, p) in parts.iter().enumerate().skip(1) {
+            let out = format!("p{k}");
+            t = t.node("Mul", &[&acc, p], &[&out], vec![]);
+            acc = out;
+        }
+        t.node("Tanh", &[&acc], &["y"], vec![]).output("y", &[-1, 4])
+    };
+    for (indices, concat) in [(&[2, 0, 1][..], true), (&[0, 2][..], false), (&[1, 1, 0][..], false)] {
+        let name = format!("Gather scalar indices {indices:?}");
+        check(build(indices), &[1, 3, 4], &name);
+        let a = analyse(build(indices).build(), "x", "y", &[1, 3, 4]).unwrap();
+        let plan = a.plan(&a.input_target(), ScoreKind::Logit, false).unwrap();
+        let ops: Vec<String> = plan.export().graph.unwrap().node.iter().filter_map(|n| n.op_type.clone()).collect();
+        let has = |o: &str| ops.iter().any(|x| x == o);
+        assert_eq!(has("Concat") && !has("Pad") && !has("Sum"), concat, "{name}: {ops:?}");
+    }
+}
+
 #[test]
 fn gather_duplicate_and_negative_indices_accumulate() {
     // 2-D indices with repeats on the last axis (no transpose path) and 1-D indices with a

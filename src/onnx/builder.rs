@@ -1,7 +1,7 @@
 //! Appending nodes to a graph with unique names, and opset-aware helpers for the ops whose
 //! signature changed across ONNX versions (axes as attribute vs input).
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 
 use super::{AttributeProto, GraphProto, NodeProto, TensorProto, attrs, tensors};
 
@@ -15,6 +15,8 @@ pub struct Builder {
     counter: usize,
     pub nodes: Vec<NodeProto>,
     pub initializers: Vec<TensorProto>,
+    /// Tensors made by [`Builder::slot`]: name -> (part, axis, index, size).
+    slots: HashMap<String, (String, usize, i64, i64)>,
 }
 
 impl Builder {
@@ -30,7 +32,15 @@ impl Builder {
         }
         used.extend(graph.initializer.iter().filter_map(|t| t.name.clone()));
         used.extend(graph.input.iter().chain(&graph.output).filter_map(|v| v.name.clone()));
-        Self { opset, prefix: prefix.to_owned(), used, counter: 0, nodes: Vec::new(), initializers: Vec::new() }
+        Self {
+            opset,
+            prefix: prefix.to_owned(),
+            used,
+            counter: 0,
+            nodes: Vec::new(),
+            initializers: Vec::new(),
+            slots: HashMap::new(),
+        }
     }
 
     pub fn opset(&self) -> i64 {
@@ -218,14 +228,66 @@ impl Builder {
         self.op("ConstantOfShape", &[&s], vec![attrs::tensor("value", tensors::f32("", &[1], &[0.0]))])
     }
 
+    /// `part` placed at `index` of a new axis `axis` of `size`, zeros elsewhere (`rank`: the
+    /// result's): the gradient of one scalar-index Gather. Remembered, so that a
+    /// [`Builder::sum`] of slots filling every index becomes one Concat (a transformer's q, k
+    /// and v taken from one tensor by index come back as three padded copies otherwise,
+    /// summed: 1 ms of a ViT-B class switch).
+    pub fn slot(&mut self, part: &str, rank: usize, axis: usize, index: i64, size: i64) -> String {
+        let u = self.unsqueeze(part, &[axis as i64]);
+        let mut begins = vec![0i64; rank];
+        let mut ends = vec![0i64; rank];
+        begins[axis] = index;
+        ends[axis] = size - 1 - index;
+        let out = self.pad(&u, &begins, &ends);
+        self.slots.insert(out.clone(), (u, axis, index, size));
+        out
+    }
+
     /// Sum of several tensors (one input passes through).
     pub fn sum(&mut self, xs: &[String]) -> String {
         match xs {
             [one] => one.clone(),
             _ => {
+                if let Some(c) = self.concat_slots(xs) {
+                    return c;
+                }
                 let refs: Vec<&str> = xs.iter().map(String::as_str).collect();
                 self.op("Sum", &refs, vec![])
             }
         }
+    }
+
+    /// The sum of slots filling every index of one axis, as a Concat of their parts (the
+    /// padded copies are dropped).
+    fn concat_slots(&mut self, xs: &[String]) -> Option<String> {
+        let slots: Vec<&(String, usize, i64, i64)> = xs.iter().map(|x| self.slots.get(x)).collect::<Option<_>>()?;
+        let (axis, size) = (slots[0].1, slots[0].3);
+        if slots.iter().any(|s| s.1 != axis || s.3 != size) || size != xs.len() as i64 {
+            return None;
+        }
+        let mut parts: Vec<Option<String>> = vec![None; xs.len()];
+        for s in &slots {
+            let p = parts.get_mut(usize::try_from(s.2).ok()?)?;
+            if p.is_some() {
+                return None;
+            }
+            *p = Some(s.0.clone());
+        }
+        let parts: Vec<String> = parts.into_iter().collect::<Option<_>>()?;
+        let pads: HashSet<&String> = xs.iter().collect();
+        let dropped: HashSet<String> = self
+            .nodes
+            .iter()
+            .filter(|n| n.output.iter().any(|o| pads.contains(o)))
+            .filter_map(|n| n.input.get(1).cloned())
+            .collect();
+        self.nodes.retain(|n| !n.output.iter().any(|o| pads.contains(o)));
+        self.initializers.retain(|t| !t.name.as_ref().is_some_and(|n| dropped.contains(n)));
+        for x in xs {
+            self.slots.remove(x);
+        }
+        let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
+        Some(self.op("Concat", &refs, vec![attrs::int("axis", axis as i64)]))
     }
 }

@@ -33,6 +33,16 @@ pub fn gather(c: &mut RuleCtx<'_>) -> Grads {
         None => c.rank(c.input(1))?,
     };
     let k = idx.len();
+    if idx_rank == 0 && k == 1 {
+        // One index, the axis dropped (the class token `x[:, 0]`, q/k/v by index): put the
+        // gradient back in its place.
+        let i = if idx[0] < 0 { idx[0] + d } else { idx[0] };
+        if !(0..d).contains(&i) {
+            return Err(c.unsupported(&format!("Gather index {i} out of range for an axis of size {d}")));
+        }
+        out[0] = Some(c.b.slot(&g, r, axis, i, d));
+        return Ok(out);
+    }
     let mut onehot = vec![0f32; k * d as usize];
     for (j, &i) in idx.iter().enumerate() {
         let i = if i < 0 { i + d } else { i };
