@@ -42,3 +42,119 @@ fn warmed_classes_give_the_same_maps_and_the_cache_follows_its_keys() {
     let l = warm.load(&img).unwrap();
     assert_eq!(warm.warm(&l, &top5).unwrap(), 5, "another layer changes every gradient");
 }
+
+/// A class switch outside the warmed classes runs only the head's backward: the head is cut
+/// where the seed enters (`Plan::head_split`), its forward and every backward op that reads
+/// forward values alone run once per image. On every family of the conformance suite, for
+/// logits and probabilities, the two parts must compute what the whole head computes, and on
+/// the transformers the part a class switch runs must be the smaller one.
+#[test]
+fn the_split_head_computes_what_the_whole_head_computes_on_every_family() {
+    use camscope::engine::{Device, GraphSession, LoadedModel, SessionOptions};
+    use ndarray::{Array2, ArrayD, ArrayViewD};
+
+    let dir = common::data("conformance");
+    let opts = SessionOptions { device: Device::Cpu, threads: Some(2), ..SessionOptions::default() };
+    let mut names: Vec<String> = std::fs::read_dir(&dir)
+        .unwrap()
+        .filter_map(|e| e.unwrap().file_name().to_str()?.strip_suffix(".onnx").map(str::to_owned))
+        .collect();
+    names.sort();
+    assert!(names.len() >= 20, "the conformance models are there: {names:?}");
+    let mut smaller = Vec::new();
+    for name in &names {
+        let path = dir.join(format!("{name}.onnx"));
+        let loaded = LoadedModel::open_checked(&path, None, &opts, true).unwrap_or_else(|e| panic!("{name}: {e}"));
+        let target = loaded.analysis.resolve_layer(None).unwrap();
+        let (shape, data) = common::read_npy_f32(&dir.join(format!("{name}_input.npy")));
+        let input = ArrayD::from_shape_vec(shape, data).unwrap().into_dimensionality::<ndarray::Ix4>().unwrap();
+        for kind in [ScoreKind::Logit, ScoreKind::Prob] {
+            let config = EngineConfig { session: opts.clone(), score: kind, ..EngineConfig::default() };
+            let mut engine = Engine::from_model(loaded.clone(), config).unwrap();
+            let image = engine.body_batch(input.view()).unwrap().remove(0);
+            let plan = loaded.analysis.plan_for_sessions(&target, kind, false).unwrap();
+            let split = plan.head_split().unwrap_or_else(|| panic!("{name} ({kind}): the head was not split"));
+            let names = &plan.names;
+            // A seed mixing two classes, as a contrast does.
+            let mut seed = Array2::<f32>::zeros((1, plan.classes));
+            seed[[0, 0]] = 1.0;
+            seed[[0, plan.classes - 1]] -= 0.5;
+            let mut fed: Vec<(&str, ArrayViewD<'_, f32>)> = vec![(names.activation.as_str(), image.activation.view())];
+            fed.extend(names.side.iter().map(String::as_str).zip(image.side.iter().map(|s| s.view())));
+
+            let mut whole = GraphSession::from_model(&plan.head(), &path, &opts).unwrap();
+            let mut with_seed = fed.clone();
+            with_seed.push((names.seed.as_str(), seed.view().into_dyn()));
+            let want = whole.run(&with_seed, &[names.score.as_str(), names.gradient.as_str()]).unwrap();
+
+            // An image's first class: the whole head, also giving the tape.
+            let tape: Vec<&str> = split.tape.iter().map(String::as_str).collect();
+            let mut taped = GraphSession::from_model(&split.whole, &path, &opts).unwrap();
+            let wanted = [names.score.as_str(), names.gradient.as_str()];
+            let (first, values) = taped.run_keeping(&with_seed, &[], &wanted, &tape).unwrap();
+            assert_eq!(first, want, "{name} ({kind}): the whole head with its tape computes the same");
+            // Scores alone (Ablation-CAM): the forward part.
+            let mut forward = GraphSession::from_model(&split.forward, &path, &opts).unwrap();
+            let (scores, _) = forward.run_keeping(&fed, &[], &[names.score.as_str()], &[]).unwrap();
+            let mut backward = GraphSession::from_model(&split.backward, &path, &opts).unwrap();
+            let declared: Vec<String> =
+                split.backward.graph.as_ref().unwrap().input.iter().filter_map(|v| v.name.clone()).collect();
+            let mut feeds: Vec<(&str, ArrayViewD<'_, f32>)> =
+                with_seed.iter().filter(|(n, _)| declared.iter().any(|d| d == n)).cloned().collect();
+            feeds.retain(|(n, _)| !tape.contains(n));
+            let values: Vec<(&str, &_)> = tape.iter().copied().zip(values.iter()).collect();
+            let (grad, _) = backward.run_keeping(&feeds, &values, &[names.gradient.as_str()], &[]).unwrap();
+
+            let what = format!("{name} ({kind})");
+            let scale = common::max_abs(&format!("{what} gradient"), &want[1]);
+            assert!(scale > 0.0, "{what}: the seed reaches the layer");
+            let d = common::max_abs_diff(&format!("{what} scores"), &scores[0], &want[0]);
+            assert!(d <= 1e-6 * common::max_abs("scores", &want[0]).max(1.0), "{what}: scores differ by {d}");
+            let d = common::max_abs_diff(&format!("{what} gradient"), &grad[0], &want[1]);
+            assert!(d <= 1e-5 * scale, "{what}: gradients differ by {d} (scale {scale})");
+            let count = |m: &camscope::onnx::ModelProto| m.graph.as_ref().unwrap().node.len();
+            if count(&split.backward) < count(&plan.head()) / 2 {
+                smaller.push(what);
+            }
+        }
+    }
+    // The transformers' heads are a whole block: most of it must be left to the forward.
+    for t in ["tv_vit (logit)", "vit_cls (logit)", "deit_distilled (prob)", "vit_reg (logit)"] {
+        assert!(smaller.iter().any(|s| s == t), "{t}: the backward is at most half the head ({smaller:?})");
+    }
+}
+
+/// The inspector's path on a transformer: the first class of an image runs the whole head
+/// and keeps its tape, any other class runs only the backward on that tape. Its maps must be
+/// those of a fresh head, for every method that reads gradients.
+#[test]
+fn a_class_switch_on_a_kept_tape_gives_the_maps_of_a_fresh_head() {
+    let model = common::data("conformance").join("tv_vit.onnx");
+    let open = |cache_bytes| {
+        let session = camscope::engine::SessionOptions {
+            device: camscope::engine::Device::Cpu,
+            ..camscope::engine::SessionOptions::default()
+        };
+        Engine::open(&model, None, EngineConfig { cache_bytes, session, ..EngineConfig::default() }).unwrap()
+    };
+    let img = common::sample("tabby/chelsea.png");
+    let (mut kept, mut fresh) = (open(EngineConfig::default().cache_bytes), open(0));
+    let (lk, lf) = (kept.load(&img).unwrap(), fresh.load(&img).unwrap());
+    let ranked = lk.scores.top_k_indices(usize::MAX);
+    // The first class keeps the tape; the others (never warmed) run on it.
+    let classes = [ranked[0], ranked[7], ranked[ranked.len() - 1], ranked[3]];
+    for method in [Method::GradCam, Method::HiResCam, Method::GradCamPlusPlus] {
+        for &c in &classes {
+            let a = kept.map(&lk, method, &Seed::Class(c)).unwrap();
+            let b = fresh.map(&lf, method, &Seed::Class(c)).unwrap();
+            let d = common::max_abs_diff(&format!("{method:?} class {c}"), &a.raw.map, &b.raw.map);
+            let scale = common::max_abs("raw map", &b.raw.map);
+            assert!(d <= 1e-5 * scale.max(1e-12), "{method:?} class {c}: maps differ by {d} (scale {scale})");
+        }
+    }
+    let contrast = Seed::Contrast { positive: ranked[1], negative: ranked[0] };
+    let a = kept.map(&lk, Method::GradCam, &contrast).unwrap();
+    let b = fresh.map(&lf, Method::GradCam, &contrast).unwrap();
+    let d = common::max_abs_diff("contrast", &a.raw.map, &b.raw.map);
+    assert!(d <= 1e-5 * common::max_abs("raw map", &b.raw.map).max(1e-12), "contrast: maps differ by {d}");
+}

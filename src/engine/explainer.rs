@@ -3,9 +3,10 @@
 use std::path::{Path, PathBuf};
 
 use ndarray::{ArrayD, ArrayView2, ArrayViewD};
+use ort::value::{DynValue, ValueType};
 
 use super::{EngineError, GraphSession, Provider, SessionOptions};
-use crate::grad::{Analysis, Candidate, GradError, Plan, ScoreKind};
+use crate::grad::{Analysis, Candidate, GradError, GraphNames, Plan, ScoreKind};
 
 /// What the body computes for a batch of images.
 #[derive(Debug, Clone)]
@@ -27,11 +28,42 @@ pub struct HeadOutput {
     pub gradient: ArrayD<f32>,
 }
 
+/// The class-independent part of the head's work for one batch of activations: the score
+/// vector and the forward values the backward reads (see `grad::Plan::head_split`).
+#[derive(Debug)]
+pub struct Tape {
+    /// The differentiated score vector `[N, classes]`.
+    pub scores: ArrayD<f32>,
+    /// The backward graph's tape inputs, as ONNX Runtime gave them.
+    values: Vec<(String, DynValue)>,
+}
+
+impl Tape {
+    /// Memory held, for cache budgets.
+    pub fn bytes(&self) -> usize {
+        let value = |v: &DynValue| match v.dtype() {
+            ValueType::Tensor { ty, shape, .. } => ty.byte_size(shape.num_elements()).unwrap_or(0),
+            _ => 0,
+        };
+        self.scores.len() * 4 + self.values.iter().map(|(n, v)| n.len() + value(v)).sum::<usize>() + 64
+    }
+}
+
+/// The head's parts cut where the seed enters (a class switch then runs only `backward`).
+struct SplitSessions {
+    forward: GraphSession,
+    backward: GraphSession,
+    tape: Vec<String>,
+    backward_inputs: Vec<String>,
+}
+
 /// Sessions for one model, target layer and score kind.
 pub struct Explainer {
     pub plan: Plan,
     body: GraphSession,
+    /// The whole head (also giving the tape when it is split).
     head: GraphSession,
+    split: Option<Box<SplitSessions>>,
     body_outputs: Vec<String>,
     path: PathBuf,
     /// Why the head has no gradient (an operator without a rule on the way): the methods
@@ -61,12 +93,31 @@ impl Explainer {
             Err(source) => return Err(EngineError::Grad { path: label.to_owned(), source }),
         };
         let body = GraphSession::from_bytes(&plan.body_bytes(), label, opts)?;
-        let head = GraphSession::from_model(&plan.head(), label, opts)?;
+        // The input as target (Guided Grad-CAM) makes the head the whole model: its tape would
+        // be every activation of the network, for a map that is computed once.
+        let split = if plan.activation_is_input || gradient_error.is_some() { None } else { plan.head_split() };
+        let (head, split) = match split {
+            Some(split) => {
+                let backward_inputs = split
+                    .backward
+                    .graph
+                    .as_ref()
+                    .map_or_else(Vec::new, |g| g.input.iter().filter_map(|v| v.name.clone()).collect());
+                let parts = SplitSessions {
+                    forward: GraphSession::from_model(&split.forward, label, opts)?,
+                    backward: GraphSession::from_model(&split.backward, label, opts)?,
+                    tape: split.tape,
+                    backward_inputs,
+                };
+                (GraphSession::from_model(&split.whole, label, opts)?, Some(Box::new(parts)))
+            }
+            None => (GraphSession::from_model(&plan.head(), label, opts)?, None),
+        };
         let body_outputs = plan.body_outputs();
         // The sessions hold the graphs now; the plan's model copy would only cost memory.
         let mut plan = plan;
         plan.release_model();
-        Ok(Self { plan, body, head, body_outputs, path: label.to_owned(), gradient_error })
+        Ok(Self { plan, body, head, split, body_outputs, path: label.to_owned(), gradient_error })
     }
 
     /// Why gradients cannot be computed for this layer, if they cannot.
@@ -90,6 +141,12 @@ impl Explainer {
         Ok(BodyOutput { output, activation, side: outs.collect() })
     }
 
+    /// Whether the head is cut in two, so that [`Explainer::head_keeping_tape`]'s tape is
+    /// worth keeping per image and [`Explainer::backward`] can run without the forward.
+    pub fn splits(&self) -> bool {
+        self.split.is_some()
+    }
+
     /// Run the head: scores and gradients for `seed` (`[N, classes]`, one row per image).
     pub fn head(
         &mut self,
@@ -97,19 +154,111 @@ impl Explainer {
         side: &[ArrayViewD<'_, f32>],
         seed: ArrayView2<'_, f32>,
     ) -> Result<HeadOutput, EngineError> {
+        self.run_head(activation, side, seed, false).map(|(out, _)| out)
+    }
+
+    /// [`Explainer::head`], also returning the tape of a split head (for
+    /// [`Explainer::backward`] on the same activations): no extra run, only its copy.
+    pub fn head_keeping_tape(
+        &mut self,
+        activation: ArrayViewD<'_, f32>,
+        side: &[ArrayViewD<'_, f32>],
+        seed: ArrayView2<'_, f32>,
+    ) -> Result<(HeadOutput, Option<Tape>), EngineError> {
+        self.run_head(activation, side, seed, true)
+    }
+
+    fn run_head(
+        &mut self,
+        activation: ArrayViewD<'_, f32>,
+        side: &[ArrayViewD<'_, f32>],
+        seed: ArrayView2<'_, f32>,
+        keep_tape: bool,
+    ) -> Result<(HeadOutput, Option<Tape>), EngineError> {
+        self.check_seed(seed)?;
+        let names = &self.plan.names;
+        let feeds = head_feeds(names, activation, side, Some(seed), |_| true);
+        let wanted = [names.score.as_str(), names.gradient.as_str()];
+        let tape = self.split.as_ref().filter(|_| keep_tape).map(|s| &s.tape);
+        let keep: Vec<&str> = tape.iter().flat_map(|t| t.iter().map(String::as_str)).collect();
+        let (outs, kept) = self.head.run_keeping(&feeds, &[], &wanted, &keep)?;
+        let mut outs = outs.into_iter();
+        let out = HeadOutput { scores: outs.next().expect("scores"), gradient: outs.next().expect("gradient") };
+        let tape = tape.map(|t| Tape { scores: out.scores.clone(), values: t.iter().cloned().zip(kept).collect() });
+        Ok((out, tape))
+    }
+
+    /// The score vectors of a batch of activations, without any gradient (Ablation-CAM's
+    /// ablated copies): the forward part of a split head, or the whole head with a zero seed.
+    pub fn scores(
+        &mut self,
+        activation: ArrayViewD<'_, f32>,
+        side: &[ArrayViewD<'_, f32>],
+    ) -> Result<ArrayD<f32>, EngineError> {
+        let Some(SplitSessions { forward, .. }) = self.split.as_deref_mut() else {
+            let n = activation.shape().first().copied().unwrap_or(1);
+            let zeros = ndarray::Array2::<f32>::zeros((n, self.plan.classes));
+            return Ok(self.head(activation, side, zeros.view())?.scores);
+        };
+        let names = &self.plan.names;
+        let feeds = head_feeds(names, activation, side, None, |_| true);
+        let (mut floats, _) = forward.run_keeping(&feeds, &[], &[names.score.as_str()], &[])?;
+        Ok(floats.remove(0))
+    }
+
+    /// The gradient for `seed` from a split head's tape of the same activations.
+    pub fn backward(
+        &mut self,
+        tape: &Tape,
+        activation: ArrayViewD<'_, f32>,
+        side: &[ArrayViewD<'_, f32>],
+        seed: ArrayView2<'_, f32>,
+    ) -> Result<ArrayD<f32>, EngineError> {
+        self.check_seed(seed)?;
+        let names = &self.plan.names;
+        let Some(SplitSessions { backward, backward_inputs, .. }) = self.split.as_deref_mut() else {
+            return Err(EngineError::Run {
+                path: self.path.clone(),
+                detail: "internal: a tape given to a head that is not split".into(),
+            });
+        };
+        let feeds = head_feeds(names, activation, side, Some(seed), |n| backward_inputs.iter().any(|b| b == n));
+        let values: Vec<(&str, &DynValue)> = tape.values.iter().map(|(n, v)| (n.as_str(), v)).collect();
+        let (mut outs, _) = backward.run_keeping(&feeds, &values, &[names.gradient.as_str()], &[])?;
+        Ok(outs.remove(0))
+    }
+
+    fn check_seed(&self, seed: ArrayView2<'_, f32>) -> Result<(), EngineError> {
         if seed.ncols() != self.plan.classes {
             return Err(EngineError::Run {
                 path: self.path.clone(),
                 detail: format!("seed has {} columns, the model has {} classes", seed.ncols(), self.plan.classes),
             });
         }
-        let names = self.plan.names.clone();
-        let mut feeds: Vec<(&str, ArrayViewD<'_, f32>)> = vec![(names.activation.as_str(), activation)];
-        for (n, s) in names.side.iter().zip(side) {
+        Ok(())
+    }
+}
+
+/// A head graph's float inputs by name: the activations and side tensors the graph reads
+/// (`reads`), then the seed.
+fn head_feeds<'a>(
+    names: &'a GraphNames,
+    activation: ArrayViewD<'a, f32>,
+    side: &'a [ArrayViewD<'a, f32>],
+    seed: Option<ArrayView2<'a, f32>>,
+    reads: impl Fn(&str) -> bool,
+) -> Vec<(&'a str, ArrayViewD<'a, f32>)> {
+    let mut feeds = Vec::with_capacity(side.len() + 2);
+    if reads(&names.activation) {
+        feeds.push((names.activation.as_str(), activation));
+    }
+    for (n, s) in names.side.iter().zip(side) {
+        if reads(n) {
             feeds.push((n.as_str(), s.view()));
         }
-        feeds.push((names.seed.as_str(), seed.into_dyn()));
-        let mut outs = self.head.run(&feeds, &[names.score.as_str(), names.gradient.as_str()])?.into_iter();
-        Ok(HeadOutput { scores: outs.next().expect("scores"), gradient: outs.next().expect("gradient") })
     }
+    if let Some(seed) = seed {
+        feeds.push((names.seed.as_str(), seed.into_dyn()));
+    }
+    feeds
 }

@@ -9,7 +9,7 @@ use ndarray::{ArrayD, ArrayViewD, IxDyn};
 use ort::ep::ExecutionProvider;
 use ort::session::Session;
 use ort::session::builder::SessionBuilder;
-use ort::value::TensorRef;
+use ort::value::{DynValue, TensorRef};
 
 use super::{EngineError, first_line, runtime};
 use crate::onnx::{ModelProto, encode_model};
@@ -293,7 +293,21 @@ impl GraphSession {
         &mut self,
         inputs: &[(&str, ArrayViewD<'_, f32>)],
         read: impl FnOnce(
-            &ort::session::SessionOutputs<'_>,
+            &mut ort::session::SessionOutputs<'_>,
+            &dyn Fn(&dyn std::fmt::Display) -> EngineError,
+        ) -> Result<T, EngineError>,
+    ) -> Result<T, EngineError> {
+        self.run_values(inputs, &[], read)
+    }
+
+    /// [`GraphSession::run_with`] with ONNX Runtime values as further inputs (a head's tape,
+    /// fed back as ONNX Runtime gave it, whatever its element type).
+    fn run_values<T>(
+        &mut self,
+        inputs: &[(&str, ArrayViewD<'_, f32>)],
+        values: &[(&str, &DynValue)],
+        read: impl FnOnce(
+            &mut ort::session::SessionOutputs<'_>,
             &dyn Fn(&dyn std::fmt::Display) -> EngineError,
         ) -> Result<T, EngineError>,
     ) -> Result<T, EngineError> {
@@ -301,16 +315,44 @@ impl GraphSession {
             return Err(EngineError::Stopped { path: self.label.clone() });
         }
         let standard: Vec<_> = inputs.iter().map(|(_, a)| a.as_standard_layout()).collect();
-        let mut feeds = Vec::with_capacity(inputs.len());
+        let mut feeds = Vec::with_capacity(inputs.len() + values.len());
         for ((name, _), arr) in inputs.iter().zip(&standard) {
             let t = TensorRef::from_array_view(arr.view()).map_err(|e| self.run_err(e))?;
             feeds.push((name.to_string(), ort::session::SessionInputValue::from(t)));
         }
+        for (name, v) in values {
+            feeds.push((name.to_string(), ort::session::SessionInputValue::from(*v)));
+        }
         let label = self.label.clone();
         let err =
             |e: &dyn std::fmt::Display| EngineError::Run { path: label.clone(), detail: first_line(&e.to_string()) };
-        let outs = self.session.run(feeds).map_err(|e| err(&e))?;
-        read(&outs, &err)
+        let mut outs = self.session.run(feeds).map_err(|e| err(&e))?;
+        read(&mut outs, &err)
+    }
+
+    /// Run with float inputs and ONNX Runtime values; returns the named float outputs, in
+    /// `wanted` order, and takes the `keep` outputs whole, in their order (a tape).
+    pub fn run_keeping(
+        &mut self,
+        inputs: &[(&str, ArrayViewD<'_, f32>)],
+        values: &[(&str, &DynValue)],
+        wanted: &[&str],
+        keep: &[&str],
+    ) -> Result<(Vec<ArrayD<f32>>, Vec<DynValue>), EngineError> {
+        self.run_values(inputs, values, |outs, err| {
+            let floats = wanted
+                .iter()
+                .map(|w| {
+                    let v = outs.get(*w).ok_or_else(|| err(&format!("the graph has no output `{w}`")))?;
+                    Ok(v.try_extract_array::<f32>().map_err(|e| err(&e))?.to_owned())
+                })
+                .collect::<Result<Vec<_>, EngineError>>()?;
+            let kept = keep
+                .iter()
+                .map(|k| outs.remove(*k).ok_or_else(|| err(&format!("the graph has no output `{k}`"))))
+                .collect::<Result<Vec<_>, EngineError>>()?;
+            Ok((floats, kept))
+        })
     }
 
     /// Run with float inputs; returns the named float outputs, in `wanted` order.

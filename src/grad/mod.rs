@@ -11,6 +11,11 @@
 //! - **head**: activations + seed → score vector and d(seed·score)/d(activations): the part
 //!   after the target layer, forward and backward, run once per class.
 //!
+//! The head is cut once more where the seed enters ([`Plan::head_split`]): its forward, and
+//! every backward op that reads only forward values, are the same for every class. On a
+//! ViT that is most of the last block, so the engine keeps what the backward reads (the
+//! tape) per image and a class switch runs the backward alone.
+//!
 //! For users, [`Plan::export`] writes the whole thing as one graph with inputs `input` and
 //! `seed` and outputs `scores`, `activations`, `gradients`.
 
@@ -970,6 +975,134 @@ impl Plan {
         m
     }
 
+    /// The head cut in two where the seed enters, so that a class switch reruns only what
+    /// depends on the class. On a ViT the head is the last attention block, forward and
+    /// backward; its forward (and every backward op that reads only forward values) is the
+    /// same for every class, so the engine runs it once per image and keeps what the
+    /// backward reads (the tape). `None` where the cut cannot be made safely (a subgraph
+    /// op, a tape tensor of unknown type, a gradient that does not depend on the seed):
+    /// the engine then runs [`Plan::head`] whole.
+    pub fn head_split(&self) -> Option<HeadSplit> {
+        let names = &self.names;
+        let fwd: Vec<&NodeProto> = self.head_nodes.iter().chain(&self.score_nodes).collect();
+        if fwd.iter().chain(&self.backward_nodes.iter().collect::<Vec<_>>()).any(|n| has_subgraph(n)) {
+            return None;
+        }
+        let fed: HashSet<&str> =
+            std::iter::once(names.activation.as_str()).chain(names.side.iter().map(String::as_str)).collect();
+        // Forward values: the head's inputs and what its forward nodes compute.
+        let mut data: HashSet<&str> = fed.clone();
+        data.extend(fwd.iter().flat_map(|n| n.output.iter().map(String::as_str)));
+        let mut seeded: HashSet<&str> = HashSet::from([names.seed.as_str()]);
+        // Backward nodes: seed-dependent ones stay; those reading forward values only move to
+        // the forward graph; those reading constants only go where they are read.
+        let mut stays = Vec::new();
+        let mut moves = Vec::new();
+        let mut constant = Vec::new();
+        for n in &self.backward_nodes {
+            let reads = || n.input.iter().filter(|i| !i.is_empty()).map(String::as_str);
+            if reads().any(|i| seeded.contains(i)) {
+                seeded.extend(n.output.iter().map(String::as_str));
+                stays.push(n);
+            } else if reads().any(|i| data.contains(i)) {
+                data.extend(n.output.iter().map(String::as_str));
+                moves.push(n);
+            } else {
+                constant.push(n);
+            }
+        }
+        if !seeded.contains(names.gradient.as_str()) || names.gradient == names.seed {
+            return None;
+        }
+        let forward_nodes: Vec<&NodeProto> = fwd.iter().copied().chain(moves.iter().copied()).collect();
+        let forward_nodes = with_constants(&forward_nodes, &constant);
+        let backward_nodes = with_constants(&stays, &constant);
+        let computed: HashSet<&str> = forward_nodes.iter().flat_map(|n| n.output.iter().map(String::as_str)).collect();
+        // Constants both parts read are computed in both (ONNX Runtime folds them).
+        let own: HashSet<&str> = backward_nodes.iter().flat_map(|n| n.output.iter().map(String::as_str)).collect();
+        let mut tape: Vec<String> = Vec::new();
+        for n in &backward_nodes {
+            for i in &n.input {
+                if computed.contains(i.as_str()) && !own.contains(i.as_str()) && !tape.contains(i) {
+                    tape.push(i.clone());
+                }
+            }
+        }
+        // Element types of the tape: the measured facts, else inferred from the whole head.
+        let whole = self.head();
+        let g = whole.graph.as_ref().expect("head graph");
+        let inferred = GraphIndex::new(g).ok().map(|ix| crate::onnx::types::infer_elem_types(g, &ix))?;
+        let declare = |t: &str| -> Option<crate::onnx::ValueInfoProto> {
+            if self.facts.get(t).is_some() {
+                return Some(self.declare(t));
+            }
+            let ty = *inferred.get(t)?;
+            let mut v = value_info(t, ty, &[], &[]);
+            if let Some(crate::onnx::proto::type_proto::Value::TensorType(tt)) =
+                v.r#type.as_mut().and_then(|t| t.value.as_mut())
+            {
+                tt.shape = None;
+            }
+            Some(v)
+        };
+        let tape_decls: Vec<_> = tape.iter().map(|t| declare(t)).collect::<Option<_>>()?;
+        let mut score_out = self.declare(&names.score);
+        if self.facts.get(&names.score).is_none() {
+            score_out = self.seed_info(&names.score);
+        }
+        let inputs_fed: Vec<_> = std::iter::once(self.declare(&names.activation))
+            .chain(names.side.iter().map(|s| self.declare(s)))
+            .collect();
+        let forward_outputs: Vec<_> = std::iter::once(score_out)
+            .chain(tape_decls.iter().filter(|v| v.name.as_deref() != Some(names.score.as_str())).cloned())
+            .collect();
+        let forward = self.subgraph(forward_nodes, inputs_fed.clone(), forward_outputs.clone());
+        // The whole head, also giving the tape: an image's first class costs one run.
+        let mut whole = whole;
+        if let Some(g) = whole.graph.as_mut() {
+            g.output.extend(forward_outputs.into_iter().skip(1));
+        }
+        let read: HashSet<&str> = backward_nodes.iter().flat_map(|n| n.input.iter().map(String::as_str)).collect();
+        let backward_inputs: Vec<_> = inputs_fed
+            .into_iter()
+            .filter(|v| v.name.as_deref().is_some_and(|n| read.contains(n)))
+            .chain(tape_decls)
+            .chain(std::iter::once(self.seed_info(&names.seed)))
+            .collect();
+        let mut grad_out = self.declare(&names.activation);
+        grad_out.name = Some(names.gradient.clone());
+        let backward = self.subgraph(backward_nodes, backward_inputs, vec![grad_out]);
+        Some(HeadSplit { whole, forward, backward, tape })
+    }
+
+    /// A graph of some of the head's nodes with the initializers they read.
+    fn subgraph(
+        &self,
+        nodes: Vec<NodeProto>,
+        input: Vec<crate::onnx::ValueInfoProto>,
+        output: Vec<crate::onnx::ValueInfoProto>,
+    ) -> ModelProto {
+        let base = self.base.graph.as_ref().expect("graph");
+        let read: HashSet<&str> = nodes.iter().flat_map(|n| n.input.iter().map(String::as_str)).collect();
+        let keep: HashSet<&str> = self.head_inits.iter().map(String::as_str).filter(|n| read.contains(n)).collect();
+        let initializer = base
+            .initializer
+            .iter()
+            .filter(|t| t.name.as_deref().is_some_and(|n| keep.contains(n)))
+            .chain(
+                self.rewrite_inits
+                    .iter()
+                    .chain(&self.backward_inits)
+                    .filter(|t| t.name.as_deref().is_some_and(|n| read.contains(n))),
+            )
+            .cloned()
+            .collect();
+        let mut m = self.shell();
+        m.graph =
+            Some(GraphProto { name: base.name.clone(), node: nodes, initializer, input, output, ..Default::default() });
+        m
+    }
+
     /// One graph for users: inputs `input` and `seed`, outputs `scores` (the differentiated
     /// score vector), `activations` and `gradients`. The model's own input is renamed to
     /// `input` (and any tensor already using one of these names is renamed out of the way).
@@ -1053,6 +1186,45 @@ impl Plan {
         m.doc_string = Some(note);
         m
     }
+}
+
+/// The head in two graphs (see [`Plan::head_split`]).
+#[derive(Debug, Clone)]
+pub struct HeadSplit {
+    /// [`Plan::head`] also giving the tape after its score vector and gradient: an image's
+    /// first class.
+    pub whole: ModelProto,
+    /// (activations, side tensors) → (score vector, tape): the scores alone (Ablation-CAM).
+    pub forward: ModelProto,
+    /// (the activations and side tensors it reads, tape, seed) → gradient: every other class.
+    pub backward: ModelProto,
+    /// The forward values the backward reads, outputs of `forward` (the score vector among
+    /// them when the backward reads it, e.g. a softmax's).
+    pub tape: Vec<String>,
+}
+
+/// Whether a node carries a subgraph (If, Loop, Scan), whose implicit reads a split would miss.
+fn has_subgraph(n: &NodeProto) -> bool {
+    n.attribute.iter().any(|a| a.g.is_some() || !a.graphs.is_empty())
+}
+
+/// `nodes` in their order, preceded by the constant-only nodes they read (transitively).
+fn with_constants(nodes: &[&NodeProto], constant: &[&NodeProto]) -> Vec<NodeProto> {
+    let mut need: HashSet<&str> = nodes.iter().flat_map(|n| n.input.iter().map(String::as_str)).collect();
+    let mut picked = vec![false; constant.len()];
+    for (k, c) in constant.iter().enumerate().rev() {
+        if c.output.iter().any(|o| need.contains(o.as_str())) {
+            picked[k] = true;
+            need.extend(c.input.iter().map(String::as_str));
+        }
+    }
+    constant
+        .iter()
+        .zip(&picked)
+        .filter(|(_, p)| **p)
+        .map(|(c, _)| (*c).clone())
+        .chain(nodes.iter().map(|n| (*n).clone()))
+        .collect()
 }
 
 /// `K+HxW` for a token layout (as `--tokens` takes it).
