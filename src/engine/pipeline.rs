@@ -331,6 +331,8 @@ impl Engine {
         if target == self.target {
             return Ok(());
         }
+        // Tapes are ONNX Runtime values of the old head's sessions: gone before those are.
+        self.tapes.clear();
         self.explainer = Explainer::new(
             &self.model.analysis,
             &self.model.path,
@@ -343,7 +345,6 @@ impl Engine {
         self.config.layer = layer.map(str::to_owned);
         self.cache.clear();
         self.heads.clear();
-        self.tapes.clear();
         Ok(())
     }
 
@@ -352,12 +353,12 @@ impl Engine {
         if score == self.config.score {
             return Ok(());
         }
+        self.tapes.clear();
         self.explainer =
             Explainer::new(&self.model.analysis, &self.model.path, &self.target, score, false, &self.config.session)?;
         self.config.score = score;
         self.scores_session = None;
         self.heads.clear();
-        self.tapes.clear();
         self.guided = None;
         Ok(())
     }
