@@ -141,6 +141,13 @@ fn a_class_switch_on_a_kept_tape_gives_the_maps_of_a_fresh_head() {
     let (mut kept, mut fresh) = (open(EngineConfig::default().cache_bytes), open(0));
     let (lk, lf) = (kept.load(&img).unwrap(), fresh.load(&img).unwrap());
     let ranked = lk.scores.top_k_indices(usize::MAX);
+    // What the status bar shows as the cache's memory counts the tape the first map keeps.
+    let before = kept.cache_usage().1;
+    kept.map(&lk, Method::GradCam, &Seed::Class(ranked[0])).unwrap();
+    // More than the head result alone (scores and a gradient no larger than the activations).
+    let head_result = (ranked.len() + lk.activation.len()) * 4 + 64;
+    let grew = kept.cache_usage().1 - before;
+    assert!(grew > head_result, "the tape counts in the cache's bytes: {grew} <= {head_result}");
     // The first class keeps the tape; the others (never warmed) run on it.
     let classes = [ranked[0], ranked[7], ranked[ranked.len() - 1], ranked[3]];
     for method in [Method::GradCam, Method::HiResCam, Method::GradCamPlusPlus] {
