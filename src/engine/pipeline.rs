@@ -300,7 +300,7 @@ impl Engine {
     }
 
     /// Number of cached images and the bytes all the caches hold: body results, head results
-    /// and tapes (a ViT-B/16 image's tape alone is 6.8 MB, its body results 1.2 MB).
+    /// and tapes (a ViT-B/16 image's tape alone is 6.8 MB, its body results 2 MB).
     pub fn cache_usage(&self) -> (usize, usize) {
         (self.cache.len(), self.cache.used_bytes() + self.heads.used_bytes() + self.tapes.used_bytes())
     }
