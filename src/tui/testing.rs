@@ -103,6 +103,7 @@ pub fn map_msg(serial: u64, name: &str, class: usize, peak: usize) -> Msg {
         status: MapStatus::Ok,
         timings: Timings { head_ms: 0.5, ..Timings::default() },
         compare: None,
+        cache: (1, 1),
     })
 }
 
@@ -180,7 +181,7 @@ pub fn progress(results: Vec<(usize, ImageResult)>, computed: usize, cached: usi
 
 /// The compare maps of a `Show` with `versus`.
 pub fn compare_map_msg(serial: u64, name: &str, class: usize, truth: usize) -> Msg {
-    let Msg::Worker(Response::Map { serial, path, class, method, map, status, timings, .. }) =
+    let Msg::Worker(Response::Map { serial, path, class, method, map, status, timings, cache, .. }) =
         map_msg(serial, name, class, 0)
     else {
         unreachable!()
@@ -194,7 +195,7 @@ pub fn compare_map_msg(serial: u64, name: &str, class: usize, truth: usize) -> M
         contrast: Arc::new(other.t().to_owned()),
         contrast_status: MapStatus::Ok,
     };
-    Msg::Worker(Response::Map { serial, path, class, method, map, status, timings, compare: Some(compare) })
+    Msg::Worker(Response::Map { serial, path, class, method, map, status, timings, compare: Some(compare), cache })
 }
 
 /// The `versus` of the `Show` requests among `cmds`.

@@ -61,6 +61,8 @@ pub enum Response {
         timings: Timings,
         /// The compare view's maps, when the `Show` had `versus`.
         compare: Option<CompareMaps>,
+        /// The engine's caches after the map (its head result and tape are in them now).
+        cache: (usize, usize),
     },
     /// The image of a `Show` (or a prefetch) could not be used.
     Failed { serial: Option<u64>, path: PathBuf, error: String, fault: Fault },
@@ -363,6 +365,7 @@ fn show(
                 status: out.normalized.status,
                 timings,
                 compare,
+                cache: engine.cache_usage(),
             })
         }
         Err(e) => answer(Response::Failed { serial: Some(serial), path, error: e.to_string(), fault: e.fault() }),

@@ -419,7 +419,8 @@ fn worker(app: &mut App, r: Response, cmds: &mut Vec<Cmd>) {
                 compose(app);
             }
         }
-        Response::Map { serial, path, class, method, map, status, timings, compare } => {
+        Response::Map { serial, path, class, method, map, status, timings, compare, cache } => {
+            app.cache = cache;
             if serial != app.map_serial || app.current.as_ref().is_none_or(|c| c.path != path) {
                 return;
             }
@@ -502,6 +503,23 @@ mod tests {
             }),
         );
         assert_eq!(a.message.as_deref(), Some("warning: a.png: truncated JPEG, used anyway"));
+    }
+
+    /// The map's answer carries the caches as they are after it (its head result and tape are
+    /// in them), so the status bar's figure does not lag one image behind.
+    #[test]
+    fn a_map_answer_updates_the_cache_figure() {
+        let mut a = listed(&["a.png"]);
+        update(&mut a, loaded_msg(1, "a.png"));
+        let Msg::Worker(Response::Map { serial, path, class, method, map, status, timings, compare, .. }) =
+            map_msg(1, "a.png", 0, 0)
+        else {
+            unreachable!()
+        };
+        let cache = (1, 9 << 20);
+        let msg = Response::Map { serial, path, class, method, map, status, timings, compare, cache };
+        update(&mut a, Msg::Worker(msg));
+        assert_eq!(a.cache, cache);
     }
 
     #[test]
