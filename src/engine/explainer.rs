@@ -38,9 +38,8 @@ pub struct Tape {
     values: Vec<(String, DynValue)>,
 }
 
-impl Tape {
-    /// Memory held, for cache budgets.
-    pub fn bytes(&self) -> usize {
+impl super::cache::Weighed for Tape {
+    fn bytes(&self) -> usize {
         let value = |v: &DynValue| match v.dtype() {
             ValueType::Tensor { ty, shape, .. } => ty.byte_size(shape.num_elements()).unwrap_or(0),
             _ => 0,

@@ -246,12 +246,6 @@ pub struct Engine {
     tapes: LruCache<ImageKey, Tape>,
 }
 
-impl Weighed for Tape {
-    fn bytes(&self) -> usize {
-        Tape::bytes(self)
-    }
-}
-
 impl Engine {
     /// Load a model and build the gradient graphs for the configured layer.
     pub fn open(path: &Path, card: Option<&Path>, config: EngineConfig) -> Result<Self, EngineError> {
@@ -563,13 +557,9 @@ impl Engine {
     fn head_row(&mut self, loaded: &Loaded, row: &Array1<f32>) -> Result<(Vec<f32>, Array3<f32>), ExplainError> {
         let row = row.view().insert_axis(Axis(0));
         let side: Vec<_> = loaded.side.iter().map(|s| s.view()).collect();
-        if !self.explainer.splits() {
-            let out = self.explainer.head(loaded.activation.view(), &side, row.view())?;
-            return Ok((out.scores.iter().copied().collect(), self.chw(&out.gradient)?));
-        }
-        let key =
-            (self.config.cache_bytes > 0 && !loaded.path.as_os_str().is_empty()).then(|| ImageKey::of(&loaded.path));
-        let Some(key) = key else {
+        // A tape is kept only for a split head and an image the caches can name.
+        let keeps = self.explainer.splits() && self.config.cache_bytes > 0 && !loaded.path.as_os_str().is_empty();
+        let Some(key) = keeps.then(|| ImageKey::of(&loaded.path)) else {
             let out = self.explainer.head(loaded.activation.view(), &side, row.view())?;
             return Ok((out.scores.iter().copied().collect(), self.chw(&out.gradient)?));
         };

@@ -937,42 +937,31 @@ impl Plan {
 
     /// The head graph: (activations, side tensors, seed) → (score vector, gradient).
     pub fn head(&self) -> ModelProto {
-        let base = self.base.graph.as_ref().expect("graph");
-        let keep: HashSet<&str> = self.head_inits.iter().map(String::as_str).collect();
-        // A new graph with the model's own name and annotations; only the initializers the
-        // head reads are copied (the whole model's weights were, once).
-        let mut m = self.shell();
-        m.graph = Some(GraphProto {
-            name: base.name.clone(),
-            doc_string: base.doc_string.clone(),
-            sparse_initializer: base.sparse_initializer.clone(),
-            quantization_annotation: base.quantization_annotation.clone(),
-            metadata_props: base.metadata_props.clone(),
-            ..Default::default()
-        });
-        let g = m.graph.as_mut().expect("graph");
-        g.node = self.head_nodes.iter().chain(&self.score_nodes).chain(&self.backward_nodes).cloned().collect();
-        g.initializer = base
-            .initializer
-            .iter()
-            .filter(|t| t.name.as_deref().is_some_and(|n| keep.contains(n)))
-            .cloned()
-            .chain(self.rewrite_inits.iter().cloned())
-            .chain(self.backward_inits.iter().cloned())
-            .collect();
-        g.input = std::iter::once(self.declare(&self.names.activation))
+        let nodes = self.head_nodes.iter().chain(&self.score_nodes).chain(&self.backward_nodes).cloned().collect();
+        let input = self.fed_info().into_iter().chain(std::iter::once(self.seed_info(&self.names.seed))).collect();
+        self.subgraph(nodes, input, vec![self.score_info(), self.gradient_info()])
+    }
+
+    /// Declarations of the head's inputs from the body: the activations and side tensors.
+    fn fed_info(&self) -> Vec<crate::onnx::ValueInfoProto> {
+        std::iter::once(self.declare(&self.names.activation))
             .chain(self.names.side.iter().map(|s| self.declare(s)))
-            .chain(std::iter::once(self.seed_info(&self.names.seed)))
-            .collect();
-        let mut score_out = self.declare(&self.names.score);
-        if self.facts.get(&self.names.score).is_none() {
-            score_out = self.seed_info(&self.names.score);
+            .collect()
+    }
+
+    /// Declaration of the head's score vector output.
+    fn score_info(&self) -> crate::onnx::ValueInfoProto {
+        match self.facts.get(&self.names.score) {
+            Some(_) => self.declare(&self.names.score),
+            None => self.seed_info(&self.names.score),
         }
-        let mut grad_out = self.declare(&self.names.activation);
-        grad_out.name = Some(self.names.gradient.clone());
-        g.output = vec![score_out, grad_out];
-        g.value_info.clear();
-        m
+    }
+
+    /// Declaration of the head's gradient output (shaped like the activations).
+    fn gradient_info(&self) -> crate::onnx::ValueInfoProto {
+        let mut v = self.declare(&self.names.activation);
+        v.name = Some(self.names.gradient.clone());
+        v
     }
 
     /// The head cut in two where the seed enters, so that a class switch reruns only what
@@ -984,10 +973,10 @@ impl Plan {
     /// the engine then runs [`Plan::head`] whole.
     pub fn head_split(&self) -> Option<HeadSplit> {
         let names = &self.names;
-        let fwd: Vec<&NodeProto> = self.head_nodes.iter().chain(&self.score_nodes).collect();
-        if fwd.iter().chain(&self.backward_nodes.iter().collect::<Vec<_>>()).any(|n| has_subgraph(n)) {
+        if self.head_nodes.iter().chain(&self.score_nodes).chain(&self.backward_nodes).any(has_subgraph) {
             return None;
         }
+        let fwd: Vec<&NodeProto> = self.head_nodes.iter().chain(&self.score_nodes).collect();
         let fed: HashSet<&str> =
             std::iter::once(names.activation.as_str()).chain(names.side.iter().map(String::as_str)).collect();
         // Forward values: the head's inputs and what its forward nodes compute.
@@ -1046,14 +1035,8 @@ impl Plan {
             Some(v)
         };
         let tape_decls: Vec<_> = tape.iter().map(|t| declare(t)).collect::<Option<_>>()?;
-        let mut score_out = self.declare(&names.score);
-        if self.facts.get(&names.score).is_none() {
-            score_out = self.seed_info(&names.score);
-        }
-        let inputs_fed: Vec<_> = std::iter::once(self.declare(&names.activation))
-            .chain(names.side.iter().map(|s| self.declare(s)))
-            .collect();
-        let forward_outputs: Vec<_> = std::iter::once(score_out)
+        let inputs_fed = self.fed_info();
+        let forward_outputs: Vec<_> = std::iter::once(self.score_info())
             .chain(tape_decls.iter().filter(|v| v.name.as_deref() != Some(names.score.as_str())).cloned())
             .collect();
         let forward = self.subgraph(forward_nodes, inputs_fed.clone(), forward_outputs.clone());
@@ -1069,13 +1052,12 @@ impl Plan {
             .chain(tape_decls)
             .chain(std::iter::once(self.seed_info(&names.seed)))
             .collect();
-        let mut grad_out = self.declare(&names.activation);
-        grad_out.name = Some(names.gradient.clone());
-        let backward = self.subgraph(backward_nodes, backward_inputs, vec![grad_out]);
+        let backward = self.subgraph(backward_nodes, backward_inputs, vec![self.gradient_info()]);
         Some(HeadSplit { whole, forward, backward, tape })
     }
 
-    /// A graph of some of the head's nodes with the initializers they read.
+    /// A graph of some of the head's nodes with the initializers they read, under the model's
+    /// own graph name and annotations (the whole model's weights are copied once, not here).
     fn subgraph(
         &self,
         nodes: Vec<NodeProto>,
@@ -1098,8 +1080,18 @@ impl Plan {
             .cloned()
             .collect();
         let mut m = self.shell();
-        m.graph =
-            Some(GraphProto { name: base.name.clone(), node: nodes, initializer, input, output, ..Default::default() });
+        m.graph = Some(GraphProto {
+            name: base.name.clone(),
+            doc_string: base.doc_string.clone(),
+            sparse_initializer: base.sparse_initializer.clone(),
+            quantization_annotation: base.quantization_annotation.clone(),
+            metadata_props: base.metadata_props.clone(),
+            node: nodes,
+            initializer,
+            input,
+            output,
+            ..Default::default()
+        });
         m
     }
 

@@ -33,22 +33,22 @@ pub fn gather(c: &mut RuleCtx<'_>) -> Grads {
         None => c.rank(c.input(1))?,
     };
     let k = idx.len();
-    if idx_rank == 0 && k == 1 {
-        // One index, the axis dropped (the class token `x[:, 0]`, q/k/v by index): put the
-        // gradient back in its place.
-        let i = if idx[0] < 0 { idx[0] + d } else { idx[0] };
-        if !(0..d).contains(&i) {
-            return Err(c.unsupported(&format!("Gather index {i} out of range for an axis of size {d}")));
-        }
-        out[0] = Some(c.b.slot(&g, r, axis, i, d));
-        return Ok(out);
-    }
-    let mut onehot = vec![0f32; k * d as usize];
-    for (j, &i) in idx.iter().enumerate() {
+    let mut wrapped = Vec::with_capacity(k);
+    for &i in &idx {
         let i = if i < 0 { i + d } else { i };
         if !(0..d).contains(&i) {
             return Err(c.unsupported(&format!("Gather index {i} out of range for an axis of size {d}")));
         }
+        wrapped.push(i);
+    }
+    if let (0, [i]) = (idx_rank, wrapped.as_slice()) {
+        // One index, the axis dropped (the class token `x[:, 0]`, q/k/v by index): put the
+        // gradient back in its place.
+        out[0] = Some(c.b.slot(&g, r, axis, *i, d));
+        return Ok(out);
+    }
+    let mut onehot = vec![0f32; k * d as usize];
+    for (j, &i) in wrapped.iter().enumerate() {
         onehot[j * d as usize + i as usize] += 1.0;
     }
     let m = c.b.const_f32("gather_onehot", &[k as i64, d], &onehot);
