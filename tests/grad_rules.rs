@@ -356,6 +356,53 @@ fn reshapes() {
     check(t, &[1, 2, 3, 4], "Reshape/Unsqueeze/Squeeze/Transpose/Flatten");
 }
 
+/// A shape the head reads from a body tensor with the batch folded into an axis (`[4·N, 6]`,
+/// as attention heads are) is rebuilt as that multiple of the batch, not as the batch: read
+/// as `[N, 6]`, the head's reshape to it asks for the wrong size. ONNX Runtime's optimiser
+/// hides that by rewriting the reshape to infer the axis, so the head also runs with
+/// optimisations off: it must be right as written.
+#[test]
+fn a_folded_shape_read_in_the_head_is_a_multiple_of_the_batch() {
+    use camscope::engine::{GraphSession, explainer::Explainer};
+    let t = Tiny::new(17)
+        .input("x", &[-1, 4, 6])
+        .init_i64("rows", &[2], &[-1, 6])
+        .init_i64("wide", &[2], &[-1, 48])
+        .init("W", &[48, 5], &w(48 * 5, 31))
+        .node("Reshape", &["x", "rows"], &["h0"], vec![])
+        .node("Shape", &["h0"], &["s"], vec![])
+        .node("Sigmoid", &["h0"], &["side"], vec![])
+        .node("Tanh", &["x"], &["t"], vec![])
+        .node("Neg", &["t"], &["nt"], vec![])
+        .node("Reshape", &["nt", "s"], &["h"], vec![])
+        .node("Mul", &["h", "side"], &["u"], vec![])
+        .node("Concat", &["u", "side"], &["c"], vec![attrs::int("axis", 1)])
+        .node("Reshape", &["c", "wide"], &["f"], vec![])
+        .node("MatMul", &["f", "W"], &["y"], vec![])
+        .output("y", &[-1, 5]);
+    let a = analyse(t.build(), "x", "y", &[1, 4, 6]).unwrap();
+    for batch in [1, 3] {
+        let x = array(&[batch, 4, 6], 7, 0.05);
+        let c = fd_check(&a, "t", ScoreKind::Logit, &x, None, H, 400);
+        assert!(c.max_grad > 1e-6 && c.relative() < TOL, "batch {batch}: {c:?}");
+        let cand = camscope::grad::Candidate { tensor: "t".into(), ..a.input_target() };
+        let mut ex =
+            Explainer::new(&a, std::path::Path::new("tiny.onnx"), &cand, ScoreKind::Logit, false, &cpu()).unwrap();
+        let body = ex.body(x.view()).unwrap();
+        let plan = a.plan_for_sessions(&cand, ScoreKind::Logit, false).unwrap();
+        let names = &plan.names;
+        assert_eq!(names, &ex.plan.names);
+        let seed = ndarray::Array2::<f32>::ones((batch, 5)).into_dyn();
+        let mut feeds = vec![(names.activation.as_str(), body.activation.view()), (names.seed.as_str(), seed.view())];
+        feeds.extend(names.side.iter().map(String::as_str).zip(body.side.iter().map(|s| s.view())));
+        let dir = tempfile::tempdir().unwrap();
+        let mut plain =
+            GraphSession::profiling(&plan.head(), std::path::Path::new("tiny.onnx"), None, dir.path()).unwrap();
+        let out = plain.run(&feeds, &[names.gradient.as_str()]).unwrap_or_else(|e| panic!("batch {batch}: {e}"));
+        assert_eq!(out[0].shape(), &[batch, 4, 6]);
+    }
+}
+
 #[test]
 fn transpose_default_perm_and_expand() {
     // Expand [N,1,3] -> [N,4,3]; the default Transpose reverses axes (batch goes last) and a

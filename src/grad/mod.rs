@@ -21,6 +21,7 @@
 
 pub mod blocker;
 pub mod layout;
+mod rows;
 pub mod rules;
 pub mod target;
 
@@ -571,14 +572,22 @@ impl Analysis {
             if !head_set.contains(&i) {
                 continue;
             }
+            // A shape read in the head is rebuilt from the facts too: it then reads the
+            // activations' batch alone, not the tensor whose rows the head may prune.
+            let in_head = op(&g.node[i]) == "Shape" && g.node[i].input.first().is_some_and(|x| *x != a);
+            if in_head && !rewritten.contains_key(&i) {
+                if let Some(nodes) = self.rewrite_shape(&g.node[i], &a, &mut b) {
+                    rewritten.insert(i, nodes);
+                }
+            }
             match rewritten.remove(&i) {
                 Some(nodes) => head_nodes.extend(nodes),
                 None => head_nodes.push(g.node[i].clone()),
             }
         }
-        // A class-token head: after the last attention only the leading tokens matter, so
-        // the per-token ops there read them alone (their inputs sliced to those tokens).
-        let mut slices: Vec<(String, String)> = Vec::new();
+        // A class-token head: after the target only the leading tokens' rows are read, so
+        // the ops producing them compute those rows alone (see [`rows`]).
+        let mut slices: Vec<rows::TokenSlice> = Vec::new();
         if prune {
             let readout = target::extra_token_readout(
                 g,
@@ -590,65 +599,28 @@ impl Analysis {
                 &self.output,
                 self.tokens,
             );
-            if let Some((prefix, total, blind)) = readout {
-                let (prefix, total) = (prefix as i64, total as i64);
-                let full = |f: &TensorFact| f.rank() == 3 && f.dims[1] == Dim::Fixed(total);
-                let mut pruned: HashSet<String> = HashSet::new();
-                let mut small: HashMap<String, String> = HashMap::new();
-                let mut nodes = Vec::with_capacity(head_nodes.len());
-                for mut n in head_nodes.drain(..) {
-                    let outs: Vec<String> = n.output.iter().filter(|o| !o.is_empty()).cloned().collect();
-                    // Every input is a token map this node treats per token (full, to be
-                    // sliced, or sliced already), or a broadcast operand (weights, biases,
-                    // scalars); at least one is a token map.
-                    let mut maps = 0;
-                    let inputs_ok = n.input.iter().filter(|i| !i.is_empty()).all(|i| {
-                        if pruned.contains(i.as_str()) {
-                            maps += 1;
-                            return true;
-                        }
-                        match facts.get(i) {
-                            Some(f) if full(f) => {
-                                maps += 1;
-                                target::per_token(&n, i, 3, &self.consts, &facts)
+            if let Some((prefix, _, _)) = readout {
+                let whole: HashSet<String> = std::iter::once(a.clone()).chain(score_roots.iter().cloned()).collect();
+                let pruned =
+                    rows::prune(&head_nodes, prefix as i64, &whole, &a, &self.facts, &self.consts, self.opset, &mut b);
+                if let Some(p) = pruned {
+                    for (t, &(ax, keep)) in &p.pruned {
+                        if let Some(mut f) = facts.get(t).cloned() {
+                            if keep.pow == 0 {
+                                f.dims[ax] = Dim::Fixed(keep.coef);
                             }
-                            Some(f) => f.rank() < 3 || (f.rank() == 3 && f.dims[1] == Dim::Fixed(1)),
-                            None => false,
-                        }
-                    });
-                    let rewrite = !outs.is_empty() && outs.iter().all(|o| blind.contains(o)) && inputs_ok && maps > 0;
-                    if rewrite {
-                        for inp in n.input.iter_mut() {
-                            if pruned.contains(inp.as_str()) || !facts.get(inp).is_some_and(full) {
-                                continue;
-                            }
-                            let s = match small.get(inp.as_str()) {
-                                Some(s) => s.clone(),
-                                None => {
-                                    let before = b.nodes.len();
-                                    let s = b.slice(inp, &[0], &[prefix], &[1]);
-                                    nodes.extend(b.nodes.drain(before..));
-                                    let mut f = facts.get(inp).cloned().expect("checked");
-                                    f.dims[1] = Dim::Fixed(prefix);
-                                    facts.insert(&s, f);
-                                    small.insert(inp.clone(), s.clone());
-                                    slices.push((inp.clone(), s.clone()));
-                                    s
-                                }
-                            };
-                            *inp = s;
-                        }
-                        for o in &outs {
-                            if let Some(mut f) = facts.get(o).cloned().filter(full) {
-                                f.dims[1] = Dim::Fixed(prefix);
-                                facts.insert(o, f);
-                            }
-                            pruned.insert(o.clone());
+                            facts.insert(t, f);
                         }
                     }
-                    nodes.push(n);
+                    for s in &p.slices {
+                        if let Some(mut f) = facts.get(&s.full).cloned() {
+                            f.dims[s.axis] = Dim::Fixed(s.kept);
+                            facts.insert(&s.small, f);
+                        }
+                    }
+                    head_nodes = p.nodes;
+                    slices = p.slices;
                 }
-                head_nodes = nodes;
             }
         }
         // Initializers created by shape rewrites and slices belong to the head.
@@ -666,9 +638,9 @@ impl Analysis {
             .filter(|t| facts.get(t).is_some_and(TensorFact::is_float) || **t == a)
             .cloned()
             .collect();
-        for (full, small) in &slices {
-            if region.contains(full) {
-                region.insert(small.clone());
+        for s in &slices {
+            if region.contains(&s.full) {
+                region.insert(s.small.clone());
             }
         }
         let layer = target.tensor.clone();
@@ -690,13 +662,14 @@ impl Analysis {
             if !needs.iter().any(|n| *n) || rules::is_non_differentiable(op(node)) {
                 continue;
             }
-            // The head's own token slices: the gradient goes back to the leading tokens,
-            // zero on the rest (their constants are the builder's, not the model's).
-            if let Some((full, _)) = slices.iter().find(|(_, s)| node.output.first() == Some(s)) {
-                if let (Some(g), Some(f)) = (grads[0].as_ref(), facts.get(full).and_then(|f| f.dims[1].fixed())) {
-                    let kept = facts.get(&node.output[0]).and_then(|f| f.dims[1].fixed()).unwrap_or(f);
-                    let back = b.pad(g, &[0, 0, 0], &[0, f - kept, 0]);
-                    contributions.entry(full.clone()).or_default().push(back);
+            // The head's own token slices: the gradient goes back to the leading rows, zero
+            // on the rest (their constants are the builder's, not the model's).
+            if let Some(s) = slices.iter().find(|s| node.output.first() == Some(&s.small)) {
+                if let Some(g) = grads[0].as_ref() {
+                    let mut ends = vec![0; s.rank];
+                    ends[s.axis] = s.size - s.kept;
+                    let back = b.pad(g, &vec![0; s.rank], &ends);
+                    contributions.entry(s.full.clone()).or_default().push(back);
                 }
                 continue;
             }
@@ -802,6 +775,9 @@ impl Analysis {
         let end = clampi(attr_int(node, "end").unwrap_or(r)) as usize;
         let dims = &xf.dims[start..end.max(start)];
         let before = b.nodes.len();
+        // Folded axes (heads in the batch: 12 at batch 1) are a multiple of the batch.
+        let units = self.facts.monomials(x)?;
+        let units = &units[start..end.max(start)];
         let batch_axes: Vec<usize> =
             dims.iter().enumerate().filter(|(_, d)| **d == Dim::Batch).map(|(i, _)| i).collect();
         let fixed: Vec<i64> = dims.iter().map(|d| d.fixed().unwrap_or(0)).collect();
@@ -811,10 +787,7 @@ impl Analysis {
                 b.op("Identity", &[&c], vec![]);
             }
             [k] => {
-                let af = self.facts.get(a)?;
-                let ab = af.dims.iter().position(|d| *d == Dim::Batch)? as i64;
-                let sa = b.shape_of(a);
-                let n = b.slice(&sa, &[ab], &[ab + 1], &[0]);
+                let n = rows::batch_times(b, &self.facts, a, units[*k].0)?;
                 let mut parts = Vec::new();
                 if *k > 0 {
                     parts.push(b.const_i64("dims", &[*k as i64], &fixed[..*k]));
@@ -894,9 +867,21 @@ impl Plan {
     fn declare(&self, name: &str) -> crate::onnx::ValueInfoProto {
         let f = self.facts.get(name);
         let dims: Vec<i64> = f.map(|f| f.dims_i64()).unwrap_or_default();
-        let names: Vec<Option<&str>> = f
-            .map(|f| f.dims.iter().map(|d| if *d == Dim::Batch { Some("N") } else { None }).collect())
+        // `N` only where the axis is the batch itself: a folded axis (`4·N` heads or windows)
+        // under the same symbol would tell ONNX Runtime that the two sizes are equal.
+        let units = self.facts.monomials(name);
+        let names: Vec<Option<String>> = f
+            .map(|f| {
+                let per_image = |i: usize| units.as_ref().is_some_and(|u| u[i] == (1, 1));
+                let named = |(i, d): (usize, &Dim)| match d {
+                    Dim::Batch if per_image(i) => Some("N".to_owned()),
+                    Dim::Batch => Some(format!("{name}:{i}")),
+                    _ => None,
+                };
+                f.dims.iter().enumerate().map(named).collect()
+            })
             .unwrap_or_default();
+        let names: Vec<Option<&str>> = names.iter().map(Option::as_deref).collect();
         value_info(name, f.map_or(dtype::FLOAT, |f| f.elem_type), &dims, &names)
     }
 

@@ -79,6 +79,10 @@ pub struct ShapeFacts {
     /// Tensors whose batch axis holds a multiple of the batch (attention heads or windows
     /// folded into it: 12 at batch 1, 24 at batch 2), which are not per-image maps.
     folded: std::collections::HashSet<String>,
+    /// The size at batch 1 of each folded tensor's axes (12 for `N·12`), where every axis
+    /// that follows the batch grows in proportion to it: what a reshape that splits or
+    /// merges folded axes needs to know which entries of one axis land where.
+    at_one: HashMap<String, Vec<i64>>,
 }
 
 impl ShapeFacts {
@@ -152,8 +156,14 @@ impl ShapeFacts {
                 d1.iter().zip(d2.iter()).map(|(&a, &b)| if a == b { Dim::Fixed(a) } else { Dim::Batch }).collect();
             if d1.iter().zip(d2.iter()).any(|(&a, &b)| a != b && a != 1) {
                 self.folded.insert(name.clone());
+                if d1.iter().zip(d2.iter()).all(|(&a, &b)| a == b || b == 2 * a) {
+                    self.at_one.insert(name.clone(), d1.clone());
+                } else {
+                    self.at_one.remove(name);
+                }
             } else {
                 self.folded.remove(name);
+                self.at_one.remove(name);
             }
             self.facts.insert(name.clone(), TensorFact { elem_type, dims });
         }
@@ -162,6 +172,26 @@ impl ShapeFacts {
     /// Whether the tensor's batch axis holds exactly one entry per image (see `folded`).
     pub fn per_image(&self, name: &str) -> bool {
         !self.folded.contains(name)
+    }
+
+    /// Each axis's size as `k·N^p` (`(k, p)`: `(12, 1)` for heads folded into the batch,
+    /// `(197, 0)` for a fixed axis); `None` where an axis is unknown or does not grow in
+    /// proportion to the batch.
+    pub fn monomials(&self, name: &str) -> Option<Vec<(i64, u32)>> {
+        let f = self.facts.get(name)?;
+        let one = self.at_one.get(name).filter(|d| d.len() == f.rank());
+        if one.is_none() && self.folded.contains(name) {
+            return None;
+        }
+        f.dims
+            .iter()
+            .enumerate()
+            .map(|(i, d)| match d {
+                Dim::Fixed(v) => Some((*v, 0)),
+                Dim::Batch => Some((one.map_or(1, |o| o[i]), 1)),
+                Dim::Unknown => None,
+            })
+            .collect()
     }
 
     pub fn get(&self, name: &str) -> Option<&TensorFact> {
