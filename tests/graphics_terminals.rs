@@ -90,22 +90,52 @@ struct Screen {
 impl Screen {
     fn start() -> Self {
         let dir = tempfile::tempdir().unwrap();
+        // Several Xvfb starting at once on a fresh machine race to create the socket folder,
+        // and the losers exit ("Cannot establish any listening sockets"): make it first.
+        let sockets = Path::new("/tmp/.X11-unix");
+        if std::fs::create_dir(sockets).is_ok() {
+            use std::os::unix::fs::PermissionsExt;
+            std::fs::set_permissions(sockets, std::fs::Permissions::from_mode(0o1777)).unwrap();
+        }
         // Tests run in parallel: each takes its own number from a counter (two tests checking
         // the same free number before either Xvfb made its socket shared one display).
         static NEXT: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(90);
-        let n = std::iter::from_fn(|| Some(NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)))
-            .take_while(|&n| n < 400)
-            .find(|n| {
-                !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists() && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
-            })
-            .expect("a free X display");
-        let display = format!(":{n}");
-        let xvfb = own_group(Command::new("Xvfb").args([&display, "-screen", "0", "1400x900x24", "-nolisten", "tcp"]))
-            .spawn()
-            .expect("start Xvfb");
-        let s = Self { display, dir, procs: Procs(vec![xvfb]) };
-        wait_for("Xvfb to listen", Duration::from_secs(20), || Path::new(&format!("/tmp/.X11-unix/X{n}")).exists());
-        s
+        let mut failures = Vec::new();
+        for _ in 0..3 {
+            let n = std::iter::from_fn(|| Some(NEXT.fetch_add(1, std::sync::atomic::Ordering::SeqCst)))
+                .take_while(|&n| n < 400)
+                .find(|n| {
+                    !Path::new(&format!("/tmp/.X11-unix/X{n}")).exists()
+                        && !Path::new(&format!("/tmp/.X{n}-lock")).exists()
+                })
+                .expect("a free X display");
+            let display = format!(":{n}");
+            let log = dir.path().join(format!("xvfb{n}.log"));
+            let xvfb =
+                own_group(Command::new("Xvfb").args([&display, "-screen", "0", "1400x900x24", "-nolisten", "tcp"]))
+                    .stderr(std::fs::File::create(&log).unwrap())
+                    .spawn()
+                    .expect("start Xvfb");
+            let mut procs = Procs(vec![xvfb]);
+            let socket = format!("/tmp/.X11-unix/X{n}");
+            let t0 = Instant::now();
+            let mut exited = false;
+            while !Path::new(&socket).exists() {
+                if procs.0[0].try_wait().ok().flatten().is_some() {
+                    exited = true;
+                    break;
+                }
+                assert!(t0.elapsed() < Duration::from_secs(20), "timed out after 20 s waiting for Xvfb on :{n}");
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            if !exited {
+                return Self { display, dir, procs };
+            }
+            // An X server that exited (a display taken behind our back): say why, try the next.
+            drop(procs);
+            failures.push(format!(":{n}: {}", std::fs::read_to_string(&log).unwrap_or_default().trim()));
+        }
+        panic!("Xvfb exited three times: {failures:?}");
     }
 
     fn path(&self, name: &str) -> PathBuf {
