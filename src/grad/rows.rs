@@ -271,15 +271,9 @@ pub(crate) fn needs(
                 .map_or(Role::Whole, |ax| Role::Rows(ax, Extent::fixed(prefix))),
         }
     };
-    let mut tensors: Vec<&str> = Vec::new();
-    for n in nodes.iter().rev() {
-        tensors.extend(n.output.iter().map(String::as_str));
-        tensors.extend(n.input.iter().map(String::as_str));
-    }
-    // Reverse topological order: a tensor's consumers all come after its producer, so the
-    // first time it shows up walking back every consumer's need is settled... except for
-    // inputs of the head, which are read by nodes anywhere: settle those at the end.
-    let produced: HashSet<&str> = nodes.iter().flat_map(|n| n.output.iter().map(String::as_str)).collect();
+    // In reverse topological order every consumer's need is settled before its inputs'.
+    // The head's inputs (activations, side tensors, weights) are never pruned: a consumer
+    // that reads their leading rows slices them.
     let settle = |need: &mut HashMap<String, Rows>, t: &str| {
         if t.is_empty() || whole.contains(t) || need.contains_key(t) {
             return;
@@ -301,10 +295,6 @@ pub(crate) fn needs(
         for o in &n.output {
             settle(&mut need, o);
         }
-    }
-    let inputs: Vec<&str> = tensors.into_iter().filter(|t| !produced.contains(t)).collect();
-    for t in inputs {
-        settle(&mut need, t);
     }
     need
 }
