@@ -599,7 +599,7 @@ impl Analysis {
                 &self.output,
                 self.tokens,
             );
-            if let Some((prefix, _, _)) = readout {
+            if let Some(prefix) = readout {
                 let whole: HashSet<String> = std::iter::once(a.clone()).chain(score_roots.iter().cloned()).collect();
                 let pruned =
                     rows::prune(&head_nodes, prefix as i64, &whole, &a, &self.facts, &self.consts, self.opset, &mut b);
@@ -773,34 +773,16 @@ impl Analysis {
         let clampi = |v: i64| if v < 0 { (v + r).max(0) } else { v.min(r) };
         let start = clampi(attr_int(node, "start").unwrap_or(0)) as usize;
         let end = clampi(attr_int(node, "end").unwrap_or(r)) as usize;
-        let dims = &xf.dims[start..end.max(start)];
         let before = b.nodes.len();
-        // Folded axes (heads in the batch: 12 at batch 1) are a multiple of the batch.
+        // Folded axes (heads in the batch: 12 at batch 1) are a multiple of the batch; one
+        // axis at most follows it.
         let units = self.facts.monomials(x)?;
         let units = &units[start..end.max(start)];
-        let batch_axes: Vec<usize> =
-            dims.iter().enumerate().filter(|(_, d)| **d == Dim::Batch).map(|(i, _)| i).collect();
-        let fixed: Vec<i64> = dims.iter().map(|d| d.fixed().unwrap_or(0)).collect();
-        match batch_axes.as_slice() {
-            [] => {
-                let c = b.const_i64("shape", &[fixed.len() as i64], &fixed);
-                b.op("Identity", &[&c], vec![]);
-            }
-            [k] => {
-                let n = rows::batch_times(b, &self.facts, a, units[*k].0)?;
-                let mut parts = Vec::new();
-                if *k > 0 {
-                    parts.push(b.const_i64("dims", &[*k as i64], &fixed[..*k]));
-                }
-                parts.push(n);
-                if k + 1 < fixed.len() {
-                    parts.push(b.const_i64("dims", &[(fixed.len() - k - 1) as i64], &fixed[k + 1..]));
-                }
-                let refs: Vec<&str> = parts.iter().map(String::as_str).collect();
-                b.op("Concat", &refs, vec![attrs::int("axis", 0)]);
-            }
-            _ => return None,
+        if units.iter().filter(|u| u.1 > 0).count() > 1 {
+            return None;
         }
+        let shape = rows::shape_from_facts(units, None, a, &self.facts, b)?;
+        b.op("Identity", &[&shape], vec![]);
         let mut nodes: Vec<NodeProto> = b.nodes.drain(before..).collect();
         // Write the result under the original name so every consumer reads it unchanged.
         nodes.last_mut()?.output = vec![y];

@@ -109,9 +109,7 @@ pub(crate) fn roles(
         }
     };
     match op(n) {
-        "Relu" | "LeakyRelu" | "Sigmoid" | "HardSigmoid" | "HardSwish" | "Tanh" | "Erf" | "Exp" | "Log" | "Sqrt"
-        | "Neg" | "Abs" | "Reciprocal" | "Gelu" | "Elu" | "Selu" | "Celu" | "Softplus" | "Mish" | "Identity"
-        | "Dropout" | "Cast" | "Sin" | "Cos" | "Clip" => Some(only_first(Role::Rows(ax, keep))),
+        o if super::target::PER_ELEMENT.contains(&o) => Some(only_first(Role::Rows(ax, keep))),
         "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Where" | "Max" | "Min" | "Sum" | "Mean" | "PRelu" => {
             n.input.iter().map(|t| broadcast(t)).collect()
         }
@@ -357,7 +355,8 @@ fn try_prune(
             match r[j] {
                 Role::Whole if op(n) == "Reshape" && j == 1 => {
                     let before = b.nodes.len();
-                    let Some(shape) = reshape_target(&o, ax, activation, facts, b) else { return Err(o) };
+                    let shape = facts.monomials(&o).and_then(|m| shape_from_facts(&m, Some(ax), activation, facts, b));
+                    let Some(shape) = shape else { return Err(o) };
                     added.extend(b.nodes.drain(before..));
                     m.input[j] = shape;
                 }
@@ -405,16 +404,22 @@ fn try_prune(
     Ok(Pruned { nodes: out_nodes, slices, pruned })
 }
 
-/// The shape a pruned reshape produces: the original's, read from the facts (fixed axes
-/// as constants, folded ones as multiples of the batch read off the activations), with
-/// the pruned axis inferred (`-1`).
-fn reshape_target(out: &str, ax: usize, activation: &str, facts: &ShapeFacts, b: &mut Builder) -> Option<String> {
-    let m = facts.monomials(out)?;
+/// A shape tensor built from sizes known as `k·N^p` (see [`ShapeFacts::monomials`]): fixed
+/// axes as constants, axes that follow the batch as multiples of the batch read off the
+/// activations, and axis `infer` (if any) as `-1`. Used for the shapes the head reads (a
+/// body tensor's `Shape`) and for a pruned reshape's target.
+pub(crate) fn shape_from_facts(
+    m: &[(i64, u32)],
+    infer: Option<usize>,
+    activation: &str,
+    facts: &ShapeFacts,
+    b: &mut Builder,
+) -> Option<String> {
     let mut parts: Vec<String> = Vec::new();
     let mut run: Vec<i64> = Vec::new();
     let mut batch: Option<String> = None;
     for (i, &(k, p)) in m.iter().enumerate() {
-        if i == ax {
+        if Some(i) == infer {
             run.push(-1);
             continue;
         }
@@ -443,7 +448,7 @@ fn reshape_target(out: &str, ax: usize, activation: &str, facts: &ShapeFacts, b:
             _ => return None,
         }
     }
-    if !run.is_empty() {
+    if !run.is_empty() || parts.is_empty() {
         parts.push(b.const_i64("dims", &[run.len() as i64], &run));
     }
     if parts.len() == 1 {

@@ -396,16 +396,44 @@ fn selects_extra_tokens(n: &NodeProto, t: &str, l: MapLayout, consts: &Constants
     }
 }
 
+/// Ops that work on each element of their first input alone (other inputs are bounds,
+/// ratios or attributes): through them every row stays where it was.
+pub(crate) const PER_ELEMENT: &[&str] = &[
+    "Relu",
+    "LeakyRelu",
+    "Clip",
+    "Sigmoid",
+    "HardSigmoid",
+    "HardSwish",
+    "Tanh",
+    "Erf",
+    "Exp",
+    "Log",
+    "Sqrt",
+    "Neg",
+    "Abs",
+    "Reciprocal",
+    "Gelu",
+    "Elu",
+    "Selu",
+    "Celu",
+    "Softplus",
+    "Mish",
+    "Identity",
+    "Dropout",
+    "Cast",
+    "Sin",
+    "Cos",
+];
+
 /// Whether node `n` works on each token separately with respect to its input `t` (rank
 /// `r`): elementwise ops, LayerNorm/Softmax/reductions over the last axis, a Linear layer.
 /// Through such ops, which tokens carry gradient does not change.
-pub(crate) fn per_token(n: &NodeProto, t: &str, r: usize, consts: &Constants, facts: &ShapeFacts) -> bool {
+fn per_token(n: &NodeProto, t: &str, r: usize, consts: &Constants, facts: &ShapeFacts) -> bool {
     let last = |a: i64| (if a < 0 { a + r as i64 } else { a }) == r as i64 - 1;
     let out_rank = n.output.first().and_then(|o| facts.get(o)).map(|f| f.rank());
     match op(n) {
-        "Relu" | "LeakyRelu" | "PRelu" | "Clip" | "Sigmoid" | "HardSigmoid" | "HardSwish" | "Tanh" | "Erf" | "Exp"
-        | "Log" | "Sqrt" | "Neg" | "Abs" | "Reciprocal" | "Gelu" | "Elu" | "Selu" | "Celu" | "Softplus" | "Mish"
-        | "Identity" | "Dropout" | "Cast" | "Sin" | "Cos" => true,
+        o if PER_ELEMENT.contains(&o) || o == "PRelu" => true,
         "Add" | "Sub" | "Mul" | "Div" | "Pow" | "Where" | "Max" | "Min" | "Sum" | "Mean" => out_rank == Some(r),
         "LayerNormalization" => last(attr_int(n, "axis").unwrap_or(-1)),
         "Softmax" | "LogSoftmax" => attr_int(n, "axis").is_some_and(last) || (attr_int(n, "axis").is_none() && r == 2),
@@ -470,9 +498,8 @@ fn patch_blind<'g>(
 }
 
 /// Where a transformer's head reads only extra tokens (its class token): the number of
-/// leading tokens it reads, the token count, and the tensors whose patch positions the
-/// score ignores. The head graph then runs the per-token ops after the last attention on
-/// those leading tokens alone (ViT-B/16: the last MLP on 1 token instead of 197).
+/// leading tokens it reads. The head graph then computes what leads to them for those
+/// rows alone (`grad::rows`; ViT-B/16: the last attention's queries and MLP on 1 token).
 #[allow(clippy::too_many_arguments)]
 pub(crate) fn extra_token_readout(
     graph: &GraphProto,
@@ -483,18 +510,17 @@ pub(crate) fn extra_token_readout(
     input_layout: MapLayout,
     output: &str,
     tokens: Option<TokenSpec>,
-) -> Option<(usize, usize, std::collections::HashSet<String>)> {
+) -> Option<usize> {
     let layout = layouts(graph, index, facts, input, input_layout, tokens).of;
     let feeds_output = index.ancestors(&[output]);
-    let blind: std::collections::HashSet<String> =
-        patch_blind(graph, index, consts, facts, &layout, &feeds_output).into_iter().map(str::to_owned).collect();
+    let blind = patch_blind(graph, index, consts, facts, &layout, &feeds_output);
     // Every pick must read leading tokens only, all from maps of one token count.
     let mut reads: Option<(usize, usize)> = None;
     for &i in &index.order {
         let n = &graph.node[i];
         let Some(x) = n.input.first() else { continue };
         let Some(&l @ MapLayout::Tokens { prefix, suffix, h, w }) = layout.get(x) else { continue };
-        if !blind.contains(x) || !selects_extra_tokens(n, x, l, consts) {
+        if !blind.contains(x.as_str()) || !selects_extra_tokens(n, x, l, consts) {
             continue;
         }
         if suffix > 0 || prefix == 0 {
@@ -506,8 +532,7 @@ pub(crate) fn extra_token_readout(
         }
         reads = Some(here);
     }
-    let (prefix, total) = reads?;
-    Some((prefix, total, blind))
+    reads.map(|(prefix, _)| prefix)
 }
 
 /// The automatic target of a transformer: the last token map as wide as the one the head
