@@ -114,6 +114,18 @@ fn the_split_head_computes_what_the_whole_head_computes_on_every_family() {
             let what = format!("{name} ({kind})");
             let scale = common::max_abs(&format!("{what} gradient"), &want[1]);
             assert!(scale > 0.0, "{what}: the seed reaches the layer");
+            // Grad-CAM's class switch: the same backward, stopped at the channel means.
+            let pooled = split.pooled.as_ref().unwrap_or_else(|| panic!("{what}: no pooled backward"));
+            let mut pooled = GraphSession::from_model(pooled, &path, &opts).unwrap();
+            let out = pooled.output_names()[0].clone();
+            let (weights, _) = pooled.run_keeping(&feeds, &values, &[out.as_str()], &[]).unwrap();
+            let chw = target.layout.to_chw(want[1].view(), 0).unwrap();
+            let means = camscope::cam::gradient::grad_cam_weights(chw.view());
+            assert_eq!(weights[0].shape(), &[1, means.len()], "{what}: one weight per channel");
+            let got: Vec<f32> = weights[0].iter().copied().collect();
+            let d = common::max_abs_diff(&format!("{what} weights"), &got, &means.to_vec());
+            let wscale = common::max_abs(&format!("{what} weights"), &means);
+            assert!(d <= 1e-5 * wscale, "{what}: Grad-CAM weights differ by {d} (scale {wscale})");
             let d = common::max_abs_diff(&format!("{what} scores"), &scores[0], &want[0]);
             assert!(d <= 1e-6 * common::max_abs("scores", &want[0]).max(1.0), "{what}: scores differ by {d}");
             let d = common::max_abs_diff(&format!("{what} gradient"), &grad[0], &want[1]);
@@ -231,5 +243,72 @@ fn a_class_token_head_runs_the_last_attention_for_the_leading_rows_alone() {
         assert_eq!(weights[weights.len() - 2], want, "{name}: the attention's query rows ({weights:?})");
         assert_eq!(weights[weights.len() - 1], tokens, "{name}: every key ({weights:?})");
         assert_eq!(out[1].shape(), image.activation.shape(), "{name}: the gradient covers every token");
+    }
+}
+
+/// Grad-CAM reads the gradient only through its channel means, so its class switch stops
+/// the backward at them and sums over the tokens before the last product with a weight: on
+/// a ViT that product (the attention's in-projection, `[T, 3C] x [3C, C]`) runs on one row.
+/// Checked on the shapes ONNX Runtime computes: no product in the pooled backward gives a
+/// `C`-wide result over every token, while the full backward has one (so the check can fail).
+#[test]
+fn a_grad_cam_class_switch_runs_the_last_product_on_one_row() {
+    use camscope::engine::{Device, GraphSession, LoadedModel, SessionOptions};
+    use camscope::onnx::{ModelProto, dtype, op, proto, value_info};
+    use ndarray::ArrayViewD;
+
+    let dir = common::data("conformance");
+    let opts = SessionOptions { device: Device::Cpu, threads: Some(2), ..SessionOptions::default() };
+    for name in ["tv_vit", "vit_cls", "deit_distilled", "vit_reg"] {
+        let path = dir.join(format!("{name}.onnx"));
+        let loaded = LoadedModel::open_checked(&path, None, &opts, true).unwrap();
+        let target = loaded.analysis.resolve_layer(None).unwrap();
+        let mut engine =
+            Engine::from_model(loaded.clone(), EngineConfig { session: opts.clone(), ..Default::default() }).unwrap();
+        let (shape, data) = common::read_npy_f32(&dir.join(format!("{name}_input.npy")));
+        let input =
+            ndarray::ArrayD::from_shape_vec(shape, data).unwrap().into_dimensionality::<ndarray::Ix4>().unwrap();
+        let image = engine.body_batch(input.view()).unwrap().remove(0);
+        let (tokens, channels) = (image.activation.shape()[1], image.activation.shape()[2]);
+        let plan = loaded.analysis.plan_for_sessions(&target, ScoreKind::Logit, false).unwrap();
+        let split = plan.head_split().unwrap();
+        let names = &plan.names;
+        let seed = ndarray::Array2::<f32>::ones((1, plan.classes));
+        let mut fed: Vec<(&str, ArrayViewD<'_, f32>)> = vec![(names.activation.as_str(), image.activation.view())];
+        fed.extend(names.side.iter().map(String::as_str).zip(image.side.iter().map(|s| s.view())));
+        fed.push((names.seed.as_str(), seed.view().into_dyn()));
+        let tape: Vec<&str> = split.tape.iter().map(String::as_str).collect();
+        let mut whole = GraphSession::from_model(&split.whole, &path, &opts).unwrap();
+        let (_, values) = whole.run_keeping(&fed, &[], &[names.score.as_str()], &tape).unwrap();
+        let values: Vec<(&str, &_)> = tape.iter().copied().zip(values.iter()).collect();
+        // The shapes of every MatMul's result in a backward graph, run on the tape.
+        let products = |model: &ModelProto| -> Vec<Vec<usize>> {
+            let mut m = model.clone();
+            let g = m.graph.as_mut().unwrap();
+            let declared: Vec<String> = g.input.iter().filter_map(|v| v.name.clone()).collect();
+            let outs: Vec<String> = g.node.iter().filter(|n| op(n) == "MatMul").map(|n| n.output[0].clone()).collect();
+            for o in &outs {
+                let mut v = value_info(o, dtype::FLOAT, &[], &[]);
+                if let Some(proto::type_proto::Value::TensorType(t)) = v.r#type.as_mut().and_then(|t| t.value.as_mut())
+                {
+                    t.shape = None;
+                }
+                g.output.push(v);
+            }
+            let feeds: Vec<(&str, ArrayViewD<'_, f32>)> =
+                fed.iter().filter(|(n, _)| declared.iter().any(|d| d == n) && !tape.contains(n)).cloned().collect();
+            let wanted: Vec<&str> = outs.iter().map(String::as_str).collect();
+            let mut session = GraphSession::from_model(&m, &path, &opts).unwrap();
+            let (got, _) = session.run_keeping(&feeds, &values, &wanted, &[]).unwrap();
+            got.iter().map(|a| a.shape().to_vec()).collect()
+        };
+        let over_every_token = |s: &Vec<usize>| s.last() == Some(&channels) && s.contains(&tokens);
+        let full = products(&split.backward);
+        assert!(
+            full.iter().any(over_every_token),
+            "{name}: the full backward has a product over every token: {full:?}"
+        );
+        let pooled = products(split.pooled.as_ref().unwrap());
+        assert!(!pooled.iter().any(over_every_token), "{name}: the pooled backward's products: {pooled:?}");
     }
 }

@@ -54,6 +54,9 @@ struct SplitSessions {
     /// session used to cost every model load (the bundled model: 5 ms of 79).
     forward: LazySession,
     backward: GraphSession,
+    /// The backward giving Grad-CAM's channel weights alone (see `grad::pool`), opened on
+    /// first use or by [`Explainer::prepare_pooled`]; its inputs are the backward's.
+    pooled: Option<LazySession>,
     tape: Vec<String>,
     backward_inputs: Vec<String>,
 }
@@ -125,6 +128,7 @@ impl Explainer {
                 let parts = SplitSessions {
                     forward: LazySession::Pending(Box::new(split.forward), opts.clone()),
                     backward: GraphSession::from_model(&split.backward, label, opts)?,
+                    pooled: split.pooled.map(|m| LazySession::Pending(Box::new(m), opts.clone())),
                     tape: split.tape,
                     backward_inputs,
                 };
@@ -245,6 +249,49 @@ impl Explainer {
         let feeds = head_feeds(names, activation, side, Some(seed), |n| backward_inputs.iter().any(|b| b == n));
         let values: Vec<(&str, &DynValue)> = tape.values.iter().map(|(n, v)| (n.as_str(), v)).collect();
         let (mut outs, _) = backward.run_keeping(&feeds, &values, &[names.gradient.as_str()], &[])?;
+        Ok(outs.remove(0))
+    }
+
+    /// Whether [`Explainer::pooled_backward`] can run: a split head whose backward also
+    /// exists in its pooled form.
+    pub fn pools(&self) -> bool {
+        self.split.as_ref().is_some_and(|s| s.pooled.is_some())
+    }
+
+    /// Open the pooled backward's session ahead of need (the inspector does it in the
+    /// background, so that the first Grad-CAM class switch does not pay for it).
+    pub fn prepare_pooled(&mut self) -> Result<(), EngineError> {
+        let path = self.path.clone();
+        if let Some(pooled) = self.split.as_deref_mut().and_then(|s| s.pooled.as_mut()) {
+            pooled.open(&path)?;
+        }
+        Ok(())
+    }
+
+    /// Grad-CAM's channel weights `[N, C]` (the gradient's mean over the map's positions)
+    /// for `seed`, from a split head's tape of the same activations: [`Explainer::backward`]
+    /// without its last product over every position.
+    pub fn pooled_backward(
+        &mut self,
+        tape: &Tape,
+        activation: ArrayViewD<'_, f32>,
+        side: &[ArrayViewD<'_, f32>],
+        seed: ArrayView2<'_, f32>,
+    ) -> Result<ArrayD<f32>, EngineError> {
+        self.check_seed(seed)?;
+        let path = self.path.clone();
+        let names = &self.plan.names;
+        let Some(SplitSessions { pooled: Some(pooled), backward_inputs, .. }) = self.split.as_deref_mut() else {
+            return Err(EngineError::Run {
+                path,
+                detail: "internal: Grad-CAM weights asked of a head without a pooled backward".into(),
+            });
+        };
+        let feeds = head_feeds(names, activation, side, Some(seed), |n| backward_inputs.iter().any(|b| b == n));
+        let values: Vec<(&str, &DynValue)> = tape.values.iter().map(|(n, v)| (n.as_str(), v)).collect();
+        let session = pooled.open(&path)?;
+        let output = session.output_names().first().cloned().unwrap_or_default();
+        let (mut outs, _) = session.run_keeping(&feeds, &values, &[output.as_str()], &[])?;
         Ok(outs.remove(0))
     }
 

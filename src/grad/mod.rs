@@ -21,6 +21,7 @@
 
 pub mod blocker;
 pub mod layout;
+mod pool;
 mod rows;
 pub mod rules;
 pub mod target;
@@ -183,6 +184,8 @@ pub struct Plan {
     score_nodes: Vec<NodeProto>,
     backward_nodes: Vec<NodeProto>,
     backward_inits: Vec<crate::onnx::TensorProto>,
+    /// Backward sums of the contributions to one tensor (see [`pool`]).
+    merges: HashSet<String>,
     base: std::sync::Arc<ModelProto>,
     facts: ShapeFacts,
 }
@@ -649,12 +652,19 @@ impl Analysis {
         contributions.insert(score.clone(), vec![seed.clone()]);
         let forward: Vec<NodeProto> =
             score_nodes.iter().rev().cloned().chain(head_nodes.iter().rev().cloned()).collect();
+        // Sums of the contributions to one tensor (same-shaped: see `pool`).
+        let mut merges: HashSet<String> = HashSet::new();
+        let mut merge = |b: &mut Builder, c: Vec<String>| {
+            if c.len() == 1 {
+                return c[0].clone();
+            }
+            let s = b.sum(&c);
+            merges.insert(s.clone());
+            s
+        };
         for node in forward.iter().filter(|_| backward) {
-            let grads: Vec<Option<String>> = node
-                .output
-                .iter()
-                .map(|o| contributions.remove(o).map(|c| if c.len() == 1 { c[0].clone() } else { b.sum(&c) }))
-                .collect();
+            let grads: Vec<Option<String>> =
+                node.output.iter().map(|o| contributions.remove(o).map(|c| merge(&mut b, c))).collect();
             if grads.iter().all(Option::is_none) {
                 continue;
             }
@@ -711,8 +721,7 @@ impl Analysis {
             }
         }
         let gradient = match contributions.remove(&a) {
-            Some(c) if c.len() == 1 => c[0].clone(),
-            Some(c) => b.sum(&c),
+            Some(c) => merge(&mut b, c),
             None => b.zeros_like(&a),
         };
         let backward_inits = b.initializers.drain(..).collect();
@@ -737,6 +746,7 @@ impl Analysis {
             score_nodes,
             backward_nodes: b.nodes,
             backward_inits,
+            merges,
             base: std::sync::Arc::clone(&self.model),
             facts,
         })
@@ -1019,8 +1029,51 @@ impl Plan {
             .chain(tape_decls)
             .chain(std::iter::once(self.seed_info(&names.seed)))
             .collect();
+        let pooled = self.pooled_backward(&backward_nodes, backward_inputs.clone(), &whole);
         let backward = self.subgraph(backward_nodes, backward_inputs, vec![self.gradient_info()]);
-        Some(HeadSplit { whole, forward, backward, tape })
+        Some(HeadSplit { whole, forward, backward, pooled, tape })
+    }
+
+    /// The backward graph giving Grad-CAM's channel weights `[N, C]` (the gradient's mean
+    /// over the map's positions) instead of the gradient, the mean moved up the graph where
+    /// it commutes (see [`pool`]); same inputs as the backward. `None` where the target's
+    /// shape is not known in full.
+    fn pooled_backward(
+        &self,
+        nodes: &[NodeProto],
+        inputs: Vec<crate::onnx::ValueInfoProto>,
+        whole: &ModelProto,
+    ) -> Option<ModelProto> {
+        let layout = self.target.layout;
+        let f = self.facts.get(&self.names.activation)?;
+        let dims: Vec<i64> = f.dims[1..].iter().map(|d| d.fixed()).collect::<Option<_>>()?;
+        let (channels, positions) = match layout {
+            MapLayout::Tokens { h, w, .. } => (*dims.get(1)?, h * w),
+            l => {
+                let (c, y, x) = l.axes()?;
+                (*dims.get(c - 1)?, usize::try_from(dims.get(y - 1)? * dims.get(x - 1)?).ok()?)
+            }
+        };
+        if f.rank() != layout.rank() || positions == 0 {
+            return None;
+        }
+        let base = self.base.graph.as_ref()?;
+        let weights: HashMap<&str, usize> =
+            base.initializer.iter().filter_map(|t| Some((t.name.as_deref()?, t.dims.len()))).collect();
+        let rank = |t: &str| self.facts.get(t).map(TensorFact::rank).or_else(|| weights.get(t).copied());
+        let graph = pool::Graph { nodes, merges: &self.merges, rank: &rank };
+        let mut b = Builder::new(whole.graph.as_ref()?, default_opset(whole).unwrap_or(11), "camscope_pool");
+        let spans = pool::map_positions(layout);
+        let summed = pool::pooled(&graph, &self.names.gradient, f.rank(), &spans, &mut b);
+        let mean = b.mul_scalar(&summed, 1.0 / positions as f32);
+        let weights_out = b.reshape_to(&mean, &[0, -1]);
+        let mut all = nodes.to_vec();
+        all.append(&mut b.nodes);
+        let all = pool::needed(all, &[&weights_out]);
+        let out = value_info(&weights_out, dtype::FLOAT, &[-1, channels], &[Some("N"), None]);
+        let mut m = self.subgraph(all, inputs, vec![out]);
+        m.graph.as_mut()?.initializer.append(&mut b.initializers);
+        Some(m)
     }
 
     /// A graph of some of the head's nodes with the initializers they read, under the model's
@@ -1157,6 +1210,9 @@ pub struct HeadSplit {
     pub forward: ModelProto,
     /// (the activations and side tensors it reads, tape, seed) → gradient: every other class.
     pub backward: ModelProto,
+    /// `backward` giving Grad-CAM's channel weights `[N, C]` instead of the gradient (the
+    /// mean over the map's positions, taken where it is cheapest): a Grad-CAM class switch.
+    pub pooled: Option<ModelProto>,
     /// The forward values the backward reads, outputs of `forward` (the score vector among
     /// them when the backward reads it, e.g. a softmax's).
     pub tape: Vec<String>,
