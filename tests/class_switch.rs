@@ -312,3 +312,55 @@ fn a_grad_cam_class_switch_runs_the_last_product_on_one_row() {
         assert!(!pooled.iter().any(over_every_token), "{name}: the pooled backward's products: {pooled:?}");
     }
 }
+
+/// The body computes the model's own scores through the head's pruned rows too (where the
+/// score reads only the leading tokens): the last attention runs for the leading query rows
+/// alone there as well, and the scores still equal the model's, at any batch size. A pooled
+/// ViT keeps every row (so the check can fail).
+#[test]
+fn the_body_runs_the_layers_after_the_target_for_the_leading_rows_alone() {
+    use camscope::engine::{Device, GraphSession, LoadedModel, SessionOptions};
+    use camscope::onnx::{dtype, op, value_info};
+    use ndarray::{ArrayD, Axis};
+
+    let dir = common::data("conformance");
+    let opts = SessionOptions { device: Device::Cpu, threads: Some(2), ..SessionOptions::default() };
+    for (name, rows) in [("tv_vit", 1), ("vit_cls", 1), ("deit_distilled", 2), ("vit_reg", 5), ("vit_gap", 0)] {
+        let path = dir.join(format!("{name}.onnx"));
+        let loaded = LoadedModel::open_checked(&path, None, &opts, true).unwrap();
+        let target = loaded.analysis.resolve_layer(None).unwrap();
+        let plan = loaded.analysis.plan_for_sessions(&target, ScoreKind::Logit, false).unwrap();
+        let mut body = plan.body();
+        let graph = body.graph.as_mut().unwrap();
+        let softmax = graph.node.iter().rfind(|n| op(n) == "Softmax").expect("an attention").output[0].clone();
+        graph.output.push(value_info(
+            &softmax,
+            dtype::FLOAT,
+            &[-1, -1, -1, -1],
+            &[Some("a"), Some("b"), Some("c"), Some("d")],
+        ));
+        let (shape, data) = common::read_npy_f32(&dir.join(format!("{name}_input.npy")));
+        let one = ArrayD::from_shape_vec(shape, data).unwrap();
+        // Three different images: the input, flipped, and darkened.
+        let flipped = one.slice_axis(Axis(3), ndarray::Slice::new(0, None, -1)).to_owned();
+        let batch = ndarray::concatenate(Axis(0), &[one.view(), flipped.view(), (&one * 0.5).view()]).unwrap();
+        let input = plan.names.input.as_str();
+        let output = plan.names.model_output.as_str();
+        let mut plain = GraphSession::from_file(&path, &opts).unwrap();
+        let want = plain.run(&[(input, batch.view())], &[output]).unwrap().remove(0);
+        let mut session = GraphSession::from_model(&body, &path, &opts).unwrap();
+        let got = session.run(&[(input, batch.view())], &[output, softmax.as_str()]).unwrap();
+        let what = format!("{name}: the body's scores");
+        let d = common::max_abs_diff(&what, &got[0], &want);
+        assert!(d <= 1e-5 * common::max_abs(&what, &want), "{what} differ from the model's by {d}");
+        let tokens = loaded.analysis.facts().get(&target.tensor).unwrap().dims[1].fixed().unwrap() as usize;
+        let weights = got[1].shape();
+        let want_rows = if rows == 0 { tokens } else { rows };
+        assert_eq!(
+            weights[weights.len() - 2],
+            want_rows,
+            "{name}: the body's last attention's query rows ({weights:?})"
+        );
+        assert_eq!(weights[weights.len() - 1], tokens, "{name}: every key ({weights:?})");
+    }
+}

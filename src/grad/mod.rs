@@ -186,6 +186,9 @@ pub struct Plan {
     backward_inits: Vec<crate::onnx::TensorProto>,
     /// Backward sums of the contributions to one tensor (see [`pool`]).
     merges: HashSet<String>,
+    /// The body's nodes where the head's rows are pruned (see [`rows::model_nodes`]), and
+    /// the tensors that then hold fewer rows.
+    body_nodes: Option<(Vec<NodeProto>, HashSet<String>)>,
     base: std::sync::Arc<ModelProto>,
     facts: ShapeFacts,
 }
@@ -591,6 +594,7 @@ impl Analysis {
         // A class-token head: after the target only the leading tokens' rows are read, so
         // the ops producing them compute those rows alone (see [`rows`]).
         let mut slices: Vec<rows::TokenSlice> = Vec::new();
+        let mut body_nodes = None;
         if prune {
             let readout = target::extra_token_readout(
                 g,
@@ -621,6 +625,8 @@ impl Analysis {
                             facts.insert(&s.small, f);
                         }
                     }
+                    body_nodes = rows::model_nodes(g, &self.index, &head_set, &p.nodes, &p.pruned)
+                        .map(|nodes| (nodes, p.pruned.keys().cloned().collect()));
                     head_nodes = p.nodes;
                     slices = p.slices;
                 }
@@ -747,6 +753,7 @@ impl Analysis {
             backward_nodes: b.nodes,
             backward_inits,
             merges,
+            body_nodes,
             base: std::sync::Arc::clone(&self.model),
             facts,
         })
@@ -849,6 +856,12 @@ impl Plan {
     /// merges a repeated embedded message into the first occurrence (its repeated fields
     /// append), so it reads exactly [`Plan::body`]; on a ViT-B/16 this saves a 330 MB copy.
     pub fn body_bytes(&self) -> Vec<u8> {
+        if let Some(graph) = self.pruned_body_graph() {
+            let mut m = self.shell();
+            m.graph = Some(graph);
+            let base = self.base.graph.as_ref().expect("graph");
+            return crate::onnx::encode_with_initializers(&m, &base.initializer);
+        }
         let suffix = ModelProto {
             graph: Some(GraphProto { output: self.body_extra_outputs(), ..Default::default() }),
             ..Default::default()
@@ -881,12 +894,45 @@ impl Plan {
         value_info(name, dtype::FLOAT, &[-1, self.classes as i64], &[Some("N"), None])
     }
 
-    /// The body graph: the original model, also outputting the activations and side tensors.
+    /// The body graph: the original model, also outputting the activations and side tensors
+    /// (with the head's rows pruned where they can be: [`rows::model_nodes`]).
     pub fn body(&self) -> ModelProto {
         let mut m = (*self.base).clone();
-        let extra = self.body_extra_outputs();
-        m.graph.as_mut().expect("graph").output.extend(extra);
+        let g = m.graph.as_mut().expect("graph");
+        if let Some(mut pruned) = self.pruned_body_graph() {
+            pruned.initializer.append(&mut g.initializer);
+            *g = pruned;
+        } else {
+            g.output.extend(self.body_extra_outputs());
+        }
         m
+    }
+
+    /// The body's graph without the model's initializers, where the head's rows are pruned:
+    /// its nodes, the constants they add, the model's declarations less those of the pruned
+    /// tensors (their rows changed).
+    fn pruned_body_graph(&self) -> Option<GraphProto> {
+        let (nodes, pruned) = self.body_nodes.as_ref()?;
+        let base = self.base.graph.as_ref().expect("graph");
+        let read: HashSet<&str> = nodes.iter().flat_map(|n| n.input.iter().map(String::as_str)).collect();
+        let declared = |v: &&crate::onnx::ValueInfoProto| !v.name.as_deref().is_some_and(|n| pruned.contains(n));
+        Some(GraphProto {
+            node: nodes.clone(),
+            name: base.name.clone(),
+            initializer: self
+                .rewrite_inits
+                .iter()
+                .filter(|t| t.name.as_deref().is_some_and(|n| read.contains(n)))
+                .cloned()
+                .collect(),
+            sparse_initializer: base.sparse_initializer.clone(),
+            doc_string: base.doc_string.clone(),
+            input: base.input.clone(),
+            output: base.output.iter().cloned().chain(self.body_extra_outputs()).collect(),
+            value_info: base.value_info.iter().filter(declared).cloned().collect(),
+            quantization_annotation: base.quantization_annotation.clone(),
+            metadata_props: base.metadata_props.clone(),
+        })
     }
 
     /// Outputs of the body, in order: model output, then activations (unless the target is

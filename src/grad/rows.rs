@@ -21,9 +21,9 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::onnx::builder::Builder;
-use crate::onnx::graph::Constants;
+use crate::onnx::graph::{Constants, GraphIndex};
 use crate::onnx::shapes::{Dim, ShapeFacts};
-use crate::onnx::{NodeProto, attr_int, attr_ints, attrs, op};
+use crate::onnx::{GraphProto, NodeProto, attr_int, attr_ints, attrs, op};
 
 /// A size `k·N^p`: `k` entries per batch power `p` (the token axis merged with the batch
 /// holds `1·N` class-token rows).
@@ -511,4 +511,58 @@ pub(crate) fn prune(
         }
     }
     None
+}
+
+/// The model's nodes with a row-pruned head in place of the original one: the body then
+/// computes the model's own output the way the head computes the score, the layers after
+/// the target for the leading tokens alone (ViT-B/16: its last block, a twelfth of the
+/// forward, for one row). `None` where that would change anything else the model computes:
+/// a pruned tensor read outside the head or given out, a tensor of the original head read
+/// outside it that the pruned head does not make, a subgraph.
+pub(crate) fn model_nodes(
+    g: &GraphProto,
+    index: &GraphIndex,
+    head_set: &HashSet<usize>,
+    head_nodes: &[NodeProto],
+    pruned: &HashMap<String, Rows>,
+) -> Option<Vec<NodeProto>> {
+    if g.node.iter().any(|n| n.attribute.iter().any(|a| a.g.is_some() || !a.graphs.is_empty())) {
+        return None;
+    }
+    let outputs: HashSet<&str> = g.output.iter().filter_map(|o| o.name.as_deref()).collect();
+    let outside = |t: &str| {
+        outputs.contains(t) || index.consumers.get(t).is_some_and(|c| c.iter().any(|i| !head_set.contains(i)))
+    };
+    if pruned.keys().any(|t| outside(t)) {
+        return None;
+    }
+    let made: HashSet<&str> = head_nodes.iter().flat_map(|n| n.output.iter().map(String::as_str)).collect();
+    let dropped = head_set.iter().flat_map(|&i| g.node[i].output.iter()).filter(|o| !o.is_empty());
+    if dropped.filter(|o| !made.contains(o.as_str())).any(|o| outside(o)) {
+        return None;
+    }
+    // Both lists are in a topological order: merge them, each node once its inputs exist.
+    let body: Vec<&NodeProto> = index.order.iter().filter(|i| !head_set.contains(i)).map(|&i| &g.node[i]).collect();
+    let produced: HashSet<&str> =
+        body.iter().copied().chain(head_nodes).flat_map(|n| n.output.iter().map(String::as_str)).collect();
+    let mut done: HashSet<&str> = HashSet::new();
+    let mut merged: Vec<NodeProto> = Vec::with_capacity(body.len() + head_nodes.len());
+    let (mut i, mut j) = (0, 0);
+    while i < body.len() || j < head_nodes.len() {
+        let ready = |n: &NodeProto, done: &HashSet<&str>| {
+            n.input.iter().all(|t| t.is_empty() || !produced.contains(t.as_str()) || done.contains(t.as_str()))
+        };
+        let next = if i < body.len() && ready(body[i], &done) {
+            i += 1;
+            body[i - 1]
+        } else if j < head_nodes.len() && ready(&head_nodes[j], &done) {
+            j += 1;
+            &head_nodes[j - 1]
+        } else {
+            return None;
+        };
+        done.extend(next.output.iter().map(String::as_str));
+        merged.push(next.clone());
+    }
+    Some(merged)
 }

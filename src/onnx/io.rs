@@ -11,8 +11,8 @@ use std::path::{Component, Path, PathBuf};
 
 use prost::Message;
 
-use super::ModelProto;
 use super::proto::tensor_proto::DataLocation;
+use super::{ModelProto, TensorProto};
 
 /// Why a model file could not be read or written.
 #[derive(Debug, thiserror::Error)]
@@ -55,6 +55,24 @@ pub fn encode_merged(first: &ModelProto, then: &ModelProto) -> Vec<u8> {
     let mut buf = Vec::with_capacity(first.encoded_len() + then.encoded_len());
     first.encode(&mut buf).expect("the buffer has the room");
     then.encode(&mut buf).expect("the buffer has the room");
+    buf
+}
+
+/// `model` encoded with `initializers` added to its graph, without copying them: they go
+/// in a second `graph` field, which a protobuf parser merges into the first (repeated
+/// fields append), so the result reads as one graph holding `model`'s initializers, then
+/// these. The body of a pruned head replaces the model's nodes but keeps its weights.
+pub fn encode_with_initializers(model: &ModelProto, initializers: &[TensorProto]) -> Vec<u8> {
+    use prost::encoding::{WireType, encode_key, encode_varint, message};
+    // ModelProto.graph is field 7, GraphProto.initializer field 5.
+    let inner: usize = initializers.iter().map(|t| message::encoded_len(5, t)).sum();
+    let mut buf = Vec::with_capacity(model.encoded_len() + inner + 16);
+    model.encode(&mut buf).expect("the buffer has the room");
+    encode_key(7, WireType::LengthDelimited, &mut buf);
+    encode_varint(inner as u64, &mut buf);
+    for t in initializers {
+        message::encode(5, t, &mut buf);
+    }
     buf
 }
 

@@ -18,7 +18,8 @@ pub mod proto {
 }
 
 pub use self::io::{
-    OnnxError, decode_model, encode_merged, encode_model, read_model, read_model_fingerprinted, write_model,
+    OnnxError, decode_model, encode_merged, encode_model, encode_with_initializers, read_model,
+    read_model_fingerprinted, write_model,
 };
 pub use self::proto::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
 
