@@ -153,7 +153,7 @@ pub fn run(args: &BenchArgs, model: &ModelArgs) -> Result<ExitCode> {
     let warm_l = engine.load(&img)?;
     let top5 = warm_l.scores.top_k_indices(5);
     let t0 = std::time::Instant::now();
-    engine.warm(&warm_l, &top5)?;
+    engine.warm(&warm_l, &top5, Method::GradCam)?;
     let warm_ms = t0.elapsed().as_secs_f64() * 1e3;
     let mut k = 0;
     let warmed_ms = bench(args.runs, || {

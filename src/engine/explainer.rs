@@ -38,6 +38,16 @@ pub struct Tape {
     values: Vec<(String, DynValue)>,
 }
 
+/// What [`Explainer::head_pooled`] gives: an image's first Grad-CAM head run.
+pub struct PooledHead {
+    /// The score vector `[N, classes]`.
+    pub scores: ArrayD<f32>,
+    /// Grad-CAM's channel weights `[N, C]`.
+    pub weights: ArrayD<f32>,
+    /// The tape, when asked for.
+    pub tape: Option<Tape>,
+}
+
 impl super::cache::Weighed for Tape {
     fn bytes(&self) -> usize {
         let value = |v: &DynValue| match v.dtype() {
@@ -53,10 +63,13 @@ struct SplitSessions {
     /// The forward part, opened on first use (only Ablation-CAM needs scores alone): its
     /// session used to cost every model load (the bundled model: 5 ms of 79).
     forward: LazySession,
-    backward: GraphSession,
+    backward: LazySession,
     /// The backward giving Grad-CAM's channel weights alone (see `grad::pool`), opened on
     /// first use or by [`Explainer::prepare_pooled`]; its inputs are the backward's.
     pooled: Option<LazySession>,
+    /// The whole head giving Grad-CAM's channel weights and the tape: an image's first
+    /// Grad-CAM map (opened like `pooled`).
+    whole_pooled: Option<LazySession>,
     tape: Vec<String>,
     backward_inputs: Vec<String>,
 }
@@ -83,8 +96,10 @@ impl LazySession {
 pub struct Explainer {
     pub plan: Plan,
     body: GraphSession,
-    /// The whole head (also giving the tape when it is split).
-    head: GraphSession,
+    /// The whole head (also giving the tape when it is split). Where the head has a pooled
+    /// form, that one opens with the explainer (an image's first Grad-CAM map runs it) and
+    /// this one on first use.
+    head: LazySession,
     split: Option<Box<SplitSessions>>,
     body_outputs: Vec<String>,
     path: PathBuf,
@@ -125,16 +140,25 @@ impl Explainer {
                     .graph
                     .as_ref()
                     .map_or_else(Vec::new, |g| g.input.iter().filter_map(|v| v.name.clone()).collect());
-                let parts = SplitSessions {
-                    forward: LazySession::Pending(Box::new(split.forward), opts.clone()),
-                    backward: GraphSession::from_model(&split.backward, label, opts)?,
-                    pooled: split.pooled.map(|m| LazySession::Pending(Box::new(m), opts.clone())),
+                let pending = |m: crate::onnx::ModelProto| LazySession::Pending(Box::new(m), opts.clone());
+                let mut parts = SplitSessions {
+                    forward: pending(split.forward),
+                    backward: pending(split.backward),
+                    pooled: split.pooled.map(pending),
+                    whole_pooled: split.whole_pooled.map(pending),
                     tape: split.tape,
                     backward_inputs,
                 };
-                (GraphSession::from_model(&split.whole, label, opts)?, Some(Box::new(parts)))
+                // The session the default method's first map needs opens now (so that a head
+                // ONNX Runtime refuses fails at load); each of the others when first run.
+                let mut head = pending(split.whole);
+                match parts.whole_pooled.as_mut() {
+                    Some(first) => first.open(label).map(|_| ())?,
+                    None => head.open(label).map(|_| ())?,
+                }
+                (head, Some(Box::new(parts)))
             }
-            None => (GraphSession::from_model(&plan.head(), label, opts)?, None),
+            None => (LazySession::Open(GraphSession::from_model(&plan.head(), label, opts)?), None),
         };
         let body_outputs = plan.body_outputs();
         // The sessions hold the graphs now; the plan's model copy would only cost memory.
@@ -204,7 +228,7 @@ impl Explainer {
         let wanted = [names.score.as_str(), names.gradient.as_str()];
         let tape = self.split.as_ref().filter(|_| keep_tape).map(|s| &s.tape);
         let keep: Vec<&str> = tape.iter().flat_map(|t| t.iter().map(String::as_str)).collect();
-        let (outs, kept) = self.head.run_keeping(&feeds, &[], &wanted, &keep)?;
+        let (outs, kept) = self.head.open(&self.path)?.run_keeping(&feeds, &[], &wanted, &keep)?;
         let mut outs = outs.into_iter();
         let out = HeadOutput { scores: outs.next().expect("scores"), gradient: outs.next().expect("gradient") };
         let tape = tape.map(|t| Tape { scores: out.scores.clone(), values: t.iter().cloned().zip(kept).collect() });
@@ -239,6 +263,7 @@ impl Explainer {
         seed: ArrayView2<'_, f32>,
     ) -> Result<ArrayD<f32>, EngineError> {
         self.check_seed(seed)?;
+        let path = self.path.clone();
         let names = &self.plan.names;
         let Some(SplitSessions { backward, backward_inputs, .. }) = self.split.as_deref_mut() else {
             return Err(EngineError::Run {
@@ -248,24 +273,56 @@ impl Explainer {
         };
         let feeds = head_feeds(names, activation, side, Some(seed), |n| backward_inputs.iter().any(|b| b == n));
         let values: Vec<(&str, &DynValue)> = tape.values.iter().map(|(n, v)| (n.as_str(), v)).collect();
-        let (mut outs, _) = backward.run_keeping(&feeds, &values, &[names.gradient.as_str()], &[])?;
+        let (mut outs, _) = backward.open(&path)?.run_keeping(&feeds, &values, &[names.gradient.as_str()], &[])?;
         Ok(outs.remove(0))
     }
 
     /// Whether [`Explainer::pooled_backward`] can run: a split head whose backward also
     /// exists in its pooled form.
     pub fn pools(&self) -> bool {
-        self.split.as_ref().is_some_and(|s| s.pooled.is_some())
+        self.split.as_ref().is_some_and(|s| s.pooled.is_some() && s.whole_pooled.is_some())
     }
 
-    /// Open the pooled backward's session ahead of need (the inspector does it in the
-    /// background, so that the first Grad-CAM class switch does not pay for it).
+    /// Open the pooled graphs' sessions ahead of need (the inspector does it in the
+    /// background, so that its first Grad-CAM maps do not pay for them).
     pub fn prepare_pooled(&mut self) -> Result<(), EngineError> {
         let path = self.path.clone();
-        if let Some(pooled) = self.split.as_deref_mut().and_then(|s| s.pooled.as_mut()) {
-            pooled.open(&path)?;
+        if let Some(split) = self.split.as_deref_mut() {
+            for s in [&mut split.pooled, &mut split.whole_pooled].into_iter().flatten() {
+                s.open(&path)?;
+            }
         }
         Ok(())
+    }
+
+    /// [`Explainer::head_keeping_tape`] for Grad-CAM: the score vector and the channel
+    /// weights (the gradient's mean over the map's positions), and the tape when `keep_tape`.
+    pub fn head_pooled(
+        &mut self,
+        activation: ArrayViewD<'_, f32>,
+        side: &[ArrayViewD<'_, f32>],
+        seed: ArrayView2<'_, f32>,
+        keep_tape: bool,
+    ) -> Result<PooledHead, EngineError> {
+        self.check_seed(seed)?;
+        let path = self.path.clone();
+        let names = &self.plan.names;
+        let Some(SplitSessions { whole_pooled: Some(whole), tape, .. }) = self.split.as_deref_mut() else {
+            return Err(EngineError::Run {
+                path,
+                detail: "internal: Grad-CAM weights asked of a head without a pooled form".into(),
+            });
+        };
+        let feeds = head_feeds(names, activation, side, Some(seed), |_| true);
+        let session = whole.open(&path)?;
+        let weights = session.output_names().last().cloned().unwrap_or_default();
+        let wanted = [names.score.as_str(), weights.as_str()];
+        let keep: Vec<&str> = if keep_tape { tape.iter().map(String::as_str).collect() } else { Vec::new() };
+        let (outs, kept) = session.run_keeping(&feeds, &[], &wanted, &keep)?;
+        let mut outs = outs.into_iter();
+        let (scores, weights) = (outs.next().expect("scores"), outs.next().expect("weights"));
+        let tape = keep_tape.then(|| Tape { scores: scores.clone(), values: tape.iter().cloned().zip(kept).collect() });
+        Ok(PooledHead { scores, weights, tape })
     }
 
     /// Grad-CAM's channel weights `[N, C]` (the gradient's mean over the map's positions)

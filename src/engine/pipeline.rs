@@ -542,16 +542,18 @@ impl Engine {
         Ok((scores, gradient))
     }
 
-    /// Grad-CAM's channel weights for one image and seed where they cost less than the
-    /// gradient: a cached head result, or a class switch on the image's kept tape, whose
-    /// backward then stops at the weights (ViT-B/16: the in-projection's product runs on one
-    /// row instead of 197). `None` where the whole head has to run anyway.
+    /// Grad-CAM's channel weights for one image and seed, for less than the gradient costs: a
+    /// cached head result, else a backward that stops at the weights (ViT-B/16: the
+    /// in-projection's product runs on one row instead of 197), on the image's kept tape or
+    /// after the head's forward (keeping its tape). `None` where the head has no such form.
     fn grad_cam_weights(&mut self, loaded: &Loaded, seed: &Seed) -> Result<Option<Array1<f32>>, ExplainError> {
-        if self.config.cache_bytes == 0 || loaded.path.as_os_str().is_empty() {
-            return Ok(None);
+        if let Some(e) = self.explainer.gradient_error() {
+            return Err(e.into());
         }
-        let image = ImageKey::of(&loaded.path);
-        let key = SeedKey::of(seed).map(|s| (image.clone(), s));
+        // As in `head_row`: results are kept only for an image the caches can name.
+        let keeps = self.config.cache_bytes > 0 && !loaded.path.as_os_str().is_empty();
+        let image = keeps.then(|| ImageKey::of(&loaded.path));
+        let key = image.clone().zip(SeedKey::of(seed));
         if let Some(hit) = key.as_ref().and_then(|k| self.heads.get(k)) {
             return Ok(Some(match &hit.1 {
                 HeadGrad::Full(g) => cam::gradient::grad_cam_weights(g.view()),
@@ -561,14 +563,25 @@ impl Engine {
         if !self.explainer.pools() {
             return Ok(None);
         }
-        let Some(tape) = self.tapes.get(&image) else { return Ok(None) };
         let row = self.seed_row(seed)?;
         let row = row.view().insert_axis(Axis(0));
         let side: Vec<_> = loaded.side.iter().map(|s| s.view()).collect();
-        let w = self.explainer.pooled_backward(&tape, loaded.activation.view(), &side, row.view())?;
+        let a = loaded.activation.view();
+        let (scores, w) = match image.as_ref().and_then(|i| self.tapes.get(i)) {
+            Some(tape) => {
+                let w = self.explainer.pooled_backward(&tape, a, &side, row.view())?;
+                (tape.scores.iter().copied().collect::<Vec<f32>>(), w)
+            }
+            None => {
+                let out = self.explainer.head_pooled(a, &side, row.view(), image.is_some())?;
+                if let (Some(i), Some(tape)) = (image, out.tape) {
+                    self.tapes.insert(i, Arc::new(tape));
+                }
+                (out.scores.iter().copied().collect(), out.weights)
+            }
+        };
         let w: Array1<f32> = w.iter().copied().collect();
         if let Some(k) = key {
-            let scores = tape.scores.iter().copied().collect();
             self.heads.insert(k, Arc::new(HeadOut(scores, HeadGrad::Weights(w.clone()))));
         }
         Ok(Some(w))
@@ -585,19 +598,31 @@ impl Engine {
     }
 
     /// Compute and cache the head results of `classes` for an image ahead of need (the
-    /// inspector does this for the shown image's top classes while the user looks at it).
+    /// inspector does this for the shown image's top classes while the user looks at it),
+    /// as `method` will read them: Grad-CAM its channel weights alone, which cost less.
     /// Returns how many were computed (cached ones cost nothing).
-    pub fn warm(&mut self, loaded: &Loaded, classes: &[usize]) -> Result<usize, ExplainError> {
+    pub fn warm(&mut self, loaded: &Loaded, classes: &[usize], method: Method) -> Result<usize, ExplainError> {
         if self.config.cache_bytes == 0 || loaded.path.as_os_str().is_empty() {
             return Ok(0);
         }
         let image = ImageKey::of(&loaded.path);
-        // The first Grad-CAM class switch on a kept tape should not wait for its session.
-        self.explainer.prepare_pooled()?;
+        let weights = method == Method::GradCam && self.explainer.pools();
+        if weights {
+            // The first class switch on a kept tape should not wait for its session.
+            self.explainer.prepare_pooled()?;
+        }
         let mut computed = 0;
         for &c in classes {
-            if !self.heads.contains(&(image.clone(), SeedKey::Class(c))) {
-                self.head(loaded, &Seed::Class(c))?;
+            let warm = match self.heads.get(&(image.clone(), SeedKey::Class(c))) {
+                Some(hit) => weights || matches!(hit.1, HeadGrad::Full(_)),
+                None => false,
+            };
+            if !warm {
+                if weights {
+                    self.grad_cam_weights(loaded, &Seed::Class(c))?;
+                } else {
+                    self.head(loaded, &Seed::Class(c))?;
+                }
                 computed += 1;
             }
         }

@@ -1075,21 +1075,22 @@ impl Plan {
             .chain(tape_decls)
             .chain(std::iter::once(self.seed_info(&names.seed)))
             .collect();
-        let pooled = self.pooled_backward(&backward_nodes, backward_inputs.clone(), &whole);
+        let (pooled, whole_pooled) = self.pooled_graphs(&backward_nodes, backward_inputs.clone(), &whole).unzip();
         let backward = self.subgraph(backward_nodes, backward_inputs, vec![self.gradient_info()]);
-        Some(HeadSplit { whole, forward, backward, pooled, tape })
+        Some(HeadSplit { whole, forward, backward, pooled, whole_pooled, tape })
     }
 
     /// The backward graph giving Grad-CAM's channel weights `[N, C]` (the gradient's mean
     /// over the map's positions) instead of the gradient, the mean moved up the graph where
-    /// it commutes (see [`pool`]); same inputs as the backward. `None` where the target's
-    /// shape is not known in full.
-    fn pooled_backward(
+    /// it commutes (see [`pool`]), with the backward's inputs; and the whole head giving the
+    /// score vector, those weights and the tape (`whole`'s inputs, its outputs but the
+    /// gradient). `None` where the target's shape is not known in full.
+    fn pooled_graphs(
         &self,
         nodes: &[NodeProto],
         inputs: Vec<crate::onnx::ValueInfoProto>,
         whole: &ModelProto,
-    ) -> Option<ModelProto> {
+    ) -> Option<(ModelProto, ModelProto)> {
         let layout = self.target.layout;
         let f = self.facts.get(&self.names.activation)?;
         let dims: Vec<i64> = f.dims[1..].iter().map(|d| d.fixed()).collect::<Option<_>>()?;
@@ -1108,18 +1109,34 @@ impl Plan {
             base.initializer.iter().filter_map(|t| Some((t.name.as_deref()?, t.dims.len()))).collect();
         let rank = |t: &str| self.facts.get(t).map(TensorFact::rank).or_else(|| weights.get(t).copied());
         let graph = pool::Graph { nodes, merges: &self.merges, rank: &rank };
-        let mut b = Builder::new(whole.graph.as_ref()?, default_opset(whole).unwrap_or(11), "camscope_pool");
+        let wg = whole.graph.as_ref()?;
+        let mut b = Builder::new(wg, default_opset(whole).unwrap_or(11), "camscope_pool");
         let spans = pool::map_positions(layout);
         let summed = pool::pooled(&graph, &self.names.gradient, f.rank(), &spans, &mut b);
         let mean = b.mul_scalar(&summed, 1.0 / positions as f32);
         let weights_out = b.reshape_to(&mean, &[0, -1]);
-        let mut all = nodes.to_vec();
-        all.append(&mut b.nodes);
-        let all = pool::needed(all, &[&weights_out]);
         let out = value_info(&weights_out, dtype::FLOAT, &[-1, channels], &[Some("N"), None]);
-        let mut m = self.subgraph(all, inputs, vec![out]);
-        m.graph.as_mut()?.initializer.append(&mut b.initializers);
-        Some(m)
+        let with_pool = |nodes: &[NodeProto], outputs: &[crate::onnx::ValueInfoProto]| {
+            let all: Vec<NodeProto> = nodes.iter().chain(&b.nodes).cloned().collect();
+            let names: Vec<&str> = outputs.iter().filter_map(|v| v.name.as_deref()).collect();
+            let mut m = self.subgraph(pool::needed(all, &names), Vec::new(), outputs.to_vec());
+            if let Some(g) = m.graph.as_mut() {
+                g.initializer.extend(b.initializers.iter().cloned());
+            }
+            m
+        };
+        let mut pooled = with_pool(nodes, std::slice::from_ref(&out));
+        pooled.graph.as_mut()?.input = inputs;
+        let outputs: Vec<_> = wg
+            .output
+            .iter()
+            .filter(|v| v.name.as_deref() != Some(self.names.gradient.as_str()))
+            .cloned()
+            .chain(std::iter::once(out))
+            .collect();
+        let mut whole_pooled = with_pool(&wg.node, &outputs);
+        whole_pooled.graph.as_mut()?.input = wg.input.clone();
+        Some((pooled, whole_pooled))
     }
 
     /// A graph of some of the head's nodes with the initializers they read, under the model's
@@ -1259,6 +1276,9 @@ pub struct HeadSplit {
     /// `backward` giving Grad-CAM's channel weights `[N, C]` instead of the gradient (the
     /// mean over the map's positions, taken where it is cheapest): a Grad-CAM class switch.
     pub pooled: Option<ModelProto>,
+    /// `whole` giving Grad-CAM's channel weights (last output) instead of the gradient: an
+    /// image's first Grad-CAM map.
+    pub whole_pooled: Option<ModelProto>,
     /// The forward values the backward reads, outputs of `forward` (the score vector among
     /// them when the backward reads it, e.g. a softmax's).
     pub tape: Vec<String>,

@@ -194,7 +194,7 @@ struct Queue {
     show: Option<Request>,
     /// The shown image's other top classes whose head results to compute while the user looks
     /// at it (one per turn, so a new `Show` waits for at most one head).
-    warm: Option<(PathBuf, VecDeque<usize>)>,
+    warm: Option<(PathBuf, VecDeque<usize>, Method)>,
     prefetch: VecDeque<PathBuf>,
 }
 
@@ -244,15 +244,15 @@ fn serve(mut engine: Engine, rx: &Receiver<Request>, answer: &dyn Fn(Response) -
             answer(apply_setting(&mut engine, s))
         } else if let Some(Request::Show { serial, path, class, method, versus }) = q.show.take() {
             show(&mut engine, &mut q, rx, ShowArgs { serial, path, class, method, versus }, answer)
-        } else if let Some((path, mut classes)) = q.warm.take() {
+        } else if let Some((path, mut classes, method)) = q.warm.take() {
             if let Some(class) = classes.pop_front() {
                 // Failures are answered when the class is actually shown.
                 if let Ok(loaded) = engine.load(&path) {
-                    let _ = engine.warm(&loaded, &[class]);
+                    let _ = engine.warm(&loaded, &[class], method);
                 }
             }
             if !classes.is_empty() {
-                q.warm = Some((path, classes));
+                q.warm = Some((path, classes, method));
             }
             true
         } else if let Some(path) = q.prefetch.pop_front() {
@@ -324,7 +324,7 @@ fn show(
     if method.needs().gradients && !is_slow(method) {
         let top: VecDeque<usize> =
             loaded.scores.top_k_indices(WARM_CLASSES).into_iter().filter(|&c| c != class).collect();
-        q.warm = Some((path.clone(), top));
+        q.warm = Some((path.clone(), top, method));
     }
     let map = engine.map(&loaded, method, &Seed::Class(class)).and_then(|out| {
         let Some(truth) = versus else { return Ok((out, None)) };
