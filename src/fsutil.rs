@@ -43,6 +43,35 @@ pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
     Ok(bytes)
 }
 
+/// [`read_regular`] into a shared buffer, read in place: large files (models) are read into
+/// memory once, then shared without a copy.
+pub fn read_regular_shared(path: &Path) -> std::io::Result<std::sync::Arc<[u8]>> {
+    let mut options = std::fs::OpenOptions::new();
+    options.read(true);
+    #[cfg(unix)]
+    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
+    let mut file = options.open(path)?;
+    let meta = file.metadata()?;
+    if !meta.is_file() {
+        let what = if meta.is_dir() { "a folder" } else { "a pipe, socket or device" };
+        return Err(Error::new(ErrorKind::InvalidInput, format!("it is {what}, not a regular file")));
+    }
+    let len = usize::try_from(meta.len()).map_err(|_| Error::new(ErrorKind::InvalidInput, "too large to read"))?;
+    let mut buf = std::sync::Arc::<[u8]>::new_uninit_slice(len);
+    let slice = std::sync::Arc::get_mut(&mut buf).expect("a new Arc has one owner");
+    // Zeroed first: reading into uninitialised bytes is not allowed (a memset of a ViT-B's
+    // 346 MB costs 30 ms, less than the copy from a `Vec` it replaces).
+    slice.fill(std::mem::MaybeUninit::new(0));
+    // SAFETY: every element was just initialised, and `MaybeUninit<u8>` has `u8`'s layout.
+    let slice = unsafe { &mut *(std::ptr::from_mut(slice) as *mut [u8]) };
+    file.read_exact(slice).map_err(|e| match e.kind() {
+        ErrorKind::UnexpectedEof => Error::new(ErrorKind::UnexpectedEof, "the file shrank while being read"),
+        _ => e,
+    })?;
+    // SAFETY: every element was initialised (zeroed, then read into).
+    Ok(unsafe { buf.assume_init() })
+}
+
 /// [`read_regular`] as UTF-8 text.
 pub fn read_regular_string(path: &Path) -> std::io::Result<String> {
     String::from_utf8(read_regular(path)?).map_err(|e| Error::new(ErrorKind::InvalidData, e.utf8_error()))

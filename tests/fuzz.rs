@@ -1606,7 +1606,7 @@ mod corpus {
         for t in g.initializer.iter_mut() {
             let n: i64 = t.dims.iter().product();
             if t.data_type == Some(dtype::FLOAT) && n > 64 {
-                t.raw_data = Some(Vec::new());
+                t.raw_data = Some(Default::default());
                 t.float_data.clear();
             }
         }
@@ -1614,7 +1614,7 @@ mod corpus {
             for t in n.attribute.iter_mut().filter_map(|a| a.t.as_mut()) {
                 let k: i64 = t.dims.iter().product();
                 if t.data_type == Some(dtype::FLOAT) && k > 64 {
-                    t.raw_data = Some(Vec::new());
+                    t.raw_data = Some(Default::default());
                     t.float_data.clear();
                 }
             }

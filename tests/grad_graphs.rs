@@ -160,7 +160,9 @@ fn exported_gradient_graph_round_trips() {
 
 /// The body's bytes (the model's own, then a second `graph` field with the extra outputs,
 /// merged by the parser) decode to exactly the body graph, for a CNN and for a transformer
-/// whose head reads side tensors; and the head no longer carries the whole model's weights.
+/// whose head reads side tensors, and so does the body the engine opens, whose weights are
+/// references into the model file's buffer; and the head no longer carries the whole model's
+/// weights.
 #[test]
 fn body_bytes_decode_to_the_body_graph_and_the_head_keeps_only_its_weights() {
     let conformance = data("conformance");
@@ -170,6 +172,42 @@ fn body_bytes_decode_to_the_body_graph_and_the_head_keeps_only_its_weights() {
         let plan = m.analysis.plan_for_sessions(&target, ScoreKind::Logit, false).unwrap();
         let merged = onnx::decode_model(&plan.body_bytes(), Path::new("body.onnx")).unwrap();
         assert_eq!(merged, plan.body(), "{}", path.display());
+        // What the engine opens: the same graph, its weights read in place from the model
+        // file's buffer (external data), each reference the bytes of the tensor it replaces.
+        let encoded = plan.body_encoded();
+        let buffer = encoded.external.clone().unwrap_or_else(|| panic!("{}: weights inside the graph", path.display()));
+        assert_eq!(&buffer[..], &std::fs::read(&path).unwrap()[..], "the buffer is the model file");
+        let ext = onnx::decode_model(&encoded.bytes, Path::new("body.onnx")).unwrap();
+        let (body, ext) = (plan.body().graph.unwrap(), ext.graph.unwrap());
+        assert_eq!((&ext.node, &ext.output), (&body.node, &body.output), "{}", path.display());
+        assert_eq!(ext.initializer.len(), body.initializer.len());
+        let mut moved = 0;
+        for (e, b) in ext.initializer.iter().zip(&body.initializer) {
+            assert_eq!((&e.name, &e.dims, e.data_type), (&b.name, &b.dims, b.data_type));
+            let get = |k: &str| {
+                e.external_data.iter().find(|kv| kv.key.as_deref() == Some(k)).and_then(|kv| kv.value.clone())
+            };
+            let bytes: &[u8] = match get("location") {
+                Some(location) => {
+                    assert_eq!(location, onnx::SHARED_FILE_NAME);
+                    let offset: usize = get("offset").unwrap().parse().unwrap();
+                    let length: usize = get("length").unwrap().parse().unwrap();
+                    moved += length;
+                    &buffer[offset..offset + length]
+                }
+                None => e.raw_data.as_deref().unwrap_or_default(),
+            };
+            assert_eq!(bytes, b.raw_data.as_deref().unwrap_or_default(), "{:?}", e.name);
+        }
+        // Each reference costs its location, offset and length (under 128 bytes).
+        let refs = 128 * ext.initializer.len();
+        assert!(
+            encoded.bytes.len() + moved <= plan.body_bytes().len() + refs && moved * 2 > buffer.len(),
+            "{}: {moved} of the file's {} bytes read in place, {} bytes encoded",
+            path.display(),
+            buffer.len(),
+            encoded.bytes.len()
+        );
         assert!(plan.body().graph.unwrap().output.len() > m.analysis.model().graph.as_ref().unwrap().output.len());
         let head = plan.head();
         let (head_len, model_len) = (onnx::encode_model(&head).len(), onnx::encode_model(m.analysis.model()).len());

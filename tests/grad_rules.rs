@@ -396,8 +396,13 @@ fn a_folded_shape_read_in_the_head_is_a_multiple_of_the_batch() {
         let mut feeds = vec![(names.activation.as_str(), body.activation.view()), (names.seed.as_str(), seed.view())];
         feeds.extend(names.side.iter().map(String::as_str).zip(body.side.iter().map(|s| s.view())));
         let dir = tempfile::tempdir().unwrap();
-        let mut plain =
-            GraphSession::profiling(&plan.head(), std::path::Path::new("tiny.onnx"), None, dir.path()).unwrap();
+        let mut plain = GraphSession::profiling(
+            &camscope::onnx::Encoded::of(&plan.head()),
+            std::path::Path::new("tiny.onnx"),
+            None,
+            dir.path(),
+        )
+        .unwrap();
         let out = plain.run(&feeds, &[names.gradient.as_str()]).unwrap_or_else(|e| panic!("batch {batch}: {e}"));
         assert_eq!(out[0].shape(), &[batch, 4, 6]);
     }

@@ -129,7 +129,7 @@ impl Explainer {
             }
             Err(source) => return Err(EngineError::Grad { path: label.to_owned(), source }),
         };
-        let body = GraphSession::from_bytes(&plan.body_bytes(), label, opts)?;
+        let body = GraphSession::from_encoded(&plan.body_encoded(), label, opts)?;
         // The input as target (Guided Grad-CAM) makes the head the whole model: its tape would
         // be every activation of the network, for a map that is computed once.
         let split = if plan.activation_is_input || gradient_error.is_some() { None } else { plan.head_split() };

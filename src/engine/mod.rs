@@ -106,11 +106,11 @@ impl LoadedModel {
         let (lib, read) = std::thread::scope(|s| {
             let lib =
                 s.spawn(|| runtime::init(opts.ort_lib.as_deref(), opts.threads, opts.intra_op_spinning).map(drop));
-            let read = onnx::read_model_fingerprinted(path, cache_dir.is_some());
+            let read = onnx::read_model_shared(path, cache_dir.is_some());
             (lib.join().unwrap_or_else(|p| std::panic::resume_unwind(p)), read)
         });
         lib?;
-        let (model, print) = read?;
+        let (model, print, file) = read?;
         let graph = model.graph.as_ref().expect("decode_model checks the graph");
         if onnx::known_ops::first_unknown(graph).is_some() {
             // Only ONNX Runtime can tell (a function or a registered custom op may define
@@ -191,6 +191,7 @@ impl LoadedModel {
         let input_name = input.to_owned();
         let input = input_name.as_str();
         let mut analysis = Analysis::new(model, input, &output, layout).map_err(grad_err)?;
+        analysis.set_shared_file(Some(file));
         if let Some(e) = analysis.static_blocker().filter(|_| gradients) {
             return Err(grad_err(e));
         }

@@ -117,8 +117,12 @@ fn by_profile(
     static PROBES: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
     let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let prefix = std::env::temp_dir().join(format!("camscope-probe-{}-{n}", std::process::id()));
-    let mut s = GraphSession::profiling(&model, label, ort_lib, &prefix)?;
-    drop(model);
+    // The weights are read in place from the model file's buffer where there is one.
+    let inits = std::mem::take(&mut g.initializer);
+    let encoded = onnx::encode_external(&model, &inits, analysis.shared_file());
+    drop((model, inits));
+    let mut s = GraphSession::profiling(&encoded, label, ort_lib, &prefix)?;
+    drop(encoded);
     let runs = (|| {
         let x1 = session::zeros(&dims(1));
         let ints = s.run_small_ints(&[(input, x1.view())], &constants, SMALL_INTS)?;
@@ -264,7 +268,12 @@ fn by_outputs(
         ort_lib: ort_lib.map(Path::to_path_buf),
         ..Default::default()
     };
-    let mut s = GraphSession::from_model(&probe, label, &opts)?;
+    let mut probe = probe;
+    let inits = probe.graph.as_mut().map(|g| std::mem::take(&mut g.initializer)).unwrap_or_default();
+    let encoded = onnx::encode_external(&probe, &inits, analysis.shared_file());
+    drop((probe, inits));
+    let mut s = GraphSession::from_encoded(&encoded, label, &opts)?;
+    drop(encoded);
     let mut ints = HashMap::new();
     let x1 = session::zeros(&dims(1));
     let at1 = s.run_probe(&[(input, x1.view())], &layout, &mut ints)?;

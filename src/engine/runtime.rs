@@ -1,7 +1,7 @@
 //! Finding and loading the ONNX Runtime shared library.
 //!
 //! camscope links ONNX Runtime at run time (ort's `load-dynamic`), so one binary works with
-//! whatever ONNX Runtime the machine has (from 1.17 on, ort's `api-17` floor), including the
+//! whatever ONNX Runtime the machine has (from 1.18 on, ort's `api-18` floor), including the
 //! CUDA build that ships in the `onnxruntime-gpu` wheel. The library is searched, in order:
 //! `--ort-lib PATH`, `$ORT_DYLIB_PATH`, the `onnxruntime` package of the Python environment
 //! camscope itself is installed in (`pip install camscope` puts the binary in `<prefix>/bin`
@@ -19,8 +19,9 @@ use std::sync::OnceLock;
 
 /// The ONNX Runtime version `scripts/setup-ort` installs.
 pub const PINNED_VERSION: &str = "1.32.0";
-/// The oldest ONNX Runtime camscope accepts (ort's `api-17` feature).
-pub const MIN_MINOR: u32 = 17;
+/// The oldest ONNX Runtime camscope accepts (ort's `api-18` feature: in-memory external
+/// weights, see `onnx::SharedFile`).
+pub const MIN_MINOR: u32 = 18;
 /// The one-line fix printed whenever the library is missing or unusable.
 pub const INSTALL_HINT: &str = "run `scripts/setup-ort` in the camscope checkout (installs onnxruntime 1.32.0 into .deps/), \
      or `pip install onnxruntime`, or pass --ort-lib /path/to/libonnxruntime.so";

@@ -12,7 +12,7 @@ use ort::session::builder::SessionBuilder;
 use ort::value::{DynValue, TensorRef};
 
 use super::{EngineError, first_line, runtime};
-use crate::onnx::{ModelProto, encode_model};
+use crate::onnx::{Encoded, ModelProto, SHARED_FILE_NAME, encode_model};
 
 /// Where to run: `auto` tries CUDA and falls back to the CPU; `cuda` insists.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
@@ -192,6 +192,20 @@ impl GraphSession {
         Self::from_bytes(&encode_model(model), label, opts)
     }
 
+    /// A session for an encoded model whose weights may live in a buffer of their own (see
+    /// `grad::Plan::body_encoded`), which ONNX Runtime reads in place.
+    pub fn from_encoded(model: &Encoded, label: &Path, opts: &SessionOptions) -> Result<Self, EngineError> {
+        let Some(buffer) = &model.external else { return Self::from_bytes(&model.bytes, label, opts) };
+        let (b, provider, fallback) = builder(opts, label)?;
+        let bad = |e: String| EngineError::BadModel { path: label.to_owned(), detail: first_line(&e) };
+        let mut b = b
+            .with_external_initializer_file_in_memory(SHARED_FILE_NAME, Arc::clone(buffer))
+            .map_err(|e| bad(e.to_string()))?;
+        let session = b.commit_from_memory(&model.bytes).map_err(|e| bad(e.to_string()))?;
+        let outputs = session.outputs().iter().map(|o| o.name().to_owned()).collect();
+        Ok(Self { session, label: label.to_owned(), provider, fallback, outputs, stop: opts.stop.clone() })
+    }
+
     /// A session for an encoded model (see `grad::Plan::body_bytes`).
     pub fn from_bytes(bytes: &[u8], label: &Path, opts: &SessionOptions) -> Result<Self, EngineError> {
         let (mut b, provider, fallback) = builder(opts, label)?;
@@ -206,7 +220,7 @@ impl GraphSession {
     /// profile (written under `profile_prefix`), with graph optimisations off so that the
     /// profiled nodes are the model's own, and without arena or prepacking.
     pub fn profiling(
-        model: &ModelProto,
+        model: &Encoded,
         label: &Path,
         ort_lib: Option<&Path>,
         profile_prefix: &Path,
@@ -221,7 +235,12 @@ impl GraphSession {
             .map_err(|e| bad(e.to_string()))?;
         ort::ep::CPU::default().with_arena_allocator(false).register(&mut b).map_err(|e| bad(e.to_string()))?;
         b = b.with_profiling(profile_prefix).map_err(|e| bad(e.to_string()))?;
-        let session = b.commit_from_memory(&encode_model(model)).map_err(|e| bad(e.to_string()))?;
+        if let Some(buffer) = &model.external {
+            b = b
+                .with_external_initializer_file_in_memory(SHARED_FILE_NAME, Arc::clone(buffer))
+                .map_err(|e| bad(e.to_string()))?;
+        }
+        let session = b.commit_from_memory(&model.bytes).map_err(|e| bad(e.to_string()))?;
         let outputs = session.outputs().iter().map(|o| o.name().to_owned()).collect();
         Ok(Self { session, label: label.to_owned(), provider: Provider::Cpu, fallback: None, outputs, stop: None })
     }

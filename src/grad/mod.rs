@@ -144,6 +144,9 @@ pub struct Analysis {
     tokens: Option<TokenSpec>,
     /// Probabilities come from sigmoids (multi-label or binary heads), not a softmax.
     sigmoid: bool,
+    /// The model file's buffer the weights are slices of, when read from a file: derived
+    /// graphs point ONNX Runtime at it instead of encoding the weights again.
+    file: Option<crate::onnx::SharedFile>,
 }
 
 /// Names of the tensors the engine feeds and reads.
@@ -190,6 +193,8 @@ pub struct Plan {
     /// the tensors that then hold fewer rows.
     body_nodes: Option<(Vec<NodeProto>, HashSet<String>)>,
     base: std::sync::Arc<ModelProto>,
+    /// See [`Analysis::set_shared_file`].
+    file: Option<crate::onnx::SharedFile>,
     facts: ShapeFacts,
 }
 
@@ -212,7 +217,18 @@ impl Analysis {
             input_layout,
             tokens: None,
             sigmoid: false,
+            file: None,
         })
+    }
+
+    /// The buffer `model`'s weights were decoded from ([`crate::onnx::read_model_shared`]).
+    pub fn set_shared_file(&mut self, file: Option<crate::onnx::SharedFile>) {
+        self.file = file;
+    }
+
+    /// See [`Analysis::set_shared_file`].
+    pub fn shared_file(&self) -> Option<&crate::onnx::SharedFile> {
+        self.file.as_ref()
     }
 
     /// Whether the model's probabilities come from independent sigmoids (multi-label or
@@ -755,6 +771,7 @@ impl Analysis {
             merges,
             body_nodes,
             base: std::sync::Arc::clone(&self.model),
+            file: self.file.clone(),
             facts,
         })
     }
@@ -812,6 +829,7 @@ impl Plan {
     /// the sessions exist; the graph-building methods must not be called afterwards.
     pub fn release_model(&mut self) {
         self.base = std::sync::Arc::default();
+        self.file = None;
     }
 
     /// The model without its graph (IR version, opsets, functions, metadata): what every
@@ -851,22 +869,30 @@ impl Plan {
             .collect()
     }
 
-    /// [`Plan::body`] encoded for ONNX Runtime without copying the model first: the model's
-    /// own bytes, then a second `graph` field holding only the extra outputs. A protobuf parser
-    /// merges a repeated embedded message into the first occurrence (its repeated fields
-    /// append), so it reads exactly [`Plan::body`]; on a ViT-B/16 this saves a 330 MB copy.
+    /// The body graph encoded ([`Plan::body`] without building it: the weights are not
+    /// copied), its weights read from the model file's buffer where the model came from one.
+    pub fn body_encoded(&self) -> crate::onnx::Encoded {
+        self.body_encoded_with(self.file.as_ref())
+    }
+
+    /// [`Plan::body_encoded`] with the weights inside the bytes.
     pub fn body_bytes(&self) -> Vec<u8> {
-        if let Some(graph) = self.pruned_body_graph() {
-            let mut m = self.shell();
-            m.graph = Some(graph);
-            let base = self.base.graph.as_ref().expect("graph");
-            return crate::onnx::encode_with_initializers(&m, &base.initializer);
-        }
-        let suffix = ModelProto {
-            graph: Some(GraphProto { output: self.body_extra_outputs(), ..Default::default() }),
-            ..Default::default()
-        };
-        crate::onnx::encode_merged(&self.base, &suffix)
+        self.body_encoded_with(None).bytes
+    }
+
+    fn body_encoded_with(&self, file: Option<&crate::onnx::SharedFile>) -> crate::onnx::Encoded {
+        let base = self.base.graph.as_ref().expect("graph");
+        let mut m = self.shell();
+        m.graph = Some(match self.pruned_body_graph() {
+            Some(graph) => graph,
+            // The model's graph less its weights (which go in after), with the extra outputs.
+            None => GraphProto {
+                initializer: Vec::new(),
+                output: base.output.iter().cloned().chain(self.body_extra_outputs()).collect(),
+                ..base.clone()
+            },
+        });
+        crate::onnx::encode_external(&m, &base.initializer, file)
     }
 
     fn declare(&self, name: &str) -> crate::onnx::ValueInfoProto {
