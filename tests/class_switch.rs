@@ -180,6 +180,15 @@ fn a_class_switch_on_a_kept_tape_gives_the_maps_of_a_fresh_head() {
     let (mut kept, mut fresh) = (open(EngineConfig::default().cache_bytes), open(0));
     let (lk, lf) = (kept.load(&img).unwrap(), fresh.load(&img).unwrap());
     let ranked = lk.scores.top_k_indices(usize::MAX);
+    // The inspector opens the head's other sessions while idle, one per turn (the pooled
+    // backward, the whole head, the backward; the pooled head opened with the model); the
+    // fresh engine opens each when a map first needs it. The maps below are the same.
+    let mut opened = 0;
+    while kept.open_next_session().unwrap() {
+        opened += 1;
+        assert!(opened <= 3, "more sessions opened than the head has");
+    }
+    assert_eq!(opened, 3, "sessions opened while idle");
     // What the status bar shows as the cache's memory counts the tape the first map keeps.
     let before = kept.cache_usage().1;
     kept.map(&lk, Method::GradCam, &Seed::Class(ranked[0])).unwrap();

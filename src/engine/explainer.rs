@@ -81,6 +81,10 @@ enum LazySession {
 }
 
 impl LazySession {
+    fn is_open(&self) -> bool {
+        matches!(self, LazySession::Open(_))
+    }
+
     fn open(&mut self, label: &Path) -> Result<&mut GraphSession, EngineError> {
         if let LazySession::Pending(model, opts) = self {
             *self = LazySession::Open(GraphSession::from_model(model, label, opts)?);
@@ -293,6 +297,25 @@ impl Explainer {
             }
         }
         Ok(())
+    }
+
+    /// Open one more of the sessions that open on first use (the pooled ones first, then the
+    /// whole head and the backward that the other gradient methods run; not the forward part,
+    /// which only Ablation-CAM runs). Returns whether one was opened: the inspector calls it
+    /// while idle, one session per turn, so that switching to another method does not pay for
+    /// a session (80 ms on a ViT-B/16) and a new image waits for at most one.
+    pub fn open_next(&mut self) -> Result<bool, EngineError> {
+        let path = self.path.clone();
+        let mut pending: Vec<&mut LazySession> = Vec::new();
+        if let Some(split) = self.split.as_deref_mut() {
+            pending.extend([&mut split.pooled, &mut split.whole_pooled].into_iter().flatten());
+            pending.push(&mut self.head);
+            pending.push(&mut split.backward);
+        }
+        match pending.into_iter().find(|s| !s.is_open()) {
+            Some(s) => s.open(&path).map(|_| true),
+            None => Ok(false),
+        }
     }
 
     /// [`Explainer::head_keeping_tape`] for Grad-CAM: the score vector and the channel

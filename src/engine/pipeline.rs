@@ -597,6 +597,12 @@ impl Engine {
         self.tapes = LruCache::new(bytes / 4);
     }
 
+    /// Open one more of the gradient sessions that open on first use; false when none is
+    /// left (see [`super::explainer::Explainer::open_next`]).
+    pub fn open_next_session(&mut self) -> Result<bool, ExplainError> {
+        Ok(self.explainer.open_next()?)
+    }
+
     /// Compute and cache the head results of `classes` for an image ahead of need (the
     /// inspector does this for the shown image's top classes while the user looks at it),
     /// as `method` will read them: Grad-CAM its channel weights alone, which cost less.

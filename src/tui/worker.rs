@@ -196,6 +196,9 @@ struct Queue {
     /// at it (one per turn, so a new `Show` waits for at most one head).
     warm: Option<(PathBuf, VecDeque<usize>, Method)>,
     prefetch: VecDeque<PathBuf>,
+    /// Gradient sessions may still be waiting to open while idle (`Engine::open_next_session`):
+    /// set by each map shown and each new layer or score kind (which rebuild the graphs).
+    sessions: bool,
 }
 
 impl Queue {
@@ -212,7 +215,11 @@ impl Queue {
     }
 
     fn is_empty(&self) -> bool {
-        self.settings.is_empty() && self.show.is_none() && self.warm.is_none() && self.prefetch.is_empty()
+        self.settings.is_empty()
+            && self.show.is_none()
+            && self.warm.is_none()
+            && self.prefetch.is_empty()
+            && !self.sessions
     }
 
     /// Take everything already sent, without waiting. False when the UI has gone.
@@ -241,8 +248,11 @@ fn serve(mut engine: Engine, rx: &Receiver<Request>, answer: &dyn Fn(Response) -
             return;
         }
         let ok = if let Some(s) = q.settings.pop_front() {
+            q.sessions = true;
             answer(apply_setting(&mut engine, s))
         } else if let Some(Request::Show { serial, path, class, method, versus }) = q.show.take() {
+            // Not before the first map: it would wait for a session it does not need.
+            q.sessions = true;
             show(&mut engine, &mut q, rx, ShowArgs { serial, path, class, method, versus }, answer)
         } else if let Some((path, mut classes, method)) = q.warm.take() {
             if let Some(class) = classes.pop_front() {
@@ -257,6 +267,10 @@ fn serve(mut engine: Engine, rx: &Receiver<Request>, answer: &dyn Fn(Response) -
             true
         } else if let Some(path) = q.prefetch.pop_front() {
             prefetch(&mut engine, path, answer)
+        } else if q.sessions {
+            // A failure here is answered when a map needs that session.
+            q.sessions = engine.open_next_session().unwrap_or(false);
+            true
         } else {
             true
         };
