@@ -25,19 +25,26 @@ pub fn non_regular(path: &Path) -> Option<&'static str> {
     }
 }
 
-/// The bytes of `path`, which must be a regular file (else an `InvalidInput` error whose text
-/// says what it is).
-pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+/// `path` opened for reading, refused unless it is a regular file (opened without blocking,
+/// so that a FIFO is refused instead of waiting for a writer).
+fn open_regular(path: &Path) -> std::io::Result<(std::fs::File, std::fs::Metadata)> {
     let mut options = std::fs::OpenOptions::new();
     options.read(true);
     #[cfg(unix)]
     std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-    let mut file = options.open(path)?;
+    let file = options.open(path)?;
     let meta = file.metadata()?;
     if !meta.is_file() {
         let what = if meta.is_dir() { "a folder" } else { "a pipe, socket or device" };
         return Err(Error::new(ErrorKind::InvalidInput, format!("it is {what}, not a regular file")));
     }
+    Ok((file, meta))
+}
+
+/// The bytes of `path`, which must be a regular file (else an `InvalidInput` error whose text
+/// says what it is).
+pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
+    let (mut file, meta) = open_regular(path)?;
     let mut bytes = Vec::with_capacity(meta.len() as usize);
     file.read_to_end(&mut bytes)?;
     Ok(bytes)
@@ -46,16 +53,7 @@ pub fn read_regular(path: &Path) -> std::io::Result<Vec<u8>> {
 /// [`read_regular`] into a shared buffer, read in place: large files (models) are read into
 /// memory once, then shared without a copy.
 pub fn read_regular_shared(path: &Path) -> std::io::Result<std::sync::Arc<[u8]>> {
-    let mut options = std::fs::OpenOptions::new();
-    options.read(true);
-    #[cfg(unix)]
-    std::os::unix::fs::OpenOptionsExt::custom_flags(&mut options, libc::O_NONBLOCK);
-    let mut file = options.open(path)?;
-    let meta = file.metadata()?;
-    if !meta.is_file() {
-        let what = if meta.is_dir() { "a folder" } else { "a pipe, socket or device" };
-        return Err(Error::new(ErrorKind::InvalidInput, format!("it is {what}, not a regular file")));
-    }
+    let (mut file, meta) = open_regular(path)?;
     let len = usize::try_from(meta.len()).map_err(|_| Error::new(ErrorKind::InvalidInput, "too large to read"))?;
     let mut buf = std::sync::Arc::<[u8]>::new_uninit_slice(len);
     let slice = std::sync::Arc::get_mut(&mut buf).expect("a new Arc has one owner");
@@ -95,5 +93,14 @@ mod tests {
         assert!(read_regular(t.path()).unwrap_err().to_string().contains("a folder"));
         std::fs::write(t.path().join("a.txt"), "x").unwrap();
         assert_eq!(read_regular_string(&t.path().join("a.txt")).unwrap(), "x");
+        // The shared reader (models) refuses the same files and reads the same bytes.
+        assert!(read_regular_shared(&fifo).unwrap_err().to_string().contains("a pipe, socket or device"));
+        assert!(read_regular_shared(Path::new("/dev/zero")).unwrap_err().to_string().contains("device"));
+        assert!(read_regular_shared(t.path()).unwrap_err().to_string().contains("a folder"));
+        let bytes: Vec<u8> = (0..100_000u32).map(|i| (i * 7 % 251) as u8).collect();
+        std::fs::write(t.path().join("b.bin"), &bytes).unwrap();
+        assert_eq!(&read_regular_shared(&t.path().join("b.bin")).unwrap()[..], &bytes[..]);
+        std::fs::write(t.path().join("empty"), b"").unwrap();
+        assert!(read_regular_shared(&t.path().join("empty")).unwrap().is_empty());
     }
 }
