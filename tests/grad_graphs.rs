@@ -158,8 +158,8 @@ fn exported_gradient_graph_round_trips() {
     assert_eq!(onnx::encode_model(&again), bytes);
 }
 
-/// The body's bytes (the model's own, then a second `graph` field with the extra outputs,
-/// merged by the parser) decode to exactly the body graph, for a CNN and for a transformer
+/// The body's bytes (its graph without weights, then a second `graph` field with the
+/// model's initializers, merged by the parser) decode to exactly the body graph, for a CNN and for a transformer
 /// whose head reads side tensors, and so does the body the engine opens, whose weights are
 /// references into the model file's buffer; and the head no longer carries the whole model's
 /// weights.

@@ -49,16 +49,6 @@ pub fn encode_model(model: &ModelProto) -> Vec<u8> {
     model.encode_to_vec()
 }
 
-/// `first`'s bytes followed by `then`'s, in one allocation: protobuf parsers merge the two
-/// (singular fields of `then` win, repeated fields append, embedded messages merge), so a
-/// model plus a small patch (say, extra graph outputs) is encoded without copying the model.
-pub fn encode_merged(first: &ModelProto, then: &ModelProto) -> Vec<u8> {
-    let mut buf = Vec::with_capacity(first.encoded_len() + then.encoded_len());
-    first.encode(&mut buf).expect("the buffer has the room");
-    then.encode(&mut buf).expect("the buffer has the room");
-    buf
-}
-
 /// `model` encoded with `initializers` added to its graph, without copying them: they go
 /// in a second `graph` field, which a protobuf parser merges into the first (repeated
 /// fields append), so the result reads as one graph holding `model`'s initializers, then

@@ -18,7 +18,7 @@ pub mod proto {
 }
 
 pub use self::io::{
-    Encoded, OnnxError, SHARED_FILE_NAME, SharedFile, decode_model, encode_external, encode_merged, encode_model,
+    Encoded, OnnxError, SHARED_FILE_NAME, SharedFile, decode_model, encode_external, encode_model,
     encode_with_initializers, read_model, read_model_fingerprinted, read_model_shared, write_model,
 };
 pub use self::proto::{AttributeProto, GraphProto, ModelProto, NodeProto, TensorProto, ValueInfoProto};
