@@ -266,19 +266,7 @@ impl Explainer {
         side: &[ArrayViewD<'_, f32>],
         seed: ArrayView2<'_, f32>,
     ) -> Result<ArrayD<f32>, EngineError> {
-        self.check_seed(seed)?;
-        let path = self.path.clone();
-        let names = &self.plan.names;
-        let Some(SplitSessions { backward, backward_inputs, .. }) = self.split.as_deref_mut() else {
-            return Err(EngineError::Run {
-                path: self.path.clone(),
-                detail: "internal: a tape given to a head that is not split".into(),
-            });
-        };
-        let feeds = head_feeds(names, activation, side, Some(seed), |n| backward_inputs.iter().any(|b| b == n));
-        let values: Vec<(&str, &DynValue)> = tape.values.iter().map(|(n, v)| (n.as_str(), v)).collect();
-        let (mut outs, _) = backward.open(&path)?.run_keeping(&feeds, &values, &[names.gradient.as_str()], &[])?;
-        Ok(outs.remove(0))
+        self.run_on_tape(false, tape, activation, side, seed)
     }
 
     /// Whether [`Explainer::pooled_backward`] can run: a split head whose backward also
@@ -358,18 +346,37 @@ impl Explainer {
         side: &[ArrayViewD<'_, f32>],
         seed: ArrayView2<'_, f32>,
     ) -> Result<ArrayD<f32>, EngineError> {
+        self.run_on_tape(true, tape, activation, side, seed)
+    }
+
+    /// Run the backward, or its `pooled` form, on a tape: both read the same inputs and give
+    /// one output (the gradient, or the channel weights).
+    fn run_on_tape(
+        &mut self,
+        pooled: bool,
+        tape: &Tape,
+        activation: ArrayViewD<'_, f32>,
+        side: &[ArrayViewD<'_, f32>],
+        seed: ArrayView2<'_, f32>,
+    ) -> Result<ArrayD<f32>, EngineError> {
         self.check_seed(seed)?;
         let path = self.path.clone();
         let names = &self.plan.names;
-        let Some(SplitSessions { pooled: Some(pooled), backward_inputs, .. }) = self.split.as_deref_mut() else {
-            return Err(EngineError::Run {
-                path,
-                detail: "internal: Grad-CAM weights asked of a head without a pooled backward".into(),
-            });
+        let (session, backward_inputs) = match self.split.as_deref_mut() {
+            Some(SplitSessions { pooled: Some(p), backward_inputs, .. }) if pooled => (p, backward_inputs),
+            Some(SplitSessions { backward, backward_inputs, .. }) if !pooled => (backward, backward_inputs),
+            _ => {
+                let detail = if pooled {
+                    "internal: Grad-CAM weights asked of a head without a pooled backward"
+                } else {
+                    "internal: a tape given to a head that is not split"
+                };
+                return Err(EngineError::Run { path, detail: detail.into() });
+            }
         };
         let feeds = head_feeds(names, activation, side, Some(seed), |n| backward_inputs.iter().any(|b| b == n));
         let values: Vec<(&str, &DynValue)> = tape.values.iter().map(|(n, v)| (n.as_str(), v)).collect();
-        let session = pooled.open(&path)?;
+        let session = session.open(&path)?;
         let output = session.output_names().first().cloned().unwrap_or_default();
         let (mut outs, _) = session.run_keeping(&feeds, &values, &[output.as_str()], &[])?;
         Ok(outs.remove(0))

@@ -118,9 +118,7 @@ fn by_profile(
     let n = PROBES.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let prefix = std::env::temp_dir().join(format!("camscope-probe-{}-{n}", std::process::id()));
     // The weights are read in place from the model file's buffer where there is one.
-    let inits = std::mem::take(&mut g.initializer);
-    let encoded = onnx::encode_external(&model, &inits, analysis.shared_file());
-    drop((model, inits));
+    let encoded = onnx::Encoded::sharing(model, analysis.shared_file());
     let mut s = GraphSession::profiling(&encoded, label, ort_lib, &prefix)?;
     drop(encoded);
     let runs = (|| {
@@ -268,10 +266,7 @@ fn by_outputs(
         ort_lib: ort_lib.map(Path::to_path_buf),
         ..Default::default()
     };
-    let mut probe = probe;
-    let inits = probe.graph.as_mut().map(|g| std::mem::take(&mut g.initializer)).unwrap_or_default();
-    let encoded = onnx::encode_external(&probe, &inits, analysis.shared_file());
-    drop((probe, inits));
+    let encoded = onnx::Encoded::sharing(probe, analysis.shared_file());
     let mut s = GraphSession::from_encoded(&encoded, label, &opts)?;
     drop(encoded);
     let mut ints = HashMap::new();

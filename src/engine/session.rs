@@ -176,6 +176,12 @@ fn profile_prefix() -> Option<PathBuf> {
     Some(dir.join("camscope"))
 }
 
+/// Register the buffer an [`Encoded`] model's external weights live in, under the name its
+/// graph refers to ([`SHARED_FILE_NAME`]).
+fn with_shared_weights(b: SessionBuilder, buffer: &Arc<[u8]>) -> Result<SessionBuilder, String> {
+    b.with_external_initializer_file_in_memory(SHARED_FILE_NAME, Arc::clone(buffer)).map_err(|e| e.to_string())
+}
+
 /// A session over one of camscope's graphs (or a model file), with named f32 I/O.
 pub struct GraphSession {
     session: Session,
@@ -198,9 +204,7 @@ impl GraphSession {
         let Some(buffer) = &model.external else { return Self::from_bytes(&model.bytes, label, opts) };
         let (b, provider, fallback) = builder(opts, label)?;
         let bad = |e: String| EngineError::BadModel { path: label.to_owned(), detail: first_line(&e) };
-        let mut b = b
-            .with_external_initializer_file_in_memory(SHARED_FILE_NAME, Arc::clone(buffer))
-            .map_err(|e| bad(e.to_string()))?;
+        let mut b = with_shared_weights(b, buffer).map_err(bad)?;
         let session = b.commit_from_memory(&model.bytes).map_err(|e| bad(e.to_string()))?;
         let outputs = session.outputs().iter().map(|o| o.name().to_owned()).collect();
         Ok(Self { session, label: label.to_owned(), provider, fallback, outputs, stop: opts.stop.clone() })
@@ -236,9 +240,7 @@ impl GraphSession {
         ort::ep::CPU::default().with_arena_allocator(false).register(&mut b).map_err(|e| bad(e.to_string()))?;
         b = b.with_profiling(profile_prefix).map_err(|e| bad(e.to_string()))?;
         if let Some(buffer) = &model.external {
-            b = b
-                .with_external_initializer_file_in_memory(SHARED_FILE_NAME, Arc::clone(buffer))
-                .map_err(|e| bad(e.to_string()))?;
+            b = with_shared_weights(b, buffer).map_err(bad)?;
         }
         let session = b.commit_from_memory(&model.bytes).map_err(|e| bad(e.to_string()))?;
         let outputs = session.outputs().iter().map(|o| o.name().to_owned()).collect();

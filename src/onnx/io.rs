@@ -160,6 +160,13 @@ impl Encoded {
     pub fn of(model: &ModelProto) -> Self {
         Self { bytes: encode_model(model), external: None }
     }
+
+    /// `model` encoded with its weights read from `file` where they are slices of it (see
+    /// [`encode_external`]); the model is consumed, so its weights are not held twice.
+    pub fn sharing(mut model: ModelProto, file: Option<&SharedFile>) -> Self {
+        let inits = model.graph.as_mut().map(|g| std::mem::take(&mut g.initializer)).unwrap_or_default();
+        encode_external(&model, &inits, file)
+    }
 }
 
 /// `initializers` with every weight whose bytes are a slice of `file` turned into a reference
